@@ -1,0 +1,1 @@
+"""Export of tfdepth models: SavedModel with serving signatures, TFLite (float / int8), QAT."""
