@@ -1,0 +1,200 @@
+"""Tests of the `kitti_depth` builder's parts: split files, the vendored SfMLearner lists, the
+Zhou-split derivation, intrinsics rescaling, example values on the dummy raw tree, and errors."""
+
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from etils import epath
+
+from tfds_builders.common import errors
+from tfds_builders.common import lidar
+from tfds_builders.kitti_depth import kitti_depth_dataset_builder as kd
+from tfds_builders.kitti_depth import kitti_splits
+
+tfds.core.utils.gcs_utils._is_gcs_disabled = True  # pylint: disable=protected-access
+
+DUMMY = epath.Path(kd.__file__).parent / "dummy_data"
+DATE = "2011_09_26"
+TEST_DRIVE = "2011_09_26_drive_0002_sync"
+# Fixture calibration (dummy_data/make_dummy_data.py): fx = fy = 46, P_rect_02 cx = 40, cy = 12,
+# P_rect x-translations 2.76 and -21.62 -> baseline (2.76 + 21.62) / 46 = 0.53 m.
+FIXTURE_K = np.array([[46.0, 0.0, 39.0], [0.0, 46.0, 11.0], [0.0, 0.0, 1.0]])
+FIXTURE_BASELINE = 0.53
+
+
+def test_parse_split_line_formats():
+  monodepth2 = kitti_splits.parse_split_line(f"{DATE}/{TEST_DRIVE} 69 r")
+  sfmlearner = kitti_splits.parse_split_line(f"{DATE}/{TEST_DRIVE}/image_02/data/0000000069.png")
+  static = kitti_splits.parse_split_line(f"{DATE} {TEST_DRIVE} 0000000069")
+  assert monodepth2 == kitti_splits.Frame(DATE, TEST_DRIVE, 69, "r")
+  assert monodepth2.camera == 3 and monodepth2.key == f"{TEST_DRIVE}_0000000069_r"
+  assert sfmlearner == static == kitti_splits.Frame(DATE, TEST_DRIVE, 69, "l")
+
+
+@pytest.mark.parametrize("line", [f"{DATE}/{TEST_DRIVE} 69 x", f"{DATE}/{TEST_DRIVE} sixty l",
+                                  f"2011_09_28/{TEST_DRIVE} 1 l", "a b c d"])
+def test_parse_split_line_rejects_bad_lines(line):
+  with pytest.raises(errors.InvalidInputError, match="where.txt:7"):
+    kitti_splits.parse_split_line(line, "where.txt:7")
+
+
+def test_read_split_file_rejects_duplicates_and_missing(tmp_path):
+  path = tmp_path / "dup.txt"
+  path.write_text(f"# comment\n{DATE}/{TEST_DRIVE} 1 l\n\n{DATE}/{TEST_DRIVE} 1 l\n")
+  with pytest.raises(errors.InvalidInputError, match="dup.txt:4: frame .* listed twice"):
+    kitti_splits.read_split_file(path)
+  with pytest.raises(errors.MissingFileError, match="absent.txt"):
+    kitti_splits.read_split_file(tmp_path / "absent.txt")
+
+
+def test_vendored_lists():
+  frames = kitti_splits.eigen_test_frames()
+  assert len(frames) == len(set(frames)) == kitti_splits.NUM_EIGEN_TEST_FRAMES
+  scenes = kitti_splits.eigen_test_scenes()
+  assert len(scenes) == kitti_splits.NUM_EIGEN_TEST_SCENES
+  # Every Eigen test frame comes from a test scene, and every test scene has test frames.
+  assert {f.drive[:-len("_sync")] for f in frames} == scenes
+  assert all(f.side == "l" for f in frames)
+  static = kitti_splits.static_frames()
+  assert len(static) == 8044  # Lines of SfMLearner's static_frames.txt (all distinct).
+  assert ("2011_09_26_drive_0113_sync", 30) in static
+
+
+def test_derive_zhou_frames_hand_case():
+  available = [
+      (DATE, TEST_DRIVE, [0, 1, 2, 3]),  # Eigen test scene: excluded entirely.
+      (DATE, "2011_09_26_drive_0113_sync", [28, 29, 30, 31, 32]),  # 30 is static.
+      (DATE, "2011_09_26_drive_0001_sync", [0, 1, 2, 4, 5, 6]),  # Gap at 3.
+  ]
+  frames = kitti_splits.derive_zhou_frames(
+      available, kitti_splits.eigen_test_scenes(), kitti_splits.static_frames())
+  assert [(f.drive[-9:-5], f.index) for f in frames] == [
+      ("0001", 1), ("0001", 5), ("0113", 29), ("0113", 31)]
+
+
+def test_scale_intrinsics_closed_form():
+  # 24x80 -> 192x640 (s = 8): fx' = 368, cx' = (39 + 0.5)·8 - 0.5 = 315.5, cy' = 11.5·8 - 0.5.
+  scaled = kd.scale_intrinsics(FIXTURE_K, (24, 80), (192, 640))
+  np.testing.assert_array_equal(scaled, [[368, 0, 315.5], [0, 368, 91.5], [0, 0, 1]])
+  # Invariant: the centre of the image, ((W - 1)/2, (H - 1)/2), maps to the new centre.
+  k = np.array([[10.0, 0, 39.5], [0, 10.0, 11.5], [0, 0, 1]])
+  back = kd.scale_intrinsics(k, (24, 80), (7, 33))
+  assert back[0, 2] == pytest.approx((33 - 1) / 2, abs=1e-12)
+  assert back[1, 2] == pytest.approx((7 - 1) / 2, abs=1e-12)
+
+
+def _eigen_frame(index):
+  return kitti_splits.Frame(DATE, TEST_DRIVE, index, "l")
+
+
+def test_eval_example_lidar_values():
+  key, example = kd.make_eval_example(_eigen_frame(3), str(DUMMY), "lidar")
+  assert key == f"{TEST_DRIVE}_0000000003_l"
+  assert example["image"].shape == (24, 80, 3) and example["image"].dtype == np.uint8
+  assert example["depth"].shape == (24, 80, 1) and example["depth"].dtype == np.float32
+  np.testing.assert_array_equal(example["valid"], example["depth"] > 0)
+  assert example["valid"].sum() > 10  # The fixture scan puts tens of points into the image.
+  np.testing.assert_array_equal(example["intrinsics"], FIXTURE_K.astype(np.float32))
+  # float32 storage of 0.53: tolerance = float32 resolution near 0.5.
+  assert example["stereo_baseline"] == pytest.approx(FIXTURE_BASELINE, abs=6e-8)
+  # Independent recomputation: camera z of each kept point, on the fixture's simple calibration
+  # (R_rect = I, P_rect_02 = [[46, 0, 40, 2.76], [0, 46, 12, 0], [0, 0, 1, 0.0025]],
+  # camera = (-y, -z - 0.08, x - 0.27)).
+  scan = lidar.read_velodyne_bin(
+      DUMMY / DATE / TEST_DRIVE / "velodyne_points" / "data" / "0000000003.bin").astype(float)
+  scan = scan[scan[:, 0] >= 0]
+  cam = np.stack([-scan[:, 1], -scan[:, 2] - 0.08, scan[:, 0] - 0.27], axis=1)
+  z = cam[:, 2] + 0.0025
+  u = (46 * cam[:, 0] + 40 * cam[:, 2] + 2.76) / z
+  v = (46 * cam[:, 1] + 12 * cam[:, 2]) / z
+  col, row = np.round(u) - 1, np.round(v) - 1
+  inside = (col >= 0) & (col < 80) & (row >= 0) & (row < 24)
+  expected = np.zeros((24, 80))
+  for r, c, d in sorted(zip(row[inside], col[inside], z[inside]), key=lambda t: -t[2]):
+    expected[int(r), int(c)] = d  # Nearest written last: the smallest depth wins.
+  # float64 reference vs float32 storage: relative 1e-7 (float32 epsilon 1.2e-7 / 2).
+  np.testing.assert_allclose(example["depth"][..., 0], expected, rtol=1e-7, atol=0)
+
+
+def test_eval_example_lidar_x_differs_by_the_offsets():
+  _, camera_z = kd.make_eval_example(_eigen_frame(0), str(DUMMY), "lidar", "camera_z")
+  _, lidar_x = kd.make_eval_example(_eigen_frame(0), str(DUMMY), "lidar", "lidar_x")
+  valid = camera_z["valid"]
+  np.testing.assert_array_equal(valid, lidar_x["valid"])
+  # camera z = x - 0.27 (T_z) + 0.0025 (P_rect_02 z-translation) -> lidar x = z + 0.2675.
+  np.testing.assert_allclose(lidar_x["depth"][valid] - camera_z["depth"][valid], 0.2675,
+                             atol=4e-6)  # float32 rounding of depths up to 60 m: 60·2^-24·2.
+
+
+def test_eval_example_annotated_values():
+  _, example = kd.make_eval_example(_eigen_frame(3), str(DUMMY), "annotated")
+  depth = example["depth"][..., 0]
+  # make_dummy_data: rows 12.. of every third column hold int(linspace(5, 40, 80)[col]·256)/256.
+  columns = np.arange(0, 80, 3)
+  expected = np.floor(np.linspace(5.0, 40.0, 80)[columns] * 256) / 256
+  np.testing.assert_array_equal(depth[12, columns], expected.astype(np.float32))
+  assert (depth[:12] == 0).all() and (depth[:, 1::3] == 0).all()
+  assert int(example["valid"].sum()) == 12 * len(columns)
+
+
+def test_clip_example_values():
+  frame = kitti_splits.Frame(DATE, "2011_09_26_drive_0113_sync", 30, "r")
+  key, example = kd.make_clip_example(frame, str(DUMMY), None)
+  assert key == "2011_09_26_drive_0113_sync_0000000030_r"
+  assert example["frames"].shape == (3, 24, 80, 3)
+  # Fixture image: red = (3u + 7·index) mod 256, green = (10v + 40·camera) mod 256.
+  np.testing.assert_array_equal(example["frames"][:, 0, 0, 0], [7 * 29, 7 * 30, 7 * 31])
+  assert example["frames"][1, 0, 0, 1] == 40 * 3  # Right camera (image_03) as the target.
+  assert example["stereo_image"][0, 0, 1] == 40 * 2  # Its stereo partner is image_02.
+  _, resized = kd.make_clip_example(frame, str(DUMMY), (12, 40))
+  assert resized["frames"].shape == (3, 12, 40, 3)
+  np.testing.assert_allclose(resized["intrinsics"],
+                             kd.scale_intrinsics(FIXTURE_K, (24, 80), (12, 40)), atol=0)
+
+
+def test_missing_frame_names_file_and_instructions():
+  with pytest.raises(errors.MissingFileError) as info:
+    kd.make_eval_example(_eigen_frame(69), str(DUMMY), "lidar")
+  message = str(info.value)
+  assert "0000000069.png" in message and "raw_data.php" in message
+  with pytest.raises(errors.MissingFileError, match="annotated depth map"):
+    kd.make_eval_example(_eigen_frame(0), str(DUMMY), "annotated")
+
+
+def test_resolve_raw_root(tmp_path):
+  with pytest.raises(errors.MissingFileError, match="neither <date>/ folders nor .zip"):
+    kd.resolve_raw_root(tmp_path, tmp_path / "extract")
+  assert kd.resolve_raw_root(DUMMY, tmp_path / "extract") == str(DUMMY)
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  with zipfile.ZipFile(manual / "2011_09_26_calib.zip", "w") as archive:
+    archive.writestr("2011_09_26/calib_velo_to_cam.txt", "R: 1\n")
+  root = kd.resolve_raw_root(manual, tmp_path / "extract")
+  assert (epath.Path(root) / "2011_09_26" / "calib_velo_to_cam.txt").read_text() == "R: 1\n"
+  with zipfile.ZipFile(manual / "evil.zip", "w") as archive:
+    archive.writestr("../../escape.txt", "x")
+  with pytest.raises(errors.UnsafeArchiveError):
+    kd.resolve_raw_root(manual, tmp_path / "extract")
+
+
+def test_list_drives_on_dummy_tree():
+  drives = {drive: indices for _, drive, indices in kd.list_drives(str(DUMMY))}
+  assert drives == {TEST_DRIVE: [0, 1, 2, 3], "2011_09_26_drive_0113_sync": [28, 29, 30, 31, 32],
+                    "2011_09_26_drive_0022_sync": [5, 6, 7, 8]}
+
+
+def test_prepared_zhou_dataset_metadata(tmp_path):
+  builder = kd.Builder(config="eigen_zhou", data_dir=str(tmp_path))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(DUMMY), compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  train = list(tfds.as_numpy(builder.as_dataset(split="train")))
+  assert sorted(int(e["frame_id"]) for e in train) == [29, 31]
+  assert {e["drive"].decode() for e in train} == {"2011_09_26_drive_0113_sync"}
+  example = train[0]
+  assert example["frames"].shape == (3, 192, 640, 3)
+  np.testing.assert_array_equal(example["intrinsics"],
+                                [[368, 0, 315.5], [0, 368, 91.5], [0, 0, 1]])
+  val = list(tfds.as_numpy(builder.as_dataset(split="validation")))
+  assert sorted(int(e["frame_id"]) for e in val) == [6, 7]

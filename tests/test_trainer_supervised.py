@@ -1,0 +1,171 @@
+"""Tests of trainers.supervised.SupervisedDepthModel (train/test steps, trackers, distribution)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfdepth import losses
+from tfdepth import metrics as depth_metrics
+from tfdepth.errors import InvalidInputError, NonFiniteError
+from trainers import supervised
+from trainers.supervised import LossTerm, SupervisedDepthModel
+
+H, W = 16, 16
+# Softplus head offset (metres) keeping predicted depth strictly positive for the log losses.
+MIN_PRED_DEPTH = 0.5
+
+
+def _network(seed=0):
+  """Tiny conv net: image (B, 16, 16, 3) -> {"depth": (B, 16, 16, 1)} metres. No BatchNorm."""
+  init = keras.initializers.GlorotUniform(seed=seed)
+  inputs = keras.Input((H, W, 3), name="image")
+  x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", kernel_initializer=init,
+                          name="tiny_conv1")(inputs)
+  x = keras.layers.Conv2D(1, 3, padding="same", kernel_initializer=init, name="tiny_conv2")(x)
+  depth = keras.layers.Activation("softplus", name="tiny_softplus")(x)
+  depth = keras.layers.Rescaling(10.0, offset=MIN_PRED_DEPTH, name="tiny_scale")(depth)
+  return keras.Model(inputs, {"depth": depth}, name="tiny")
+
+
+def _data(n=8, seed=0, sparse=True):
+  rng = np.random.default_rng(seed)
+  image = rng.uniform(0, 1, (n, H, W, 3)).astype(np.float32)
+  depth = (2.0 + 20.0 * image[..., :1] + rng.uniform(0, 1, (n, H, W, 1))).astype(np.float32)
+  if sparse:   # LiDAR-like: a third of the pixels without ground truth
+    depth[rng.uniform(0, 1, depth.shape) < 0.33] = 0.0
+  k = np.tile(np.array([[20, 0, 8], [0, 20, 8], [0, 0, 1]], np.float32), (n, 1, 1))
+  return {"image": image, "depth": depth, "intrinsics": k}
+
+
+def _dataset(batch, n=8, seed=0):
+  return tf.data.Dataset.from_tensor_slices(_data(n, seed)).batch(batch)
+
+
+TERMS = [LossTerm("silog", 1.0, kwargs={"variance_focus": 0.85}), LossTerm("l1", 0.1)]
+
+
+def _model(terms=TERMS, lr=1e-2, seed=0, jit_compile=False, **kwargs):
+  model = SupervisedDepthModel(_network(seed), terms,
+                               depth_metrics=depth_metrics.standard_metrics("synthetic_street"),
+                               **kwargs)
+  model.compile(optimizer=keras.optimizers.SGD(lr), jit_compile=jit_compile)
+  return model
+
+
+def test_one_step_fit_logs_every_term_total_and_metrics_with_hand_computed_values():
+  d = _data(4)
+  model = _model()
+  pred = model.network(d["image"])["depth"]   # weights before the (only) update
+  mask = tf.cast(d["depth"] > 0, tf.float32)
+  silog = losses.scale_invariant_log_loss(pred, d["depth"], mask, variance_focus=0.85).numpy()
+  l1 = losses.l1_loss(pred, d["depth"], mask).numpy()
+  abs_rel = depth_metrics.AbsRel.from_protocol("synthetic_street")
+  abs_rel.update_state(d["depth"], pred)
+  before = [w.numpy().copy() for w in model.network.trainable_weights]
+
+  hist = model.fit(_dataset(4, n=4), epochs=1, verbose=0)
+  logs = {k: v[-1] for k, v in hist.history.items()}
+  assert {"loss", "silog_loss", "l1_loss", "abs_rel", "rmse", "delta1"} <= set(logs)
+  # float32 reductions over 4x256 pixels: 1e-5 relative.
+  np.testing.assert_allclose(logs["silog_loss"], silog.mean(), rtol=1e-5)
+  np.testing.assert_allclose(logs["l1_loss"], l1.mean(), rtol=1e-5)
+  np.testing.assert_allclose(logs["loss"], silog.mean() + 0.1 * l1.mean(), rtol=1e-5)
+  np.testing.assert_allclose(logs["abs_rel"], float(abs_rel.result()), rtol=1e-5)
+  after = [w.numpy() for w in model.network.trainable_weights]
+  assert any(np.abs(a - b).max() > 0 for a, b in zip(after, before))
+
+
+def test_evaluate_and_tuple_inputs_give_the_same_losses():
+  d = _data(4)
+  model = _model()
+  res_dict = model.evaluate(_dataset(2, n=4), verbose=0, return_dict=True)
+  tuples = tf.data.Dataset.from_tensor_slices((d["image"], d["depth"])).batch(2)
+  res_tuple = model.evaluate(tuples, verbose=0, return_dict=True)
+  for key in ("loss", "silog_loss", "l1_loss", "abs_rel"):
+    np.testing.assert_allclose(res_dict[key], res_tuple[key], rtol=1e-6)
+
+
+def test_max_depth_masks_far_ground_truth_out_of_the_losses():
+  d = _data(2, sparse=False)
+  near = np.where(d["depth"] <= 12.0, d["depth"], 0.0).astype(np.float32)
+  model_cap = _model(max_depth=12.0)
+  model_zero = _model()
+  cap = model_cap.evaluate(tf.data.Dataset.from_tensor_slices(d).batch(2), verbose=0,
+                           return_dict=True)
+  assert (d["depth"] > 12.0).any() and (d["depth"] <= 12.0).any()
+  zeroed = model_zero.evaluate(
+      tf.data.Dataset.from_tensor_slices((d["image"], near)).batch(2), verbose=0,
+      return_dict=True)
+  np.testing.assert_allclose(cap["silog_loss"], zeroed["silog_loss"], rtol=1e-6)
+
+
+def _train_weights(strategy, steps=3, batch=4):
+  with strategy.scope():
+    model = _model(lr=0.05)
+  ds = _dataset(batch, n=batch * steps)
+  hist = model.fit(ds, epochs=1, verbose=0)
+  return [w.numpy() for w in model.network.trainable_weights], hist.history
+
+
+def test_mirrored_strategy_matches_single_device():
+  devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+  assert len(devices) >= 2, "tests/conftest.py configures two logical CPUs"
+  single_w, single_h = _train_weights(tf.distribute.OneDeviceStrategy(devices[0]))
+  mirror_w, mirror_h = _train_weights(tf.distribute.MirroredStrategy(devices[:2]))
+  for a, b in zip(single_w, mirror_w):
+    # Same global-batch mean gradient; only the summation order differs (float32): 1e-5.
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  for key in ("loss", "silog_loss", "l1_loss", "abs_rel", "rmse", "delta1"):
+    np.testing.assert_allclose(mirror_h[key][-1], single_h[key][-1], rtol=1e-5)
+
+
+def test_non_finite_term_raises_naming_step_and_term_and_skips_update():
+  def fragile_l1(pred, target, mask=None):
+    # NaN for batches whose ground truth contains a depth above 100 m (the second batch here).
+    per_image = losses.l1_loss(pred, target, mask)
+    return tf.where(tf.reduce_max(target) > 100.0, np.nan, per_image)
+
+  d = _data(4)
+  d["depth"][2:, 0, 0, 0] = 150.0
+  model = _model(terms=[LossTerm("silog", 1.0), LossTerm("fragile", 0.5, fn=fragile_l1)])
+  model.fit(tf.data.Dataset.from_tensor_slices(d).take(2).batch(2), verbose=0)
+  after_first = [w.numpy().copy() for w in model.network.trainable_weights]
+  model2 = _model(terms=[LossTerm("silog", 1.0), LossTerm("fragile", 0.5, fn=fragile_l1)])
+  with pytest.raises(NonFiniteError, match=r"global step 2 .*fragile_loss"):
+    model2.fit(tf.data.Dataset.from_tensor_slices(d).batch(2), verbose=0)
+  for a, b in zip(after_first, model2.network.trainable_weights):
+    np.testing.assert_array_equal(a, b.numpy())   # the NaN step applied a zero update
+
+
+def test_bad_configuration_raises_typed_errors():
+  with pytest.raises(InvalidInputError, match="unknown loss term 'nope'"):
+    SupervisedDepthModel(_network(), [LossTerm("nope")])
+  with pytest.raises(InvalidInputError, match="unique"):
+    SupervisedDepthModel(_network(), [LossTerm("l1"), LossTerm("l1")])
+  with pytest.raises(InvalidInputError, match="finite float weight"):
+    SupervisedDepthModel(_network(), [LossTerm("l1", float("nan"))])
+  model = SupervisedDepthModel(_network(), [LossTerm("l1", prediction_key="logits")])
+  model.compile(optimizer="sgd")
+  with pytest.raises(InvalidInputError, match="needs network output 'logits'"):
+    model.evaluate(_dataset(2, n=2), verbose=0)
+
+
+def test_mixed_bfloat16_and_jit_compile_train_in_float32_losses():
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    model = _model(jit_compile=True)
+    assert model.network.compute_dtype == "bfloat16"
+    hist = model.fit(_dataset(4, n=8), epochs=1, verbose=0)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert np.isfinite(hist.history["loss"][-1])
+  assert model.network.trainable_weights[0].dtype == "float32"   # float32 master weights
+
+
+def test_loss_terms_from_experiment_config():
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  config = experiments.get_experiment("fastdepth_synthetic_street")
+  terms = supervised.loss_terms_from_config(config.losses)
+  assert [t.name for t in terms] == [l.name for l in config.losses]
+  assert all(callable(t.resolved_fn()) for t in terms)

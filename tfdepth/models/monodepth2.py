@@ -1,0 +1,170 @@
+"""Monodepth2 depth and pose networks (Godard, Mac Aodha, Firman, Brostow 2019, "Digging Into
+Self-Supervised Monocular Depth Estimation", ICCV; reference code github.com/nianticlabs/
+monodepth2, networks/depth_decoder.py, pose_decoder.py, resnet_encoder.py).
+
+Both take float32 RGB in [0, 1] and normalise inside with ``(x - 0.45) / 0.225`` (as the
+reference ResnetEncoder does). Random initialisation (the paper starts from ImageNet weights;
+nothing is downloaded here).
+"""
+
+import numbers
+
+import keras
+
+from tfdepth.errors import InvalidInputError
+from tfdepth.layers import ReflectionPadding2D
+from tfdepth.models import _common
+from tfdepth.models import encoders
+
+# Decoder channels at scales 0..4 (num_ch_dec in DepthDecoder, Monodepth2).
+DEPTH_DECODER_CHANNELS = (16, 32, 64, 128, 256)
+# Output scales the decoder can produce: scale s has resolution (H / 2^s, W / 2^s); the
+# reference trains with scales range(4).
+MAX_DISP_SCALE = 4
+# Kernel size and reflection padding of Monodepth2's Conv3x3 (networks/layers.py).
+DECODER_KERNEL_SIZE = 3
+DECODER_REFLECT_PAD = 1
+# PoseDecoder (Monodepth2 networks/pose_decoder.py): squeeze to 256 channels, two 3x3 convs of
+# 256, a 1x1 conv to 6 values per predicted transform (axis-angle 3 + translation 3).
+POSE_DECODER_CHANNELS = 256
+POSE_PARAMS_PER_FRAME = 6
+# The pose decoder multiplies its spatially averaged output by 0.01 (PoseDecoder.forward).
+POSE_OUTPUT_SCALE = 0.01
+AXIS_ANGLE_SIZE = 3
+
+
+def _check_scales(scales):
+  try:
+    values = tuple(scales)
+  except TypeError:
+    values = None
+  if (not values or len(set(values)) != len(values) or not all(
+      isinstance(s, numbers.Integral) and not isinstance(s, bool) and 0 <= s <= MAX_DISP_SCALE
+      for s in values)):
+    raise InvalidInputError(
+        f"scales must be a non-empty sequence of distinct ints in [0, {MAX_DISP_SCALE}], "
+        f"got {scales!r}")
+  return tuple(int(s) for s in values)
+
+
+def _conv3x3(x, filters, name, activation):
+  """Monodepth2 Conv3x3 (reflection pad 1, 3x3 conv with bias) + ELU / sigmoid."""
+  x = ReflectionPadding2D(DECODER_REFLECT_PAD, name=f"{name}_pad")(x)
+  x = keras.layers.Conv2D(filters, DECODER_KERNEL_SIZE, padding="valid", name=f"{name}_conv")(x)
+  return keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
+
+
+def depth_decoder(features, scales=(0, 1, 2, 3), name="depth_decoder"):
+  """Monodepth2 DepthDecoder over a ResNet pyramid.
+
+  Args:
+    features: dict ``{"s2", "s4", "s8", "s16", "s32"}`` of encoder features.
+    scales: which sigmoid disparity maps to output.
+    name: layer name prefix.
+  Returns:
+    Dict ``{"disp_s": (B, H / 2^s, W / 2^s, 1)}`` of sigmoid outputs in (0, 1) (Monodepth2's
+    disparity parameterisation: convert with disp_to_depth, min 0.1, max 100).
+  """
+  enc = [features[k] for k in ("s2", "s4", "s8", "s16", "s32")]
+  x = enc[-1]
+  outputs = {}
+  for i in range(MAX_DISP_SCALE, -1, -1):
+    x = _conv3x3(x, DEPTH_DECODER_CHANNELS[i], f"{name}_upconv{i}_0", "elu")
+    x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up{i}")(x)
+    if i > 0:
+      x = keras.layers.Concatenate(name=f"{name}_skip{i}")([x, enc[i - 1]])
+    x = _conv3x3(x, DEPTH_DECODER_CHANNELS[i], f"{name}_upconv{i}_1", "elu")
+    if i in scales:
+      outputs[f"disp_{i}"] = _conv3x3(x, 1, f"{name}_dispconv{i}", "sigmoid")
+  return {f"disp_{s}": outputs[f"disp_{s}"] for s in sorted(scales)}
+
+
+def build_monodepth2_depth_net(input_shape=(192, 640, 3), num_layers=18, scales=(0, 1, 2, 3),
+                               name="monodepth2_depth"):
+  """Monodepth2 depth network: ResNet encoder + depth decoder (Godard et al. 2019, Table 6).
+
+  Decoder: five stages of [reflection-padded 3x3 conv + ELU, nearest x2 upsampling,
+  concatenation with the encoder feature at that stride (none at full resolution), 3x3 conv +
+  ELU], sigmoid 3x3 disparity heads at the requested scales.
+
+  Args:
+    input_shape: ``(H, W, 3)``, H and W multiples of 32 (paper: 192x640 on KITTI).
+    num_layers: ResNet depth, 18 (paper), 34 or 50.
+    scales: output scales, subset of 0..4 (paper: 0, 1, 2, 3).
+    name: model name and layer-name prefix.
+  Returns:
+    Model: float32 RGB ``(B, H, W, 3)`` in [0, 1] -> ``{"disp_s": (B, H/2^s, W/2^s, 1)}``
+    float32 sigmoid outputs in (0, 1).
+  Raises:
+    InvalidInputError: bad shape, ``num_layers`` or ``scales``.
+  """
+  _common.check_name(name)
+  shape = _common.check_input_shape(input_shape)
+  encoders.check_resnet_args(num_layers)
+  scales = _check_scales(scales)
+  inputs = keras.Input(shape=shape, name=f"{name}_image")
+  x = encoders.normalize_image(
+      inputs, keras.layers, 1.0 / encoders.MONODEPTH2_IMAGE_STD,
+      -encoders.MONODEPTH2_IMAGE_MEAN / encoders.MONODEPTH2_IMAGE_STD, f"{name}_normalize")
+  feats = encoders.resnet_features(x, keras.layers, num_layers, 32, f"{name}_encoder")
+  return keras.Model(inputs, depth_decoder(feats, scales, f"{name}_decoder"), name=name)
+
+
+def build_monodepth2_pose_net(input_shape=(192, 640, 3), num_layers=18, num_input_frames=2,
+                              name="monodepth2_pose"):
+  """Monodepth2 separate pose network: multi-image ResNet encoder + pose decoder.
+
+  The N frames are concatenated along channels in temporal order (as Monodepth2 does with
+  ``torch.cat(pose_inputs, 1)``) and enter one ResNet whose first conv takes 3N channels. The
+  decoder: 1x1 squeeze conv (256) + ReLU, 3x3 conv (256) + ReLU, 3x3 conv (256) + ReLU, 1x1 conv
+  to 6(N-1), spatial mean, x 0.01.
+
+  Args:
+    input_shape: ``(H, W, 3)`` of ONE frame; H, W multiples of 32.
+    num_layers: ResNet depth, 18 (paper), 34 or 50.
+    num_input_frames: N >= 2 frames stacked on the channel axis.
+    name: model name and layer-name prefix.
+  Returns:
+    Model: float32 ``(B, H, W, 3N)`` in [0, 1] -> ``{"axis_angle", "translation"}`` float32,
+    each ``(B, 3)`` for N = 2 and ``(B, N - 1, 3)`` for N > 2. Axis-angle in radians,
+    translation in the (scale-ambiguous) units of the depth network. The reference inverts the
+    transform when the source frame precedes the target; that is the caller's job.
+  Raises:
+    InvalidInputError: bad shape, ``num_layers`` or ``num_input_frames``.
+  """
+  _common.check_name(name)
+  h, w, _ = _common.check_input_shape(input_shape)
+  encoders.check_resnet_args(num_layers)
+  if (isinstance(num_input_frames, bool) or not isinstance(num_input_frames, numbers.Integral)
+      or num_input_frames < 2):
+    raise InvalidInputError(f"num_input_frames must be an int >= 2, got {num_input_frames!r}")
+  n = int(num_input_frames)
+  inputs = keras.Input(shape=(h, w, 3 * n), name=f"{name}_frames")
+  x = encoders.normalize_image(
+      inputs, keras.layers, 1.0 / encoders.MONODEPTH2_IMAGE_STD,
+      -encoders.MONODEPTH2_IMAGE_MEAN / encoders.MONODEPTH2_IMAGE_STD, f"{name}_normalize")
+  x = encoders.resnet_features(x, keras.layers, num_layers, 32, f"{name}_encoder")["s32"]
+  layers = keras.layers
+  x = layers.Conv2D(POSE_DECODER_CHANNELS, 1, activation="relu", name=f"{name}_squeeze")(x)
+  x = layers.Conv2D(POSE_DECODER_CHANNELS, 3, padding="same", activation="relu",
+                    name=f"{name}_pose0")(x)
+  x = layers.Conv2D(POSE_DECODER_CHANNELS, 3, padding="same", activation="relu",
+                    name=f"{name}_pose1")(x)
+  x = layers.Conv2D(POSE_PARAMS_PER_FRAME * (n - 1), 1, name=f"{name}_pose2")(x)
+  x = layers.GlobalAveragePooling2D(name=f"{name}_mean")(x)
+  x = layers.Rescaling(POSE_OUTPUT_SCALE, name=f"{name}_scale")(x)
+  # (B, 6(N-1)) -> (B, N-1, 6) -> split the last axis into 3 + 3 with stock layers (no Lambda).
+  x = layers.Reshape((n - 1, POSE_PARAMS_PER_FRAME), name=f"{name}_reshape")(x)
+  x = layers.Permute((2, 1), name=f"{name}_to_params_first")(x)  # (B, 6, N-1)
+  rest = POSE_PARAMS_PER_FRAME - AXIS_ANGLE_SIZE
+  outputs = {}
+  for key, crop in (("axis_angle", (0, rest)), ("translation", (AXIS_ANGLE_SIZE, 0))):
+    y = layers.Cropping1D(crop, name=f"{name}_{key}_crop")(x)  # (B, 3, N-1)
+    y = layers.Permute((2, 1), name=f"{name}_{key}_frames_first")(y)  # (B, N-1, 3)
+    if n == 2:
+      y = layers.Reshape((3,), name=f"{name}_{key}")(y)
+    outputs[key] = y
+  return keras.Model(inputs, outputs, name=name)
+
+
+__all__ = ["build_monodepth2_depth_net", "build_monodepth2_pose_net", "depth_decoder"]

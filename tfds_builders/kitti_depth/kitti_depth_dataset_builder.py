@@ -1,0 +1,415 @@
+"""TFDS builder `kitti_depth`: KITTI raw drives as depth-evaluation and self-supervised sets.
+
+Configs (see README.md for counts, features and the evaluation each is meant for):
+- `eigen`: the 697 Eigen test frames (Eigen et al., NIPS 2014), ground truth from the Velodyne
+  scan projected into camera 2 exactly as the standard evaluation (`tfds_builders.common.lidar`),
+  depth = camera z.
+- `eigen_lidar_x`: the same frames with the legacy depth value, the LiDAR forward coordinate x
+  (what Monodepth2's `gt_depths.npz` stores), for comparability with published tables.
+- `eigen_benchmark`: the Eigen test frames that have an annotated depth map of the KITTI depth
+  benchmark (Uhrig et al., 3DV 2017; 652 frames): uint16 PNG, metres = value / 256, 0 = invalid.
+- `eigen_zhou`: self-supervised training clips (t−1, t, t+1) of the left camera with the stereo
+  partner frame (Zhou et al., CVPR 2017; Godard et al., ICCV 2019), split by drive.
+
+Every example carries intrinsics (3×3, pixels of the stored image, 0-based pixel centres), the
+stereo baseline (metres), and date / drive / frame id metadata; keys are `<drive>_<frame>_<side>`.
+"""
+
+import functools
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import dataclasses
+from etils import epath
+import numpy as np
+import PIL.Image
+import tensorflow_datasets as tfds
+
+from tfds_builders.common import archives
+from tfds_builders.common import errors
+from tfds_builders.common import generation
+from tfds_builders.common import images
+from tfds_builders.common import kitti_calib
+from tfds_builders.common import lidar
+from tfds_builders.kitti_depth import kitti_splits
+
+# KITTI depth benchmark PNGs store metres·256 in uint16, 0 = no measurement (Uhrig et al. 2017,
+# devkit_depth readme).
+ANNOTATED_DEPTH_SCALE = 256.0
+# Monodepth2's training resolution (Godard et al., ICCV 2019, section 4): stored eigen_zhou size.
+MONODEPTH2_IMAGE_SIZE = (192, 640)
+# Validation drives of the derived eigen_zhou split: three non-test drives (3,564 of ~44k frames,
+# about the 10% of Monodepth2's eigen_zhou validation list), chosen so that the split is by drive.
+DEFAULT_VALIDATION_DRIVES = (
+    "2011_09_26_drive_0022_sync",
+    "2011_09_30_drive_0033_sync",
+    "2011_10_03_drive_0042_sync",
+)
+# Where the depth-benchmark archive `data_depth_annotated.zip` may have been extracted, relative
+# to the raw root (the archive holds train/<drive>/... and val/<drive>/...).
+ANNOTATION_ROOTS = ("", "train", "val", "data_depth_annotated/train", "data_depth_annotated/val")
+HOMEPAGE = "https://www.cvlibs.net/datasets/kitti/raw_data.php"
+# Pixel-centre offset used when rescaling intrinsics: u' = (u + 0.5)·s − 0.5 maps pixel centres
+# of the original image to those of the resized one (half-pixel-centre resizing).
+HALF_PIXEL = 0.5
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+KITTI requires registration, so the files are downloaded by hand from
+https://www.cvlibs.net/datasets/kitti/raw_data.php (and, for `eigen_benchmark`,
+https://www.cvlibs.net/datasets/kitti/eval_depth.php?benchmark=depth_prediction).
+Put into the manual directory (default ~/tensorflow_datasets/downloads/manual/), either extracted
+or as the original zip archives (they are extracted safely on first use):
+  * `<date>_calib.zip` for every recording date you use (2011_09_26, 2011_09_28, 2011_09_29,
+    2011_09_30, 2011_10_03) -> <date>/calib_cam_to_cam.txt, <date>/calib_velo_to_cam.txt;
+  * `<date>_drive_<NNNN>_sync.zip` ("synced+rectified data") for every drive:
+      eigen / eigen_lidar_x: the 28 Eigen test drives (splits/sfmlearner/test_scenes_eigen.txt);
+      eigen_benchmark: the same 28 drives plus `data_depth_annotated.zip` (annotated depth maps);
+      eigen_zhou: all the other drives you want to train on;
+    -> <date>/<date>_drive_<NNNN>_sync/{image_02,image_03}/data/*.png,
+       velodyne_points/data/*.bin;
+  * optionally your own split lists in <manual_dir>/split_files/<config name>/
+    (`test_files.txt`, or `train_files.txt` and `val_files.txt`), in Monodepth2 or SfMLearner
+    format: they replace the built-in lists exactly.
+"""
+
+_IMAGE_FOLDER = "image_0{camera}/data"
+_VELODYNE_FOLDER = "velodyne_points/data"
+_ANNOTATED_FOLDER = "proj_depth/groundtruth/image_0{camera}"
+_SPLIT_FILES_DIR = "split_files"
+_SPLIT_FILE_NAMES = {"test": "test_files.txt", "train": "train_files.txt",
+                     "validation": "val_files.txt"}
+KINDS = ("eigen", "eigen_benchmark", "eigen_zhou")
+
+
+@dataclasses.dataclass
+class KittiDepthConfig(tfds.core.BuilderConfig):
+  """Options of a `kitti_depth` config.
+
+  Attributes:
+    kind: "eigen" (LiDAR ground truth), "eigen_benchmark" (annotated ground truth) or
+      "eigen_zhou" (training clips).
+    depth_mode: for "eigen": "camera_z" or "lidar_x" (`tfds_builders.common.lidar`).
+    image_size: `(H, W)` the eigen_zhou images are resized to (PIL Lanczos, as Monodepth2's
+      loader); None keeps the raw size (375×1242 on 2011_09_26; sizes differ between dates).
+    split_dir: directory with user split files (`test_files.txt` / `train_files.txt`,
+      `val_files.txt`) used instead of the built-in lists; `<manual_dir>/split_files/<name>/`
+      is used when this is None and that directory exists.
+    validation_drives: drives of the derived eigen_zhou validation split.
+    use_beam: generate with Apache Beam (`tfds_builders.common.generation`).
+  """
+  kind: str = "eigen"
+  depth_mode: str = "camera_z"
+  image_size: Optional[Tuple[int, int]] = None
+  split_dir: Optional[str] = None
+  validation_drives: Tuple[str, ...] = DEFAULT_VALIDATION_DRIVES
+  use_beam: bool = False
+
+
+def _frame_name(index: int, suffix: str) -> str:
+  return f"{index:010d}.{suffix}"
+
+
+def _missing(path, what: str):
+  return errors.MissingFileError(
+      f"KITTI {what} not found: {str(path)!r}.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+
+
+@functools.lru_cache(maxsize=None)
+def _calibration(date_dir: str) -> kitti_calib.KittiCalibration:
+  try:
+    return kitti_calib.KittiCalibration.from_dir(date_dir)
+  except errors.MissingFileError as e:
+    raise errors.MissingFileError(f"{e}\n{MANUAL_DOWNLOAD_INSTRUCTIONS}") from None
+
+
+def _read_image(path: epath.Path) -> np.ndarray:
+  if not path.exists():
+    raise _missing(path, "image")
+  return images.read_rgb(path)
+
+
+def _resize(image: np.ndarray, size: Optional[Tuple[int, int]]) -> np.ndarray:
+  if size is None or tuple(image.shape[:2]) == tuple(size):
+    return image
+  height, width = size
+  return np.asarray(PIL.Image.fromarray(image).resize((width, height), PIL.Image.LANCZOS))
+
+
+def scale_intrinsics(k: np.ndarray, from_size: Sequence[int], to_size: Sequence[int]
+                     ) -> np.ndarray:
+  """Rescales a 0-based pixel-centre K from image size `from_size` to `to_size` (both (H, W)).
+
+  fx' = fx·sx, cx' = (cx + 0.5)·sx − 0.5 (and likewise for y) with sx = W'/W, sy = H'/H.
+  """
+  sy, sx = to_size[0] / from_size[0], to_size[1] / from_size[1]
+  k = np.array(k, dtype=np.float64)
+  k[0, 0] *= sx
+  k[1, 1] *= sy
+  k[0, 2] = (k[0, 2] + HALF_PIXEL) * sx - HALF_PIXEL
+  k[1, 2] = (k[1, 2] + HALF_PIXEL) * sy - HALF_PIXEL
+  return k
+
+
+def _check_size(array: np.ndarray, expected, path, what: str) -> None:
+  if tuple(array.shape[:2]) != tuple(expected):
+    raise errors.CorruptFileError(
+        f"{path}: {what} has size {tuple(array.shape[:2])} (H, W) but the calibration "
+        f"S_rect says {tuple(expected)}; the file does not belong to this date's calibration.")
+
+
+def _annotated_path(root: str, frame: kitti_splits.Frame) -> Optional[epath.Path]:
+  for sub in ANNOTATION_ROOTS:
+    base = epath.Path(root) / sub if sub else epath.Path(root) / frame.date
+    path = (base / frame.drive / _ANNOTATED_FOLDER.format(camera=frame.camera)
+            / _frame_name(frame.index, "png"))
+    if path.exists():
+      return path
+  return None
+
+
+def _metadata(frame: kitti_splits.Frame, calib: kitti_calib.KittiCalibration) -> Dict:
+  return {
+      "date": frame.date,
+      "drive": frame.drive,
+      "frame_id": np.int32(frame.index),
+      "side": frame.side,
+      "stereo_baseline": np.float32(calib.stereo_baseline()),
+  }
+
+
+def make_eval_example(frame: kitti_splits.Frame, root: str, source: str,
+                      depth_mode: str = "camera_z"):
+  """One `eigen` / `eigen_benchmark` example.
+
+  Args:
+    frame: the frame (left or right camera).
+    root: raw-data root.
+    source: "lidar" (projected scan) or "annotated" (depth-benchmark PNG).
+    depth_mode: "camera_z" or "lidar_x" for `source="lidar"`.
+
+  Returns:
+    `(key, example)`; depth `(H, W, 1)` float32 metres, 0 = invalid.
+  """
+  date_dir = epath.Path(root) / frame.date
+  calib = _calibration(str(date_dir))
+  size = calib.image_size(frame.camera)
+  drive_dir = date_dir / frame.drive
+  image_path = drive_dir / _IMAGE_FOLDER.format(camera=frame.camera) / _frame_name(
+      frame.index, "png")
+  image = _read_image(image_path)
+  _check_size(image, size, image_path, "image")
+  if source == "lidar":
+    scan_path = drive_dir / _VELODYNE_FOLDER / _frame_name(frame.index, "bin")
+    if not scan_path.exists():
+      raise _missing(scan_path, "Velodyne scan")
+    depth = lidar.project_to_depth(lidar.read_velodyne_bin(scan_path),
+                                   calib.velo_to_image(frame.camera), size, depth_mode)
+  else:
+    path = _annotated_path(root, frame)
+    if path is None:
+      raise _missing(f"{frame.drive}/{_ANNOTATED_FOLDER.format(camera=frame.camera)}/"
+                     f"{_frame_name(frame.index, 'png')}", "annotated depth map")
+    depth = images.read_png16(path, channels=1)[..., 0].astype(np.float32) / np.float32(
+        ANNOTATED_DEPTH_SCALE)
+    _check_size(depth, size, path, "annotated depth map")
+  depth = depth[..., None].astype(np.float32)
+  example = {
+      "image": image,
+      "depth": depth,
+      "valid": depth > 0,
+      "intrinsics": calib.intrinsics(frame.camera).astype(np.float32),
+      **_metadata(frame, calib),
+  }
+  return frame.key, example
+
+
+def make_clip_example(frame: kitti_splits.Frame, root: str,
+                      image_size: Optional[Tuple[int, int]] = None):
+  """One `eigen_zhou` example: frames (t−1, t, t+1) of `frame`'s camera and the stereo partner.
+
+  Returns:
+    `(key, example)`; `frames` `(3, H, W, 3)` uint8, `stereo_image` `(H, W, 3)` uint8,
+    `intrinsics` `(3, 3)` float32 in pixels of the stored size.
+  """
+  date_dir = epath.Path(root) / frame.date
+  calib = _calibration(str(date_dir))
+  raw_size = calib.image_size(frame.camera)
+  drive_dir = date_dir / frame.drive
+  partner = 5 - frame.camera  # image_02 <-> image_03.
+  clip = []
+  for index in (frame.index - 1, frame.index, frame.index + 1):
+    path = drive_dir / _IMAGE_FOLDER.format(camera=frame.camera) / _frame_name(index, "png")
+    image = _read_image(path)
+    _check_size(image, raw_size, path, "image")
+    clip.append(_resize(image, image_size))
+  stereo_path = drive_dir / _IMAGE_FOLDER.format(camera=partner) / _frame_name(
+      frame.index, "png")
+  stereo = _read_image(stereo_path)
+  _check_size(stereo, raw_size, stereo_path, "image")
+  stored_size = image_size or raw_size
+  example = {
+      "frames": np.stack(clip),
+      "stereo_image": _resize(stereo, image_size),
+      "intrinsics": scale_intrinsics(calib.intrinsics(frame.camera), raw_size,
+                                     stored_size).astype(np.float32),
+      **_metadata(frame, calib),
+  }
+  return frame.key, example
+
+
+def list_drives(root: str) -> List[Tuple[str, str, List[int]]]:
+  """`(date, drive, sorted left-camera frame indices)` of every raw drive under `root`."""
+  found = []
+  root = epath.Path(root)
+  for date_dir in sorted(root.iterdir()):
+    if not (date_dir.is_dir() and kitti_splits.DATE_PATTERN.match(date_dir.name)):
+      continue
+    for drive_dir in sorted(date_dir.iterdir()):
+      if not (drive_dir.is_dir() and kitti_splits.DRIVE_PATTERN.match(drive_dir.name)):
+        continue
+      image_dir = drive_dir / _IMAGE_FOLDER.format(camera=2)
+      indices = sorted(int(p.name.split(".")[0]) for p in image_dir.glob("*.png")) if (
+          image_dir.exists()) else []
+      found.append((date_dir.name, drive_dir.name, indices))
+  return found
+
+
+def resolve_raw_root(manual_dir, extract_dir) -> str:
+  """The directory holding `<date>/` folders: `manual_dir`, or its zips extracted safely."""
+  manual_dir = epath.Path(manual_dir)
+  if not manual_dir.exists():
+    raise errors.MissingFileError(
+        f"Manual directory {str(manual_dir)!r} does not exist.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  if any(p.is_dir() and kitti_splits.DATE_PATTERN.match(p.name) for p in manual_dir.iterdir()):
+    return str(manual_dir)
+  zips = sorted(manual_dir.glob("*.zip"))
+  if not zips:
+    raise errors.MissingFileError(
+        f"No KITTI raw data in {str(manual_dir)!r} (neither <date>/ folders nor .zip archives)."
+        f"\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  target = epath.Path(extract_dir) / "kitti_raw"
+  for archive in zips:
+    marker = target / f".{archive.name}.extracted"
+    if not marker.exists():
+      archives.safe_extract(archive, target)
+      marker.write_text("ok")
+  return str(target)
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """KITTI raw data for depth evaluation (Eigen split) and self-supervised training (Zhou split)."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  BUILDER_CONFIGS = [
+      KittiDepthConfig(name="eigen", kind="eigen", depth_mode="camera_z",
+                       description="697 Eigen test frames, LiDAR ground truth as camera z."),
+      KittiDepthConfig(name="eigen_lidar_x", kind="eigen", depth_mode="lidar_x",
+                       description="697 Eigen test frames, legacy LiDAR-x ground truth."),
+      KittiDepthConfig(name="eigen_benchmark", kind="eigen_benchmark",
+                       description="652 Eigen test frames with annotated depth maps."),
+      KittiDepthConfig(name="eigen_zhou", kind="eigen_zhou", image_size=MONODEPTH2_IMAGE_SIZE,
+                       description="Zhou-split (t-1, t, t+1) training clips with stereo partner."),
+  ]
+  DEFAULT_CONFIG_NAME = "eigen"
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    config = self.builder_config
+    if config.kind not in KINDS:
+      raise errors.InvalidInputError(f"kind must be one of {KINDS}; got {config.kind!r}.")
+    metadata = {
+        "intrinsics": tfds.features.Tensor(
+            shape=(3, 3), dtype=np.float32,
+            doc="K of the stored image, pixels, 0-based pixel centres (cx, cy of P_rect - 1)."),
+        "stereo_baseline": tfds.features.Scalar(
+            dtype=np.float32, doc="Distance between the left and right cameras, metres."),
+        "date": tfds.features.Text(doc="Recording date, e.g. 2011_09_26."),
+        "drive": tfds.features.Text(doc="Raw drive, e.g. 2011_09_26_drive_0002_sync."),
+        "frame_id": tfds.features.Scalar(dtype=np.int32, doc="Frame number in the drive."),
+        "side": tfds.features.Text(doc="'l' (image_02, left) or 'r' (image_03, right)."),
+    }
+    if config.kind == "eigen_zhou":
+      shape = (None, None, 3) if config.image_size is None else (*config.image_size, 3)
+      features = tfds.features.FeaturesDict({
+          "frames": tfds.features.Sequence(tfds.features.Image(shape=shape), length=3,
+                                           doc="Frames t-1, t, t+1 of one camera, uint8."),
+          "stereo_image": tfds.features.Image(shape=shape, doc="Other camera at t, uint8."),
+          **metadata,
+      })
+      supervised_keys = None
+    else:
+      features = tfds.features.FeaturesDict({
+          "image": tfds.features.Image(shape=(None, None, 3), doc="Camera image, uint8."),
+          "depth": tfds.features.Tensor(
+              shape=(None, None, 1), dtype=np.float32, encoding=tfds.features.Encoding.ZLIB,
+              doc="Ground-truth depth, metres, 0 = invalid."),
+          "valid": tfds.features.Tensor(
+              shape=(None, None, 1), dtype=np.bool_, encoding=tfds.features.Encoding.ZLIB,
+              doc="depth > 0."),
+          **metadata,
+      })
+      supervised_keys = ("image", "depth")
+    return self.dataset_info_from_configs(
+        features=features, supervised_keys=supervised_keys, homepage=HOMEPAGE)
+
+  def _split_dir(self, root: str) -> Optional[epath.Path]:
+    config = self.builder_config
+    if config.split_dir:
+      return epath.Path(config.split_dir)
+    candidate = epath.Path(self._manual_dir_root) / _SPLIT_FILES_DIR / config.name
+    return candidate if candidate.exists() else None
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    config = self.builder_config
+    self._manual_dir_root = str(dl_manager.manual_dir)
+    root = resolve_raw_root(dl_manager.manual_dir,
+                            getattr(dl_manager, "_extract_dir", dl_manager.download_dir))
+    split_dir = self._split_dir(root)
+    if config.kind == "eigen_zhou":
+      if split_dir is not None:
+        splits = {"train": kitti_splits.read_split_file(split_dir / _SPLIT_FILE_NAMES["train"])}
+        val_file = split_dir / _SPLIT_FILE_NAMES["validation"]
+        if val_file.exists():
+          splits["validation"] = kitti_splits.read_split_file(val_file)
+      else:
+        frames = kitti_splits.derive_zhou_frames(
+            list_drives(root), kitti_splits.eigen_test_scenes(), kitti_splits.static_frames())
+        if not frames:
+          raise errors.MissingFileError(
+              f"No training frame found under {root!r}: no non-test drive has three "
+              f"consecutive frames.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        validation = set(config.validation_drives)
+        splits = {"train": [f for f in frames if f.drive not in validation],
+                  "validation": [f for f in frames if f.drive in validation]}
+      return {name: self._generate_examples(frames=frames, root=root)
+              for name, frames in splits.items()}
+    if split_dir is not None:
+      frames = kitti_splits.read_split_file(split_dir / _SPLIT_FILE_NAMES["test"])
+    else:
+      frames = kitti_splits.eigen_test_frames()
+      if config.kind == "eigen_benchmark":
+        frames = [f for f in frames if _annotated_path(root, f) is not None]
+        if not frames:
+          raise errors.MissingFileError(
+              f"No annotated depth map of an Eigen test frame found under {root!r}: extract "
+              f"data_depth_annotated.zip there.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    return {"test": self._generate_examples(frames=frames, root=root)}
+
+  def _generate_examples(self, frames, root):
+    config = self.builder_config
+    if config.kind == "eigen_zhou":
+      process = functools.partial(_process_clip, root=root, image_size=config.image_size)
+    else:
+      process = functools.partial(
+          _process_eval, root=root,
+          source="lidar" if config.kind == "eigen" else "annotated",
+          depth_mode=config.depth_mode)
+    return generation.generate(frames, process, use_beam=config.use_beam)
+
+
+def _process_clip(frame, root, image_size):
+  return make_clip_example(frame, root, image_size)
+
+
+def _process_eval(frame, root, source, depth_mode):
+  return make_eval_example(frame, root, source, depth_mode)

@@ -1,0 +1,354 @@
+"""Registry of named, frozen experiment configurations, strict overrides and resolved-config files.
+
+An experiment is an `ExperimentConfig` (frozen dataclasses all the way down): model name + builder
+kwargs, dataset, input size, batch size, schedule, optimizer and learning rate, loss terms and
+weights, mixed precision, `jit_compile`, seed. Entry points take `--experiment=NAME` and any number
+of `--override=dotted.key=value`:
+
+    config = apply_overrides(get_experiment("fastdepth_synthetic_street"),
+                             ["train.batch_size=16", "optimizer.learning_rate=1e-3",
+                              "losses.silog.weight=0.5", "model.kwargs.width_multiplier=0.5"])
+
+Override rules (strict):
+  * every path component must name a field; an unknown key raises `ConfigError` listing the valid
+    keys at that level;
+  * values are parsed to the declared type of the field (`int`, `float`, `bool` from
+    true/false/1/0, `str`, `Optional[...]` from `none`/`null`); a value that does not parse raises
+    `ConfigError`;
+  * `losses.<term name>.<field>` addresses a loss term by name;
+  * `*.kwargs.<key>` fields are free-form builder kwargs: existing keys keep their type, new keys
+    are parsed as JSON (falling back to a string).
+"""
+
+import dataclasses
+import json
+import os
+import typing
+from typing import Any, Dict, Optional, Tuple
+
+from tfdepth.errors import ConfigError
+
+# File name of the resolved config written next to the checkpoints.
+RESOLVED_CONFIG_FILENAME = "experiment_config.json"
+MIXED_PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Model builder (`tfdepth.models.get_model(name, **kwargs)`)."""
+  name: str = "fastdepth"
+  kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Dataset and input pipeline.
+
+  `tfds_name` is a TFDS builder name (optionally with `/config`); `builder_kwargs` are passed to
+  the builder config (e.g. `SyntheticWorldConfig` fields). `height`/`width` are the network input
+  size in pixels; `data_dir` is the TFDS data dir ("" = TFDS default, `~/tensorflow_datasets`).
+  """
+  tfds_name: str = "synthetic_world/street"
+  builder_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  data_dir: str = ""
+  height: int = 96
+  width: int = 128
+  train_split: str = "train"
+  validation_split: str = "validation"
+  test_split: str = "test"
+  augment: bool = True
+  shuffle_buffer: int = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerConfig:
+  """Optimizer and learning-rate schedule (`schedule`: "constant" | "cosine" | "polynomial")."""
+  name: str = "adam"
+  learning_rate: float = 1e-3
+  weight_decay: float = 0.0
+  schedule: str = "constant"
+  warmup_steps: int = 0
+  end_learning_rate_factor: float = 0.01
+  power: float = 0.9
+  clipnorm: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """One loss term: `trainers.supervised.LOSS_FUNCTIONS[name]` weighted by `weight`.
+
+  Fields as `trainers.supervised.LossTerm`; `target_key` "" = no positional target.
+  """
+  name: str = "silog"
+  weight: float = 1.0
+  prediction_key: str = "depth"
+  target_key: str = "depth"
+  kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  target_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+  use_mask: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Schedule and numerics. `steps_per_epoch` 0 = one pass over the split."""
+  batch_size: int = 8
+  epochs: int = 10
+  steps_per_epoch: int = 0
+  validation_steps: int = 0
+  mixed_precision: str = "float32"
+  jit_compile: bool = False
+  seed: int = 0
+  drop_remainder: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """A complete, named experiment."""
+  name: str = ""
+  description: str = ""
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+  losses: Tuple[LossConfig, ...] = (LossConfig(),)
+  train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+  metrics_protocol: str = "synthetic_street"
+  max_depth: Optional[float] = None
+
+
+_REGISTRY: Dict[str, ExperimentConfig] = {}
+
+
+def register_experiment(config, overwrite=False):
+  """Registers `config` under `config.name`. Returns it (usable as a plain call)."""
+  if not isinstance(config, ExperimentConfig):
+    raise ConfigError(f"register_experiment expected an ExperimentConfig, received {config!r}")
+  if not config.name:
+    raise ConfigError("register_experiment expected a non-empty config.name, received ''")
+  if config.name in _REGISTRY and not overwrite:
+    raise ConfigError(f"experiment {config.name!r} is already registered")
+  validate_config(config)
+  _REGISTRY[config.name] = config
+  return config
+
+
+def list_experiments():
+  return sorted(_REGISTRY)
+
+
+def get_experiment(name):
+  """Returns the registered `ExperimentConfig` called `name` (raises `ConfigError` if unknown)."""
+  if name not in _REGISTRY:
+    raise ConfigError(f"unknown experiment {name!r}; registered experiments: {list_experiments()}")
+  return _REGISTRY[name]
+
+
+def validate_config(config):
+  """Checks cross-field constraints; raises `ConfigError` naming the value and what was expected."""
+  t = config.train
+  if t.mixed_precision not in MIXED_PRECISION_POLICIES:
+    raise ConfigError(f"train.mixed_precision must be one of {MIXED_PRECISION_POLICIES}, "
+                      f"received {t.mixed_precision!r}")
+  for key, value in (("train.batch_size", t.batch_size), ("train.epochs", t.epochs),
+                     ("data.height", config.data.height), ("data.width", config.data.width)):
+    if value <= 0:
+      raise ConfigError(f"{key} must be a positive integer, received {value!r}")
+  if config.optimizer.learning_rate <= 0:
+    raise ConfigError(
+        f"optimizer.learning_rate must be positive, received {config.optimizer.learning_rate!r}")
+  if not config.losses:
+    raise ConfigError("losses must contain at least one term, received ()")
+  names = [l.name for l in config.losses]
+  if len(set(names)) != len(names):
+    raise ConfigError(f"loss term names must be unique, received {names}")
+  return config
+
+
+# ------------------------------------------------------------------------- overrides
+def _parse_bool(text):
+  low = text.strip().lower()
+  if low in ("true", "1", "yes"):
+    return True
+  if low in ("false", "0", "no"):
+    return False
+  raise ValueError(f"not a boolean: {text!r}")
+
+
+def _parse_value(text, annotation, key):
+  """Parses `text` to `annotation` (a typing annotation)."""
+  origin = typing.get_origin(annotation)
+  args = typing.get_args(annotation)
+  try:
+    if origin is typing.Union and type(None) in args:
+      if text.strip().lower() in ("none", "null"):
+        return None
+      inner = [a for a in args if a is not type(None)][0]
+      return _parse_value(text, inner, key)
+    if annotation is bool:
+      return _parse_bool(text)
+    if annotation is int:
+      return int(text)
+    if annotation is float:
+      return float(text)
+    if annotation is str:
+      return text
+    if annotation is Any:
+      return _parse_json_or_str(text)
+  except ValueError as e:
+    raise ConfigError(
+        f"override {key}={text!r}: cannot parse {text!r} as {annotation}: {e}") from None
+  raise ConfigError(f"override {key}: field of type {annotation} cannot be set from a string")
+
+
+def _parse_json_or_str(text):
+  try:
+    return json.loads(text)
+  except json.JSONDecodeError:
+    return text
+
+
+def _set_path(obj, path, text, full_key):
+  """Returns a copy of dataclass `obj` with `path` (list of names) set from `text`."""
+  head, rest = path[0], path[1:]
+  hints = typing.get_type_hints(type(obj))
+  fields = [f.name for f in dataclasses.fields(obj)]
+  if head not in fields:
+    raise ConfigError(f"unknown config key {full_key!r}: {head!r} is not one of {fields}")
+  current = getattr(obj, head)
+  annotation = hints[head]
+  if head == "losses" and isinstance(current, tuple):
+    if not rest:
+      raise ConfigError(f"override {full_key!r}: address a loss term as losses.<name>.<field>")
+    names = [l.name for l in current]
+    if rest[0] not in names:
+      raise ConfigError(f"unknown loss term in {full_key!r}: {rest[0]!r} is not one of {names}")
+    if len(rest) < 2:
+      raise ConfigError(f"override {full_key!r}: expected losses.<name>.<field>")
+    new = tuple(_set_path(l, rest[1:], text, full_key) if l.name == rest[0] else l
+                for l in current)
+    return dataclasses.replace(obj, **{head: new})
+  if dataclasses.is_dataclass(current):
+    if not rest:
+      raise ConfigError(f"override {full_key!r}: {head!r} is a section; valid keys: "
+                        f"{[f.name for f in dataclasses.fields(current)]}")
+    return dataclasses.replace(obj, **{head: _set_path(current, rest, text, full_key)})
+  if isinstance(current, dict):
+    if len(rest) != 1:
+      raise ConfigError(f"override {full_key!r}: expected {head}.<key>=<value>")
+    key = rest[0]
+    if key in current and current[key] is not None and not isinstance(current[key], (dict, list)):
+      kind = type(current[key])
+      value = _parse_value(text, kind, full_key) if kind in (bool, int, float, str) \
+          else _parse_json_or_str(text)
+      if kind is float and isinstance(value, int):
+        value = float(value)
+    else:
+      value = _parse_json_or_str(text)
+    return dataclasses.replace(obj, **{head: {**current, key: value}})
+  if rest:
+    raise ConfigError(f"unknown config key {full_key!r}: {head!r} is a value, not a section")
+  return dataclasses.replace(obj, **{head: _parse_value(text, annotation, full_key)})
+
+
+def apply_overrides(config, overrides):
+  """Returns a copy of `config` with `overrides` (`["a.b=3", ...]`) applied and validated.
+
+  Raises:
+    ConfigError: malformed override, unknown key (message lists the valid keys) or unparsable
+      value.
+  """
+  for item in overrides or ():
+    if "=" not in item:
+      raise ConfigError(f"override {item!r} is not of the form dotted.key=value")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key:
+      raise ConfigError(f"override {item!r} has an empty key")
+    config = _set_path(config, key.split("."), text.strip(), key)
+  return validate_config(config)
+
+
+# ------------------------------------------------------------------------- serialisation
+def config_to_dict(config):
+  return dataclasses.asdict(config)
+
+
+def config_from_dict(data):
+  """Inverse of `config_to_dict` (strict: unknown keys raise `ConfigError`)."""
+  def build(cls, d):
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+      raise ConfigError(f"unknown keys {sorted(unknown)} for {cls.__name__}; valid: {sorted(names)}")
+    kwargs = {}
+    for k, v in d.items():
+      ann = hints[k]
+      if dataclasses.is_dataclass(ann):
+        v = build(ann, v)
+      elif k == "losses":
+        v = tuple(build(LossConfig, x) for x in v)
+      kwargs[k] = v
+    return cls(**kwargs)
+  return build(ExperimentConfig, data)
+
+
+def save_resolved_config(config, model_dir):
+  """Writes `<model_dir>/experiment_config.json` (the fully resolved config). Returns the path."""
+  os.makedirs(model_dir, exist_ok=True)
+  path = os.path.join(model_dir, RESOLVED_CONFIG_FILENAME)
+  with open(path, "w") as f:
+    json.dump(config_to_dict(config), f, indent=2, sort_keys=True)
+    f.write("\n")
+  return path
+
+
+def load_resolved_config(model_dir):
+  """Reads the config written by `save_resolved_config`."""
+  path = os.path.join(model_dir, RESOLVED_CONFIG_FILENAME)
+  if not os.path.exists(path):
+    raise ConfigError(f"no resolved config at {path!r}; expected a model_dir written by training")
+  with open(path) as f:
+    return config_from_dict(json.load(f))
+
+
+# ------------------------------------------------------------------------- registered experiments
+# Monodepth2-style synthetic street scene at a small resolution so the demo trains on 2 CPU cores
+# in minutes. SILog with variance_focus 0.85 (BTS, Lee et al. 2019, `bts.py` `variance_focus`)
+# plus a gradient-matching term (MiDaS, Ranftl et al. 2020) with weight 0.5.
+SYNTHETIC_STREET_MAX_DEPTH = 80.0  # metres; KITTI protocol cap (Eigen et al. 2014)
+SYNTHETIC_INDOOR_MAX_DEPTH = 10.0  # metres; NYU protocol cap (Eigen et al. 2014)
+BTS_VARIANCE_FOCUS = 0.85          # BTS / AdaBins SILog lambda
+
+register_experiment(ExperimentConfig(
+    name="fastdepth_synthetic_street",
+    description="FastDepth (Wofk et al., ICRA 2019) on the synthetic street scene; the demo.",
+    model=ModelConfig("fastdepth", {"width_multiplier": 0.5,
+                                    "max_depth": SYNTHETIC_STREET_MAX_DEPTH}),
+    data=DataConfig(tfds_name="synthetic_world/street",
+                    builder_kwargs={"height": 96, "width": 128, "num_train": 512,
+                                    "num_validation": 64, "num_test": 64},
+                    height=96, width=128),
+    optimizer=OptimizerConfig("adam", learning_rate=2e-3, schedule="cosine"),
+    losses=(LossConfig("silog", 1.0, kwargs={"variance_focus": BTS_VARIANCE_FOCUS}),
+            LossConfig("l1", 0.1)),
+    train=TrainConfig(batch_size=16, epochs=8, mixed_precision="float32", seed=0),
+    metrics_protocol="synthetic_street",
+    max_depth=SYNTHETIC_STREET_MAX_DEPTH,
+))
+
+register_experiment(ExperimentConfig(
+    name="fastdepth_synthetic_indoor",
+    description="FastDepth on the synthetic indoor scene (NYU-like range).",
+    model=ModelConfig("fastdepth", {"width_multiplier": 0.5,
+                                    "max_depth": SYNTHETIC_INDOOR_MAX_DEPTH}),
+    data=DataConfig(tfds_name="synthetic_world/indoor",
+                    builder_kwargs={"height": 96, "width": 128, "num_train": 512,
+                                    "num_validation": 64, "num_test": 64},
+                    height=96, width=128),
+    optimizer=OptimizerConfig("adam", learning_rate=2e-3, schedule="cosine"),
+    losses=(LossConfig("silog", 1.0, kwargs={"variance_focus": BTS_VARIANCE_FOCUS}),
+            LossConfig("l1", 0.1)),
+    train=TrainConfig(batch_size=16, epochs=8, seed=0),
+    metrics_protocol="synthetic_indoor",
+    max_depth=SYNTHETIC_INDOOR_MAX_DEPTH,
+))

@@ -1,0 +1,363 @@
+"""Supervised depth training: a `keras.Model` wrapper with custom `train_step` / `test_step`.
+
+`SupervisedDepthModel` wraps a depth network (any `keras.Model` mapping an image batch
+`(B, H, W, 3)` float32 in [0, 1] to a dict with at least `"depth"`: `(B, H, W, 1)` metres) and
+trains it with `model.fit` on batches of the common supervised element of `tfdepth.data`:
+`{"image": (B, H, W, 3) float32 [0, 1], "depth": (B, H, W, 1) float32 metres, 0 = invalid,
+"intrinsics": (B, 3, 3)}` (or an `(image, depth)` / `(image, {"depth": ...})` tuple).
+
+The loss is a weighted sum of *loss terms*, each a pure function from `tfdepth.losses`
+(`fn(pred, target, mask, **kwargs) -> (B,)` per-image losses). The trainer does no loss math
+itself: it only selects the inputs of each term, averages per-image values over the **global**
+batch (one place: `_global_batch_mean`) and sums the weighted terms. Ground truth may be dense or
+sparse: the validity mask is `depth > 0` (DESIGN.md: 0 = invalid).
+
+Distribution: under `tf.distribute` strategies Keras' optimizer *sums* the gradients of the
+replicas (`keras/src/backend/tensorflow/optimizer.py::_all_reduce_sum_gradients`), so each
+replica's loss is `sum(per-image losses on the replica) / (local batch * replicas)`, which equals
+the mean over the global batch when replicas receive equal shares (`tf.nn.compute_average_loss`).
+Trackers are updated with the un-scaled value weighted by the local batch size, so the logged
+value is the global-batch mean, as Keras' own `train_step` does.
+
+Mixed precision: the network may compute in float16/bfloat16 (`keras.mixed_precision`); its
+outputs are cast to float32 before the losses and metrics, and `self.optimizer.scale_loss`
+applies the dynamic loss scale of `LossScaleOptimizer` (installed by `compile()` for
+`mixed_float16`).
+
+Non-finite losses: a step whose total or any term is NaN/inf applies **zero** gradients (the
+weights are not corrupted) and `NonFiniteLossCheck` (added to every `fit()` automatically) raises
+`tfdepth.errors.NonFiniteError` naming the global step, epoch, batch and the offending term(s).
+"""
+
+import dataclasses
+import importlib
+import math
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+
+import keras
+import tensorflow as tf
+
+from tfdepth.errors import InvalidInputError, NonFiniteError
+
+# Name of the total-loss tracker (Keras' own convention: `logs["loss"]`, `logs["val_loss"]`).
+TOTAL_LOSS_NAME = "loss"
+# Suffix of the per-term trackers: `logs["silog_loss"]`, `logs["val_silog_loss"]`.
+TERM_SUFFIX = "_loss"
+
+# Loss functions of `tfdepth.losses` addressable by name in experiment configs. Every entry is
+# called as `fn(pred, target, mask=mask, **kwargs)` (see `LossTerm` for the variants) and returns
+# per-image losses `(B,)`.
+#   silog:              Eigen et al., NIPS 2014, eq. 4 (variance_focus as in BTS / AdaBins)
+#   silog_bts:          Lee et al. 2019 (BTS): 10 * sqrt(mean d^2 - 0.85 mean(d)^2)
+#   berhu:              Laina et al., 3DV 2016 (FCRN), eq. 2
+#   l1:                 mean absolute error over valid pixels
+#   gradient_matching:  Li & Snavely, CVPR 2018 (MegaDepth), eq. 5 / Ranftl et al. (MiDaS)
+#   ordinal:            Fu et al., CVPR 2018 (DORN), eq. 2 (pred = ordinal logits)
+#   sid_cross_entropy:  spacing-increasing discretisation classification (pred = bin logits)
+#   ranking:            Chen et al., NIPS 2016 (depth in the wild) / Xian et al. 2020
+LOSS_FUNCTIONS = {
+    "silog": "scale_invariant_log_loss",
+    "silog_bts": "silog_bts_loss",
+    "berhu": "berhu_loss",
+    "l1": "l1_loss",
+    "gradient_matching": "gradient_matching_loss",
+    "ordinal": "ordinal_regression_loss",
+    "sid_cross_entropy": "sid_cross_entropy",
+    "ranking": "ranking_loss",
+}
+
+
+def resolve_loss_function(name):
+  """Returns the `tfdepth.losses` function registered under `name` in `LOSS_FUNCTIONS`.
+
+  Raises:
+    InvalidInputError: if `name` is unknown.
+  """
+  if name not in LOSS_FUNCTIONS:
+    raise InvalidInputError(
+        f"unknown loss term {name!r}; expected one of {sorted(LOSS_FUNCTIONS)}")
+  losses = importlib.import_module("tfdepth.losses")
+  return getattr(losses, LOSS_FUNCTIONS[name])
+
+
+@dataclasses.dataclass(frozen=True)
+class LossTerm:
+  """One weighted term of the training loss.
+
+  Attributes:
+    name: tracker name (`logs[name + "_loss"]`); also the `LOSS_FUNCTIONS` key when `fn` is None.
+    weight: multiplier of the term in the total loss (dimensionless).
+    fn: `fn(pred, target, mask=mask, **kwargs) -> (B,)` per-image loss; default
+      `resolve_loss_function(name)`.
+    prediction_key: key of the network output used as `pred` (e.g. "depth", "ordinal_logits").
+    target_key: key of the ground-truth dict passed as the second positional argument (default
+      "depth"); None passes no positional target (e.g. `ranking_loss(pred, point_a, ...)`).
+    kwargs: extra constant keyword arguments of `fn` (e.g. `{"variance_focus": 0.85}`,
+      `{"edges": [...]}` for the ordinal losses).
+    target_kwargs: `{fn argument: ground-truth key}` passed as keyword arguments (e.g.
+      `{"point_a": "point_a", "point_b": "point_b", "relation": "relation"}` for ranking).
+    use_mask: pass `mask=` (validity `depth > 0` [and <= max_depth], `(B, H, W, 1)` float32).
+  """
+  name: str
+  weight: float = 1.0
+  fn: Optional[Callable[..., Any]] = None
+  prediction_key: str = "depth"
+  target_key: str = "depth"
+  kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  target_kwargs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  use_mask: bool = True
+
+  def resolved_fn(self):
+    return self.fn if self.fn is not None else resolve_loss_function(self.name)
+
+
+def _as_loss_terms(loss_terms):
+  if not loss_terms:
+    raise InvalidInputError(f"expected at least one loss term, received {loss_terms!r}")
+  terms = []
+  for t in loss_terms:
+    if isinstance(t, LossTerm):
+      terms.append(t)
+    elif isinstance(t, (tuple, list)) and len(t) in (2, 3):
+      terms.append(LossTerm(*t))
+    else:
+      raise InvalidInputError(
+          f"expected a LossTerm or a (name, weight[, fn]) tuple, received {t!r}")
+  names = [t.name for t in terms]
+  if len(set(names)) != len(names):
+    raise InvalidInputError(f"loss term names must be unique, received {names}")
+  for t in terms:
+    if not (isinstance(t.weight, (int, float)) and math.isfinite(t.weight)):
+      raise InvalidInputError(
+          f"loss term {t.name!r} expected a finite float weight, received {t.weight!r}")
+  return terms
+
+
+def _global_batch_mean(per_image):
+  """Per-replica contribution to the mean over the global batch of a `(B,)` per-image loss.
+
+  `sum(per_image) / (B_local * num_replicas_in_sync)`; summing it over the replicas (which Keras'
+  optimizer does with the gradients) gives the global-batch mean. This is the only place where
+  per-replica and global batch sizes meet.
+  """
+  per_image = tf.cast(tf.reshape(per_image, [-1]), tf.float32)
+  return tf.nn.compute_average_loss(per_image)
+
+
+def _num_replicas():
+  return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+@keras.saving.register_keras_serializable(package="tfdepth")
+class SupervisedDepthModel(keras.Model):
+  """Trains a depth network with a weighted sum of supervised loss terms.
+
+  Args:
+    network: `keras.Model`, image `(B, H, W, 3)` float32 [0, 1] -> dict with `"depth"`
+      `(B, h, w, 1)` metres (other keys for ordinal/classification terms). A depth map of another
+      size than the ground truth is resized (bilinear, half-pixel centres) before losses/metrics.
+    loss_terms: sequence of `LossTerm` (or `(name, weight[, fn])` tuples).
+    depth_metrics: streaming `keras.metrics.Metric`s (e.g. `tfdepth.metrics.standard_metrics`)
+      updated as `m.update_state(depth_true, depth_pred)` on every train and test step; the
+      metric applies its own validity mask (depth > 0) / protocol.
+    max_depth: optional float, metres; ground truth beyond it is also masked out of the losses.
+  """
+
+  def __init__(self, network, loss_terms, depth_metrics=(), max_depth=None, **kwargs):
+    super().__init__(**kwargs)
+    if not isinstance(network, keras.Model):
+      raise InvalidInputError(
+          f"SupervisedDepthModel expected a keras.Model network, received {type(network)}")
+    if max_depth is not None and not max_depth > 0:
+      raise InvalidInputError(f"max_depth must be positive or None, received {max_depth!r}")
+    self.network = network
+    self.loss_terms = _as_loss_terms(loss_terms)
+    self._loss_fns = [t.resolved_fn() for t in self.loss_terms]
+    self.max_depth = max_depth
+    self.total_tracker = keras.metrics.Mean(name=TOTAL_LOSS_NAME)
+    self.term_trackers = [keras.metrics.Mean(name=t.name + TERM_SUFFIX) for t in self.loss_terms]
+    self.depth_metrics = list(depth_metrics)
+
+  # ---------------------------------------------------------------- keras plumbing
+  @property
+  def metrics(self):
+    return [self.total_tracker] + self.term_trackers + self.depth_metrics
+
+  def call(self, inputs, training=False):
+    if isinstance(inputs, Mapping):
+      inputs = inputs["image"]
+    outputs = self.network(inputs, training=training)
+    if not isinstance(outputs, Mapping):
+      outputs = {"depth": outputs}
+    return outputs
+
+  def get_config(self):
+    return {
+        **super().get_config(),
+        "network": keras.saving.serialize_keras_object(self.network),
+        "loss_terms": [(t.name, t.weight) for t in self.loss_terms],
+        "max_depth": self.max_depth,
+    }
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["network"] = keras.saving.deserialize_keras_object(config["network"])
+    return cls(**config)
+
+  def fit(self, *args, callbacks=None, **kwargs):
+    """`keras.Model.fit`, with `NonFiniteLossCheck` appended unless one is already present."""
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
+      callbacks.append(NonFiniteLossCheck())
+    return super().fit(*args, callbacks=callbacks, **kwargs)
+
+  # ---------------------------------------------------------------- steps
+  @staticmethod
+  def _unpack(data):
+    """Splits a batch into (image, ground-truth dict)."""
+    if isinstance(data, Mapping):
+      return data["image"], data
+    if isinstance(data, (tuple, list)) and len(data) >= 2:
+      x, y = data[0], data[1]
+      if isinstance(x, Mapping):
+        x = x["image"]
+      if not isinstance(y, Mapping):
+        y = {"depth": y}
+      return x, y
+    raise InvalidInputError(
+        "SupervisedDepthModel expected a batch dict with 'image' and 'depth' or an (image, depth) "
+        f"tuple, received {type(data)}")
+
+  def _prepare(self, y, y_pred):
+    """Float32 predictions at ground-truth size and the validity mask `(B, H, W, 1)`."""
+    depth_true = tf.cast(y["depth"], tf.float32)
+    preds = {k: tf.cast(v, tf.float32) for k, v in y_pred.items()}
+    depth_pred = preds["depth"]
+    if depth_pred.shape[1:3] != depth_true.shape[1:3]:
+      depth_pred = tf.image.resize(depth_pred, tf.shape(depth_true)[1:3], method="bilinear")
+      preds["depth"] = depth_pred
+    valid = depth_true > 0.0
+    if self.max_depth is not None:
+      valid = tf.logical_and(valid, depth_true <= self.max_depth)
+    mask = tf.cast(valid, tf.float32)
+    return depth_true, preds, mask
+
+  def compute_loss_terms(self, y, y_pred):
+    """Per-replica weighted total and the list of un-weighted per-term losses (float32 scalars).
+
+    Each term is already divided by the global batch size (see `_global_batch_mean`).
+    """
+    _, preds, mask = self._prepare(y, y_pred)
+    terms = []
+    for term, fn in zip(self.loss_terms, self._loss_fns):
+      if term.prediction_key not in preds:
+        raise InvalidInputError(
+            f"loss term {term.name!r} needs network output {term.prediction_key!r}; the network "
+            f"returned {sorted(preds)}")
+      args = [preds[term.prediction_key]]
+      if term.target_key is not None:
+        args.append(tf.cast(y[term.target_key], tf.float32))
+      kwargs = dict(term.kwargs)
+      kwargs.update({arg: y[key] for arg, key in term.target_kwargs.items()})
+      if term.use_mask:
+        kwargs["mask"] = mask
+      per_image = fn(*args, **kwargs)
+      terms.append(_global_batch_mean(per_image))
+    total = tf.add_n([tf.constant(t.weight, tf.float32) * v
+                      for t, v in zip(self.loss_terms, terms)])
+    if self.losses:  # regularisers of the network, as Keras' compute_loss does
+      reg = tf.add_n([tf.cast(tf.reduce_sum(l), tf.float32) for l in self.losses])
+      total += reg / tf.cast(_num_replicas(), tf.float32)
+    return total, terms
+
+  def _update_trackers(self, total, terms, batch_size):
+    replicas = tf.cast(_num_replicas(), tf.float32)
+    self.total_tracker.update_state(total * replicas, sample_weight=batch_size)
+    for tracker, value in zip(self.term_trackers, terms):
+      tracker.update_state(value * replicas, sample_weight=batch_size)
+
+  def _update_metrics(self, y, y_pred):
+    depth_true, preds, _ = self._prepare(y, y_pred)
+    for m in self.depth_metrics:
+      m.update_state(depth_true, preds["depth"])
+
+  def train_step(self, data):
+    x, y = self._unpack(data)
+    batch_size = tf.shape(x)[0]
+    with tf.GradientTape() as tape:
+      y_pred = self(x, training=True)
+      total, terms = self.compute_loss_terms(y, y_pred)
+      scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
+    variables = self.trainable_variables
+    grads = tape.gradient(scaled, variables)
+    # Never train on a non-finite loss: zero the update; NonFiniteLossCheck then stops training.
+    finite = tf.reduce_all(tf.math.is_finite(tf.stack([total] + terms)))
+    grads = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+    self.optimizer.apply(grads, variables)
+    self._update_trackers(total, terms, batch_size)
+    self._update_metrics(y, y_pred)
+    return {m.name: m.result() for m in self.metrics}
+
+  def test_step(self, data):
+    x, y = self._unpack(data)
+    y_pred = self(x, training=False)
+    total, terms = self.compute_loss_terms(y, y_pred)
+    self._update_trackers(total, terms, tf.shape(x)[0])
+    self._update_metrics(y, y_pred)
+    return {m.name: m.result() for m in self.metrics}
+
+  def predict_step(self, data):
+    x = data["image"] if isinstance(data, Mapping) else (
+        data[0] if isinstance(data, (tuple, list)) else data)
+    return {k: tf.cast(v, tf.float32) for k, v in self(x, training=False).items()}
+
+
+class NonFiniteLossCheck(keras.callbacks.Callback):
+  """Raises `NonFiniteError` at the end of the first training batch whose loss is NaN or inf.
+
+  The per-term trackers are running means over the epoch, so they turn non-finite exactly at the
+  first bad step. The message names the global step (optimizer iterations, 1-based count of
+  steps run), the epoch and batch (0-based), and every non-finite term.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self._epoch = 0
+    self._steps = 0
+
+  def on_epoch_begin(self, epoch, logs=None):
+    self._epoch = epoch
+
+  def on_train_batch_end(self, batch, logs=None):
+    self._steps += 1
+    if not logs:
+      return
+    bad = {}
+    for key, value in logs.items():
+      if key == TOTAL_LOSS_NAME or key.endswith(TERM_SUFFIX):
+        v = float(value)
+        if not math.isfinite(v):
+          bad[key] = v
+    if bad:
+      terms = {k: v for k, v in bad.items() if k != TOTAL_LOSS_NAME} or bad
+      step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer else self._steps
+      raise NonFiniteError(
+          f"non-finite training loss at global step {step} (epoch {self._epoch}, batch {batch}): "
+          f"term(s) {sorted(terms)} = {terms}; the update of this step was skipped (zero "
+          "gradients). Expected finite losses: check the data (NaN/inf depth or images), the "
+          "learning rate and the loss configuration.")
+
+
+def loss_terms_from_config(loss_configs):
+  """Builds `LossTerm`s from experiment `LossConfig`s (objects with name/weight/... fields)."""
+  terms = []
+  for c in loss_configs:
+    terms.append(LossTerm(
+        name=c.name, weight=float(c.weight), fn=None,
+        prediction_key=getattr(c, "prediction_key", "depth"),
+        target_key=getattr(c, "target_key", "depth") or None,
+        kwargs=dict(getattr(c, "kwargs", {}) or {}),
+        target_kwargs=dict(getattr(c, "target_kwargs", {}) or {}),
+        use_mask=bool(getattr(c, "use_mask", True))))
+  return terms
