@@ -102,11 +102,19 @@ def _prune(model, images, depth, spec):
   history = pruned.fit(images, {"depth": depth}, batch_size=spec["batch_size"],
                        epochs=spec["prune_epochs"], shuffle=True, verbose=0,
                        callbacks=[sparsity.UpdatePruningStep()])
-  return sparsity.strip_pruning(pruned), [float(v) for v in history.history["loss"]]
+  zeros = total = 0
+  for layer in pruned.layers:  # PruneLowMagnitude wrappers hold (weight, mask, threshold)
+    for _, mask, _ in getattr(layer, "pruning_vars", []):
+      m = mask.numpy()
+      zeros += int(np.sum(m == 0))
+      total += m.size
+  mask_sparsity = zeros / max(total, 1)
+  return (sparsity.strip_pruning(pruned), [float(v) for v in history.history["loss"]],
+          mask_sparsity)
 
 
 def _kernel_sparsity(model):
-  """Fraction of exactly-zero entries over all conv / depthwise kernels."""
+  """Fraction of exactly-zero entries over all kernels (pruned or not, e.g. 1x1 heads)."""
   zeros = total = 0
   for w in model.weights:
     if "kernel" in w.name:
@@ -138,7 +146,8 @@ def run(spec):
 
   scheme = None
   if spec.get("target_sparsity"):
-    model, info["prune_loss"] = _prune(model, images, depth, spec)
+    model, info["prune_loss"], info["prunable_kernel_sparsity"] = _prune(
+        model, images, depth, spec)
     timings["prune"] = time.time() - start
     info["kernel_sparsity_after_pruning"] = _kernel_sparsity(model)
     scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()

@@ -338,3 +338,24 @@ def test_warp_gradients_under_jit_match_eager():
     # Reordered float32 sums of O(10) terms: relative 1e-4 of the largest entry.
     np.testing.assert_allclose(g.numpy(), e.numpy(), rtol=1e-4,
                                atol=1e-4 * np.abs(e.numpy()).max())
+
+
+def test_warp_stereo_baseline_keeps_border_rows_valid():
+  # Pure horizontal baseline: v_source = v exactly in real numbers, so validity must depend on u
+  # only. Float32 rounding puts row 0 at v ~ -1e-7 for many pixels; WARP_VALID_TOLERANCE absorbs it.
+  rng = np.random.default_rng(RNG_SEED)
+  h, w = 16, 64
+  k = tf.tile(intr.denormalize_intrinsics(intr.KITTI_NORMALIZED_INTRINSICS, h, w)[tf.newaxis],
+              [2, 1, 1])
+  depth = rng.uniform(intr.MONODEPTH2_MIN_DEPTH, 80.0, (2, h, w, 1)).astype(np.float32)
+  pose = _translation_pose([0.1, 0.0, 0.0], batch=2)
+  image = np.zeros((2, h, w, 1), np.float32)
+  coords, _ = camera.reproject_coords(depth, pose, k)
+  u = coords.numpy()[..., 0]
+  tol = camera.WARP_VALID_TOLERANCE
+  u_inside = ((u >= -tol) & (u <= w - 1 + tol)).astype(np.float32)
+  _, valid = camera.warp_image(image, depth, pose, k)
+  np.testing.assert_array_equal(valid.numpy()[..., 0], u_inside)
+  _, strict = camera.warp_image(image, depth, pose, k, valid_tolerance=0.0)
+  # Without slack, border rows lose pixels whose u is inside (the flicker the tolerance removes).
+  assert np.sum(u_inside[:, [0, -1]] - strict.numpy()[:, [0, -1], :, 0]) > 0

@@ -24,7 +24,8 @@ def test_sid_edges_hand_computed_and_invariants():
 
 
 def test_sid_edges_with_dorn_shift():
-  # α = 0.5, β = 8.5: ξ = 1 - α = 0.5, SID on [1, 9] with K = 2 -> 1, 3, 9, minus ξ -> 0.5, 2.5, 8.5.
+  # α = 0.5, β = 8.5: ξ = 1 - α = 0.5, SID on [1, 9] with K = 2 -> 1, 3, 9;
+  # minus ξ -> 0.5, 2.5, 8.5.
   np.testing.assert_allclose(disc.sid_edges(0.5, 8.5, 2, shift=True).numpy(), [0.5, 2.5, 8.5],
                              rtol=F32_EPS)
   assert disc.DORN_SHIFTED_ALPHA == 1.0

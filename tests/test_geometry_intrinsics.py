@@ -30,7 +30,8 @@ def test_make_and_split_round_trip_with_broadcasting():
   np.testing.assert_array_equal(
       k.numpy()[1], [[200.0, 0.0, 10.0], [0.0, 50.0, 6.0], [0.0, 0.0, 1.0]])
   fx, fy, cx, cy = intr.split_intrinsics(k)
-  np.testing.assert_array_equal(np.stack([fx, fy, cx, cy], -1), [[100, 50, 10, 5], [200, 50, 10, 6]])
+  np.testing.assert_array_equal(np.stack([fx, fy, cx, cy], -1),
+                                [[100, 50, 10, 5], [200, 50, 10, 6]])
   np.testing.assert_array_equal(intr.make_intrinsics(2.0, 3.0, 4.0, 5.0, skew=1.5).numpy(),
                                 [[2.0, 1.5, 4.0], [0.0, 3.0, 5.0], [0.0, 0.0, 1.0]])
 

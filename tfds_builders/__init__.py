@@ -20,6 +20,10 @@ gcs_utils._is_gcs_disabled = True  # pylint: disable=protected-access
 # Modules defining `Builder` classes (registered with TFDS on import); one line per dataset.
 _BUILDER_MODULES = (
     "tfds_builders.synthetic_world.synthetic_world_dataset_builder",
+    "tfds_builders.kitti_depth.kitti_depth_dataset_builder",
+    "tfds_builders.nyu_depth_v2_labeled.nyu_depth_v2_labeled_dataset_builder",
+    "tfds_builders.synthia_rand_cityscapes.synthia_rand_cityscapes_dataset_builder",
+    "tfds_builders.video_frames.video_frames_dataset_builder",
 )
 
 for _module in _BUILDER_MODULES:

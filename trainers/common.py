@@ -160,6 +160,8 @@ def build_trainer(config, total_steps, strategy=None):
         max_depth=config.max_depth, name="supervised")
     model.compile(optimizer=build_optimizer(config.optimizer, total_steps),
                   jit_compile=config.train.jit_compile)
+    # Build the variables now (BackupAndRestore and load_weights need a built model).
+    model(tf.zeros([1, config.data.height, config.data.width, 3]))
   return model
 
 
@@ -207,3 +209,18 @@ def markdown_table(rows, columns):
     cells = [f"{values[c]:.4f}" if c in values else "" for c in columns]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
+
+
+def define_flags(definitions):
+  """Defines absl flags lazily (in `run()`), skipping names another entry point already defined.
+
+  `definitions`: list of `(absl define function, name, default, help[, kwargs dict])`. Defining
+  at import time would make `trainers.train`, `trainers.evaluate` and `trainers.demo` collide
+  (absl raises DuplicateFlagError for one name defined by two modules) when imported together.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  for item in definitions:
+    fn, name, default, help_text = item[:4]
+    kwargs = item[4] if len(item) > 4 else {}
+    if name not in flags.FLAGS:
+      fn(name, default, help_text, **kwargs)

@@ -312,8 +312,9 @@ def load_resolved_config(model_dir):
 
 
 # ------------------------------------------------------------------------- registered experiments
-# Monodepth2-style synthetic street scene at a small resolution so the demo trains on 2 CPU cores
-# in minutes. SILog with variance_focus 0.85 (BTS, Lee et al. 2019, `bts.py` `variance_focus`)
+# Synthetic street scene at a small resolution so the demo trains on 2 CPU cores in minutes.
+# The depth head is sigmoid x max_depth (bounded and strictly positive, so the log losses are
+# well-defined from the first step; FastDepth's ReLU head starts at 0 m). SILog with variance_focus 0.85 (BTS, Lee et al. 2019, `bts.py` `variance_focus`)
 # plus a gradient-matching term (MiDaS, Ranftl et al. 2020) with weight 0.5.
 SYNTHETIC_STREET_MAX_DEPTH = 80.0  # metres; KITTI protocol cap (Eigen et al. 2014)
 SYNTHETIC_INDOOR_MAX_DEPTH = 10.0  # metres; NYU protocol cap (Eigen et al. 2014)
@@ -322,7 +323,7 @@ BTS_VARIANCE_FOCUS = 0.85          # BTS / AdaBins SILog lambda
 register_experiment(ExperimentConfig(
     name="fastdepth_synthetic_street",
     description="FastDepth (Wofk et al., ICRA 2019) on the synthetic street scene; the demo.",
-    model=ModelConfig("fastdepth", {"width_multiplier": 0.5,
+    model=ModelConfig("fastdepth", {"width_multiplier": 0.5, "depth_activation": "sigmoid",
                                     "max_depth": SYNTHETIC_STREET_MAX_DEPTH}),
     data=DataConfig(tfds_name="synthetic_world/street",
                     builder_kwargs={"height": 96, "width": 128, "num_train": 512,
@@ -339,7 +340,7 @@ register_experiment(ExperimentConfig(
 register_experiment(ExperimentConfig(
     name="fastdepth_synthetic_indoor",
     description="FastDepth on the synthetic indoor scene (NYU-like range).",
-    model=ModelConfig("fastdepth", {"width_multiplier": 0.5,
+    model=ModelConfig("fastdepth", {"width_multiplier": 0.5, "depth_activation": "sigmoid",
                                     "max_depth": SYNTHETIC_INDOOR_MAX_DEPTH}),
     data=DataConfig(tfds_name="synthetic_world/indoor",
                     builder_kwargs={"height": 96, "width": 128, "num_train": 512,

@@ -206,7 +206,11 @@ class SupervisedDepthModel(keras.Model):
     return cls(**config)
 
   def fit(self, *args, callbacks=None, **kwargs):
-    """`keras.Model.fit`, with `NonFiniteLossCheck` appended unless one is already present."""
+    """`keras.Model.fit`, with `NonFiniteLossCheck` appended unless one is already present.
+
+    `shuffle` defaults to False: tfdepth pipelines shuffle (deterministically) themselves.
+    """
+    kwargs.setdefault("shuffle", False)
     callbacks = list(callbacks or [])
     if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
       callbacks.append(NonFiniteLossCheck())

@@ -5,15 +5,16 @@ Conventions (the single place they are written down in code; `docs/DESIGN.md` is
 * Layout NHWC. The batch size may be unknown (`None`); every op here uses `tf.shape` for it and runs
   eagerly, inside `tf.function` and under `jit_compile=True`.
 * Pixel coordinates `(u, v)`: u is the column (x, right), v the row (y, down), stacked as
-  `(..., 2)` in that order. **Integer values are pixel centres**: u = 0 is the centre of the leftmost
-  pixel, the image covers [-0.5, W - 0.5] × [-0.5, H - 0.5], and `pixel_grid(H, W)[v, u] = (u, v)`.
+  `(..., 2)` in that order. **Integer values are pixel centres**: u = 0 is the centre of the
+  leftmost pixel, the image covers [-0.5, W - 0.5] × [-0.5, H - 0.5], and
+  `pixel_grid(H, W)[v, u] = (u, v)`.
 * Camera frame: x right, y down, z forward. **Depth is z-depth in metres** (not distance along the
   ray), `(B, H, W, 1)` float32, 0 = invalid in ground truth. **Disparity** means inverse depth 1/z
   (1/m) unless a function says it is Monodepth2's sigmoid output (`disp_to_depth` /
   `depth_to_disp` convert that one, with min/max depth 0.1/100 m).
 * Intrinsics K `(B, 3, 3)` float32 in **pixels of the resolution the tensor has**, last row
   [0, 0, 1]. At pyramid scale s, `K_s` has fx, fy, cx, cy divided by 2^s (`intrinsics_pyramid`,
-  Monodepth2). Resizing/flipping K has an `pixel_centers="integer"|"monodepth2"` option: exact for
+  Monodepth2). Resizing/flipping K has a `pixel_centers="integer"|"monodepth2"` option: exact for
   integer pixel centres (u -> (u + 0.5)·s - 0.5, u -> W - 1 - u) or Monodepth2's corner-origin rule
   (u -> u·s, u -> W - u). Monodepth2's KITTI K (`KITTI_NORMALIZED_INTRINSICS` times W, H) puts
   cx = 0.5·W, half a pixel right of the centre (W - 1)/2 — keep it when matching Monodepth2.
@@ -24,7 +25,12 @@ Conventions (the single place they are written down in code; `docs/DESIGN.md` is
   Li et al. 2021 (R = Rx·Ry·Rz).
 * Projection divides by (z + 1e-7) (Monodepth2). Sampling is bilinear with border padding (the
   position clamped to [0, W - 1] × [0, H - 1]) and samples at exactly (u, v): an identity warp
-  returns the source (unlike PyTorch >= 1.3's `align_corners=False` default).
+  returns the source (unlike PyTorch >= 1.3's `align_corners=False` default). `bilinear_sample`'s
+  `valid` is exactly "inside [0, W - 1] × [0, H - 1]"; `warp_image` allows 1e-2 px of float32
+  round-off slack (`WARP_VALID_TOLERANCE`) and also requires the point in front of the source
+  camera.
+* Products with K and poses are explicit float32 multiply-adds, never `matmul`/`einsum`, which run
+  in TF32 on Ampere+ GPUs by default (relative error up to 2^-11: tenths of a pixel at u ~ 1000).
 * Masks are float32 `(B, H, W, 1)` in {0, 1}.
 
 Modules: `camera` (pixel grid, backproject, transform, project, bilinear_sample, warp_image),

@@ -5,7 +5,6 @@ nothing at run time and work eagerly, inside `tf.function` and under `jit_compil
 dimensions (`None`, e.g. the batch size) are accepted.
 """
 
-import numpy as np
 import tensorflow as tf
 
 from tfdepth.errors import InvalidInputError
@@ -20,11 +19,12 @@ def to_float_tensor(x, name, dtype=None):
   if not tf.is_tensor(x):
     target = dtype or tf.float32
     try:
-      x = np.asarray(x, dtype=target.as_numpy_dtype)
+      x = tf.convert_to_tensor(x)  # numbers, numpy arrays, (nested) lists, also of tensors
     except (TypeError, ValueError) as e:
       raise InvalidInputError(
           f"{name} must be numeric (convertible to {target.name}), got {x!r}.") from e
-    return tf.convert_to_tensor(x)
+    if x.dtype.is_floating or x.dtype.is_integer:
+      return tf.cast(x, target)
   if x.dtype.is_integer:
     return tf.cast(x, dtype or tf.float32)
   if not x.dtype.is_floating:

@@ -5,8 +5,8 @@ centres, camera frame x right / y down / z forward, depth = z in metres, K `(B, 
 the tensor's resolution with last row [0, 0, 1], poses `(B, 4, 4)` named `a_from_b`.
 
 All products with K and poses are written as explicit multiply-adds rather than `matmul`/`einsum`:
-on Ampere+ GPUs TensorFlow runs float32 matmuls in TF32 (10-bit mantissa) by default, which would
-move reprojected coordinates by ~0.1 px at KITTI widths.
+on Ampere+ GPUs TensorFlow runs float32 matmuls in TF32 (10-bit mantissa, relative error up to
+2^-11) by default, which could move reprojected coordinates by tenths of a pixel at KITTI widths.
 """
 
 import tensorflow as tf
@@ -246,9 +246,10 @@ def warp_image(source_image, target_depth, source_from_target, intrinsics,
 
   Returns:
     `(warped, valid)`: warped `(B, H, W, C)` (border padding); valid `(B, H, W, 1)` float32, 1 where
-    the reprojection lands inside [0, Ws-1] × [0, Hs-1] (± valid_tolerance) and in front of the source camera
-    (z > MIN_SOURCE_Z). With the identity pose and equal K the warp returns the source up to the
-    Monodepth2 eps, which moves coordinates by u·1e-7/z px (bit exact when z + 1e-7 rounds to z).
+    the reprojection lands inside [0, Ws-1] × [0, Hs-1] (± valid_tolerance) and in front of the
+    source camera (z > MIN_SOURCE_Z). With the identity pose and equal K the warp returns the
+    source up to the Monodepth2 eps, which moves coordinates by u·1e-7/z px, and float32 rounding
+    (bit exact when all products are exact and z + 1e-7 rounds to z, e.g. z >= 2 m).
   """
   coords, z = reproject_coords(target_depth, source_from_target, intrinsics, source_intrinsics)
   warped, valid = bilinear_sample(source_image, coords, valid_tolerance=valid_tolerance)

@@ -1,8 +1,8 @@
 """Depth discretisation for classification / ordinal-regression heads (DORN, Fu et al. 2018).
 
 `num_bins` = K bins are delimited by K + 1 edges t_0 = α < t_1 < ... < t_K = β (metres); bin i is
-[t_i, t_{i+1}). Depths outside [α, β) are clipped to bins 0 and K - 1 (invalid ground truth, depth 0,
-falls in bin 0: mask it in the loss).
+[t_i, t_{i+1}). Depths outside [α, β) are clipped to bins 0 and K - 1 (invalid ground truth,
+depth 0, falls in bin 0: mask it in the loss).
 
 Reference: H. Fu, M. Gong, C. Wang, K. Batmanghelich, D. Tao, "Deep Ordinal Regression Network for
 Monocular Depth Estimation", CVPR 2018 (DORN), Sec. 3.2 (eq. 1, spacing-increasing

@@ -1,7 +1,7 @@
 """Depth maps to coloured point clouds, and PLY files (numpy in / numpy out, eager only).
 
-Points are camera-frame (x right, y down, z forward), metres, float32. PLY files are written and read
-through `tf.io.gfile` (local paths, GCS, ...). Format: "PLY - Polygon File Format" (Turk 1994,
+Points are camera-frame (x right, y down, z forward), metres, float32. PLY files are written and
+read through `tf.io.gfile` (local paths, GCS, ...). Format: "PLY - Polygon File Format" (Turk 1994,
 http://paulbourke.net/dataformats/ply/), vertex element only.
 """
 

@@ -37,7 +37,7 @@ def check_rank(x, rank, name, channels=None):
     raise InvalidInputError(f"{name}: expected a tensor of known rank {rank}, received unknown rank")
   if x.shape.rank != rank:
     raise InvalidInputError(
-        f"{name}: expected rank {rank} (e.g. (B, H, W, C) for images), received shape {x.shape}")
+        f"{name}: expected a rank-{rank} tensor (rank 4 = (B, H, W, C)), received shape {x.shape}")
   if channels is not None and x.shape[-1] is not None and x.shape[-1] != channels:
     raise InvalidInputError(
         f"{name}: expected {channels} channel(s) in the last axis, received shape {x.shape}")

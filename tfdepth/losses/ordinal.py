@@ -173,8 +173,9 @@ def sample_ranking_pairs(depth, mask=None, num_pairs=1024, seed=0,
   Both points of each pair are drawn uniformly (with replacement) among the valid pixels of the
   image (target > 0 and mask); relation = +1 if depth_a > (1 + τ)·depth_b, −1 if
   depth_b > (1 + τ)·depth_a, else 0 (the ratio rule of Xian et al. 2018). The same (depth, mask,
-  seed) always gives the same pairs (`tf.random.stateless_categorical`), eagerly, in `tf.function`
-  and under XLA.
+  seed) always gives the same pairs (`tf.random.stateless_categorical`) within an execution mode;
+  it runs eagerly, in `tf.function` and under XLA, but XLA lowers the stateless RNG differently, so
+  compiled and eager calls draw different (equally valid) pairs.
 
   Args:
     depth: (B, H, W, 1) float depth, metres, 0 = invalid.

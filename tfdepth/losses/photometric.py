@@ -146,7 +146,8 @@ def automask(reprojection_errors, identity_errors, seed=0, noise_scale=AUTOMASK_
     reprojection_errors: non-empty list of (B, H, W, 1) errors of the warped sources.
     identity_errors: non-empty list of (B, H, W, 1) errors of the unwarped sources.
     seed: int or shape-(2,) integer tensor for `tf.random.stateless_normal`: the noise is a
-      deterministic function of the seed (pass a step-dependent seed during training).
+      deterministic function of the seed (pass a step-dependent seed during training); XLA lowers
+      the stateless RNG differently from the eager kernel, so the two draw different noise.
     noise_scale: standard deviation of the tie-break noise (Monodepth2: 1e-5); 0 disables it.
   Returns:
     min_error: (B, H, W, 1) float32 combined minimum; mask: (B, H, W, 1) float32 in {0, 1}

@@ -343,7 +343,8 @@ def evaluate_predictions(gts: Sequence[np.ndarray], preds: Sequence[np.ndarray],
   bilinear with half-pixel centres, no antialias) and inverted back to depth; the protocol mask
   (`evaluation_mask`) selects the pixels; the prediction is multiplied by the fixed scale, by the
   per-image median ratio, clamped to [min_depth, max_depth]; the errors of
-  `compute_depth_errors_numpy` are computed; the table is the mean over images.
+  `compute_depth_errors_numpy` are computed; the table is the mean over images. Everything runs
+  in float64 (Monodepth2 runs in float32; the difference is at float32 rounding level).
 
   Args:
     gts: N ground-truth depth maps in metres (0 = invalid), each (H_i, W_i) or (H_i, W_i, 1);

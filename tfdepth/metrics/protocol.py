@@ -302,24 +302,60 @@ def evaluation_mask(gt, protocol):
   return mask
 
 
-def _masked_median_tf(values, mask):
-  """Per-image median of `values[mask]`: (B, ...) -> (B,), the mean of the two middle values.
+# Bit pattern of +inf in float32: every non-negative finite float32 has a smaller int32 pattern
+# (IEEE 754 binary32 orders non-negative floats like their bit patterns).
+_FLOAT32_INF_BITS = 0x7F800000
+# Bisection steps over [0, 0x7F800000]: ceil(log2(0x7F800001)) = 31.
+_SELECT_STEPS = 31
 
-  Invalid entries are sorted to the end as +inf; images without valid entries get 0.
+
+def _masked_order_statistics_tf(values, mask, ranks):
+  """Exact k-th smallest of `values[b][mask[b]]` for each rank column, without sorting.
+
+  Binary search on the float32 bit pattern (order-preserving for values >= 0): 31 counting passes
+  instead of an O(N log N) sort (tf.sort of 4x375x1242 depths took 0.5 s on CPU, 3x this).
+  values: (B, N) float32 >= 0; mask: (B, N) bool; ranks: (B,) int32 0-based rank, < the
+  image's count (else the result is +inf). Returns (kth, next): (B,) float32, the rank-th
+  smallest and the (rank+1)-th smallest (equal to kth when tied; +inf when there is none).
+  """
+  bits = tf.bitcast(values, tf.int32)
+  # Invalid entries (and NaN, whose patterns exceed +inf) are never counted.
+  invalid = tf.constant(np.iinfo(np.int32).max, tf.int32)
+  bits = tf.where(mask, bits, invalid)
+  lo = tf.zeros_like(ranks)
+  hi = tf.fill(tf.shape(ranks), tf.constant(_FLOAT32_INF_BITS, tf.int32))
+
+  def body(lo, hi):
+    mid = lo + (hi - lo) // 2
+    count = tf.reduce_sum(tf.cast(bits <= mid[:, None], tf.int32), axis=-1)
+    enough = count > ranks  # at least rank + 1 values <= mid: the answer is <= mid
+    return tf.where(enough, lo, mid + 1), tf.where(enough, mid, hi)
+
+  _, kth = tf.while_loop(lambda lo, hi: True, body, (lo, hi), maximum_iterations=_SELECT_STEPS)
+  # The next order statistic: kth again if more than rank + 1 values are <= kth, else the
+  # smallest value above kth (two passes instead of a second search).
+  at_most = tf.reduce_sum(tf.cast(bits <= kth[:, None], tf.int32), axis=-1)
+  above = tf.reduce_min(tf.where(bits > kth[:, None], bits, invalid), axis=-1)
+  nxt = tf.where(at_most > ranks + 1, kth, tf.minimum(above, _FLOAT32_INF_BITS))
+  return tf.bitcast(kth, tf.float32), tf.bitcast(nxt, tf.float32)
+
+
+def _masked_median_tf(values, mask):
+  """Per-image median of `values[mask]` (values >= 0): (B, ...) -> (B,) float32.
+
+  The usual median: the mean of the two middle values for an even count (as `np.median`).
+  Images without valid entries get 0. Negative values must not occur (depths; checked by the
+  callers' input checks).
   """
   batch = tf.shape(values)[0]
-  flat = tf.reshape(values, [batch, -1])
+  flat = tf.reshape(tf.cast(values, tf.float32), [batch, -1])
   flat_mask = tf.reshape(mask, [batch, -1])
-  inf = tf.constant(np.inf, dtype=flat.dtype)
-  ordered = tf.sort(tf.where(flat_mask, flat, inf), axis=-1)
   count = tf.reduce_sum(tf.cast(flat_mask, tf.int32), axis=-1)
-  lower = tf.maximum((count - 1) // 2, 0)
-  upper = tf.maximum(count // 2, 0)
-  lower = tf.minimum(lower, tf.shape(flat)[1] - 1)
-  upper = tf.minimum(upper, tf.shape(flat)[1] - 1)
-  low_v = tf.gather(ordered, lower[:, None], batch_dims=1)[:, 0]
-  up_v = tf.gather(ordered, upper[:, None], batch_dims=1)[:, 0]
-  median = 0.5 * low_v + 0.5 * up_v
+  lower_rank = tf.maximum((count - 1) // 2, 0)
+  # Clamp the sign bit away so that -0.0 (and any stray negative) counts as +0.0.
+  lower, nxt = _masked_order_statistics_tf(tf.maximum(flat, 0.0), flat_mask, lower_rank)
+  upper = tf.where(count % 2 == 0, nxt, lower)  # even count: the two middle values
+  median = 0.5 * lower + 0.5 * upper
   return tf.where(count > 0, median, tf.zeros_like(median))
 
 

@@ -8,6 +8,11 @@ not the pixel-pooled value. Both variables are Keras metric variables (`synchron
 `aggregation=SUM`), so under `tf.distribute` the replicas' sums add up on read and the result over
 N replicas equals the single-device result.
 
+Known limitation (TensorFlow, not tfdepth): `MirroredStrategy` over *logical* CPU devices together
+with `jit_compile=True` fails for every Keras metric ("Trying to access resource ... located in
+device CPU:1 from device CPU:0", tensorflow.org/xla/known_issues); mirrored without XLA and XLA on
+one device are tested.
+
 Each `update_state` applies, in the reference order (see `tfdepth.metrics.protocol`): the protocol
 mask (`min_depth < gt < max_depth`, crop), the fixed scale, per-image median scaling, the clamp,
 then the errors. Images without valid pixels are skipped (no NaN).
@@ -101,7 +106,7 @@ class DepthErrorMetric(keras.metrics.Metric):
     y_true = tf.convert_to_tensor(y_true)
     y_pred = tf.convert_to_tensor(y_pred)
     for label, t in (("y_true", y_true), ("y_pred", y_pred)):
-      if t.shape.rank != 4:
+      if t.shape.rank is not None and t.shape.rank != 4:
         raise errors.InvalidInputError(
             f"{self.name}: {label} must have shape (B, H, W, 1), got {tuple(t.shape)}.")
     y_pred = self._maybe_resize(y_true, y_pred)

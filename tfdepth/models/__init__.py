@@ -7,10 +7,27 @@ name in :data:`MODEL_BUILDERS`.
 
 from tfdepth.errors import ConfigError
 from tfdepth.models.encoders import build_mobilenet_v1_encoder
+from tfdepth.models.encoders import build_mobilenet_v2_encoder
+from tfdepth.models.encoders import build_resnet_encoder
+from tfdepth.models.dorn import build_dorn
+from tfdepth.models.dorn import build_sid_classifier
+from tfdepth.models.eigen import build_eigen2014
 from tfdepth.models.fastdepth import build_fastdepth
+from tfdepth.models.fcrn import build_fcrn
+from tfdepth.models.monodepth2 import build_monodepth2_depth_net
+from tfdepth.models.monodepth2 import build_monodepth2_pose_net
 
 MODEL_BUILDERS = {
     "fastdepth": build_fastdepth,
+    "monodepth2_depth": build_monodepth2_depth_net,
+    "monodepth2_pose": build_monodepth2_pose_net,
+    "fcrn": build_fcrn,
+    "dorn": build_dorn,
+    "sid_classifier": build_sid_classifier,
+    "eigen2014": build_eigen2014,
+    "resnet_encoder": build_resnet_encoder,
+    "mobilenet_v1_encoder": build_mobilenet_v1_encoder,
+    "mobilenet_v2_encoder": build_mobilenet_v2_encoder,
 }
 
 
@@ -25,4 +42,9 @@ def get_model(name, /, **kwargs):
   return MODEL_BUILDERS[name](**kwargs)
 
 
-__all__ = ["MODEL_BUILDERS", "get_model", "build_fastdepth", "build_mobilenet_v1_encoder"]
+__all__ = [
+    "MODEL_BUILDERS", "get_model", "build_fastdepth", "build_mobilenet_v1_encoder",
+    "build_mobilenet_v2_encoder", "build_resnet_encoder", "build_monodepth2_depth_net",
+    "build_monodepth2_pose_net", "build_fcrn", "build_dorn", "build_sid_classifier",
+    "build_eigen2014",
+]

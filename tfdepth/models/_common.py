@@ -102,3 +102,10 @@ def scaled_channels(channels, width_multiplier):
   At least 1. Encoder and decoder use this same rounding, so additive skips always match.
   """
   return max(1, int(channels * width_multiplier))
+
+
+def check_unit_interval(value, arg):
+  """Raises InvalidInputError unless ``0 <= value < 1`` (e.g. a dropout rate); returns float."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
+    raise InvalidInputError(f"{arg} must be a number in [0, 1), got {value!r}")
+  return float(value)

@@ -194,6 +194,7 @@ RESNET_SPECS = {
     18: ((2, 2, 2, 2), "basic"),
     34: ((3, 4, 6, 3), "basic"),
     50: ((3, 4, 6, 3), "bottleneck"),
+    101: ((3, 4, 23, 3), "bottleneck"),
 }
 # Stem: 7x7/2 conv with 64 filters, then 3x3/2 max-pool (He et al. 2016, Table 1).
 RESNET_STEM_FILTERS = 64
@@ -256,13 +257,13 @@ def resnet_features(x, layers, num_layers=18, output_stride=32, name="resnet"):
   Args:
     x: float32 ``(B, H, W, C)``; any C (Monodepth2's pose encoder stacks 3*N channels).
     layers: ``keras.layers`` or ``tf_keras.layers``.
-    num_layers: 18, 34 (basic blocks) or 50 (bottleneck blocks).
+    num_layers: 18, 34 (basic blocks), 50 or 101 (bottleneck blocks).
     output_stride: 32, 16 or 8 (dilated last stages).
     name: layer name prefix.
   Returns:
     Dict keyed by stride: ``"s2"`` = stem conv output (64 ch; Monodepth2's first feature),
     ``"s4"`` = conv2_x, then conv3_x .. conv5_x at strides 8, 16, 32 (channels 64, 128, 256, 512
-    for 18/34; 256, 512, 1024, 2048 for 50). With ``output_stride`` 16 or 8 the dilated stages
+    for 18/34; 256, 512, 1024, 2048 for 50/101). With ``output_stride`` 16 or 8 the dilated stages
     stay at that stride, and each stride key holds the deepest feature at that stride (e.g.
     output_stride 8: ``"s8"`` is conv5_x, and there are no ``"s16"``/``"s32"`` keys).
   """
@@ -289,10 +290,10 @@ def resnet_features(x, layers, num_layers=18, output_stride=32, name="resnet"):
 
 def build_resnet_encoder(num_layers=18, input_shape=(192, 640, 3), output_stride=32,
                          normalize=True, layers=None, name="resnet"):
-  """ResNet-18/34/50 encoder (He et al. 2016) as used by Monodepth2, FCRN, DORN, DeepLab.
+  """ResNet-18/34/50/101 encoder (He et al. 2016) as used by Monodepth2, FCRN, DORN, DeepLab.
 
   Args:
-    num_layers: 18, 34 or 50.
+    num_layers: 18, 34, 50 or 101.
     input_shape: ``(H, W, C)``; H, W multiples of 32; C = 3 (RGB) or 3*N (N stacked frames,
       Monodepth2's multi-image pose encoder).
     output_stride: 32, or 16 / 8 for a dilated ResNet (DeepLab v2, Chen et al. 2017; DORN).

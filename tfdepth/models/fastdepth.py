@@ -18,9 +18,9 @@ Deliberate differences from the reference code:
     ``pointwise(32, 1)`` = 1x1 conv without bias -> BatchNorm -> ReLU.
 """
 
-from tfdepth.errors import InvalidInputError
 from tfdepth.models import _common
 from tfdepth.models import encoders
+from tfdepth.models import heads
 
 # NNConv5 decoder (Wofk et al. 2019, Sec. III-B; fast-depth models.py MobileNetSkipAdd):
 # kernel 5 depthwise convs, output channels of decode_conv1..5.
@@ -62,14 +62,7 @@ def build_fastdepth(input_shape=(224, 224, 3), layers=None, width_multiplier=1.0
   _common.check_name(name)
   shape = _common.check_input_shape(input_shape)
   width_multiplier = _common.check_positive(width_multiplier, "width_multiplier")
-  _common.check_choice(depth_activation, DEPTH_ACTIVATIONS, "depth_activation")
-  max_depth = _common.check_positive(max_depth, "max_depth", allow_none=True)
-  if depth_activation == "sigmoid" and max_depth is None:
-    raise InvalidInputError(
-        "depth_activation='sigmoid' needs max_depth (metres), got max_depth=None")
-  if depth_activation == "softplus" and max_depth is not None:
-    raise InvalidInputError(
-        f"depth_activation='softplus' is unbounded and takes no max_depth, got {max_depth!r}")
+  max_depth = heads.check_depth_activation(depth_activation, max_depth, DEPTH_ACTIVATIONS)
 
   inputs = input_fn(shape=shape, name=f"{name}_image")
   x = encoders.normalize_image(inputs, layers, encoders.MOBILENET_INPUT_SCALE,
@@ -84,13 +77,7 @@ def build_fastdepth(input_shape=(224, 224, 3), layers=None, width_multiplier=1.0
     if stage in SKIP_AFTER_STAGE:
       x = layers.Add(name=f"{prefix}_skip")([x, feats[SKIP_AFTER_STAGE[stage]]])
   x = layers.Conv2D(1, 1, name=f"{name}_head_conv")(x)
-  if depth_activation == "relu":
-    depth = layers.ReLU(max_value=max_depth, name=f"{name}_depth")(x)
-  elif depth_activation == "softplus":
-    depth = layers.Activation("softplus", name=f"{name}_depth")(x)
-  else:
-    x = layers.Activation("sigmoid", name=f"{name}_sigmoid")(x)
-    depth = encoders.fixed_affine(x, layers, max_depth, None, f"{name}_depth")
+  depth = heads.depth_output(x, layers, depth_activation, max_depth, name)
   return model_cls(inputs, {"depth": depth}, name=name)
 
 

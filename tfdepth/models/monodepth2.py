@@ -31,6 +31,8 @@ POSE_PARAMS_PER_FRAME = 6
 # The pose decoder multiplies its spatially averaged output by 0.01 (PoseDecoder.forward).
 POSE_OUTPUT_SCALE = 0.01
 AXIS_ANGLE_SIZE = 3
+# Reflection padding by 1 needs >= 2 pixels at stride 32, so the depth net needs H, W >= 64.
+MIN_DEPTH_NET_SIZE = 64
 
 
 def _check_scales(scales):
@@ -88,7 +90,7 @@ def build_monodepth2_depth_net(input_shape=(192, 640, 3), num_layers=18, scales=
   ELU], sigmoid 3x3 disparity heads at the requested scales.
 
   Args:
-    input_shape: ``(H, W, 3)``, H and W multiples of 32 (paper: 192x640 on KITTI).
+    input_shape: ``(H, W, 3)``, H and W multiples of 32 and >= 64 (paper: 192x640 on KITTI).
     num_layers: ResNet depth, 18 (paper), 34 or 50.
     scales: output scales, subset of 0..4 (paper: 0, 1, 2, 3).
     name: model name and layer-name prefix.
@@ -100,6 +102,10 @@ def build_monodepth2_depth_net(input_shape=(192, 640, 3), num_layers=18, scales=
   """
   _common.check_name(name)
   shape = _common.check_input_shape(input_shape)
+  if min(shape[:2]) < MIN_DEPTH_NET_SIZE:
+    raise InvalidInputError(
+        f"input_shape H and W must be >= {MIN_DEPTH_NET_SIZE} (reflection padding of the 1/32 "
+        f"feature map), got {input_shape!r}")
   encoders.check_resnet_args(num_layers)
   scales = _check_scales(scales)
   inputs = keras.Input(shape=shape, name=f"{name}_image")

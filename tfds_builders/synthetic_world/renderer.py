@@ -35,6 +35,13 @@ FOOTPRINT_MIN_COS = 0.02
 # when lam <= FADE_LO * footprint (Nyquist: 2 samples per wavelength, doubled for bilinear warps).
 FADE_LO = 2.0
 FADE_HI = 4.0
+# Amplitude ratio between successive octaves of "rough" surface grain (asphalt, plaster): closer
+# to 1 than fBm's usual 0.5 so that fine scales keep visible contrast (photometric losses need
+# gradients at the pixel scale).
+ROUGH_GAIN = 0.75
+# fbm evaluates an octave on the subset of pixels where it is not faded out when that subset is
+# smaller than this fraction (gathering costs about as much as half an evaluation).
+SUBSET_FRACTION = 0.6
 # Margin (pixels) added around a box's projected bounding rectangle before ray testing it.
 RECT_MARGIN_PX = 1
 # Divisor turning uint32 hashes into floats in [0, 1).
@@ -228,7 +235,8 @@ def fbm(x, y, seed, footprint, base_wavelength, octaves, gain=0.5, stretch=1.0):
   Args:
     x, y: (P,) float32 surface coordinates, metres.
     seed: (P,) uint32 per-pixel seed.
-    footprint: (P,) float32 pixel footprint on the surface, metres.
+    footprint: (P,) float32 pixel footprint on the surface (metres), or a pair (fp_x, fp_y) of
+      footprints along x and y (anisotropic, e.g. a road seen at a grazing angle).
     base_wavelength: wavelength of the first octave, metres (each next octave halves it).
     octaves: number of octaves.
     gain: amplitude ratio between successive octaves.
@@ -236,18 +244,30 @@ def fbm(x, y, seed, footprint, base_wavelength, octaves, gain=0.5, stretch=1.0):
   Returns:
     (P,) float32.
   """
+  if isinstance(footprint, tuple):
+    fpx, fpy = footprint
+  else:
+    fpx = fpy = footprint
   out = np.zeros(x.shape, np.float32)
   amp = 1.0
   norm = 0.0
   lam = float(base_wavelength)
-  fp_min = float(footprint.min()) if footprint.size else 1.0
+  fpx_min = float(fpx.min()) if fpx.size else 1.0
+  fpy_min = float(fpy.min()) if fpy.size else 1.0
   for o in range(octaves):
     norm += amp
-    if lam > FADE_LO * fp_min:  # Otherwise faded out on every pixel.
-      w = _fade(lam, footprint)
-      n = _value_noise(x * np.float32(1.0 / (lam * stretch)), y * np.float32(1.0 / lam),
-                       seed + np.uint32(977 * (o + 1)))
-      out += np.float32(2.0 * amp) * w * (n - 0.5)
+    # Skip octaves that are faded out on every pixel.
+    if lam * stretch > FADE_LO * fpx_min and lam > FADE_LO * fpy_min:
+      w = np.minimum(_fade(lam * stretch, fpx), _fade(lam, fpy))
+      sx = np.float32(1.0 / (lam * stretch))
+      sy = np.float32(1.0 / lam)
+      so = np.uint32(977 * (o + 1))
+      live = np.flatnonzero(w > 0.0)
+      if live.size > SUBSET_FRACTION * w.size:
+        out += np.float32(2.0 * amp) * w * (_value_noise(x * sx, y * sy, seed + so) - 0.5)
+      elif live.size:  # Fine octaves: evaluate only where they are not faded out.
+        n = _value_noise(x[live] * sx, y[live] * sy, seed[live] + so)
+        out[live] += np.float32(2.0 * amp) * w[live] * (n - 0.5)
     amp *= gain
     lam *= 0.5
   return out / np.float32(norm)
@@ -309,9 +329,40 @@ def material_albedo(mat, a, b, fpa, fpb, seed, color, face, size, param):
     size: (P, 2) float32 extent of the face along a and b, metres (0 on planes).
     param: (P,) float32 material parameter.
   """
-  fp = np.maximum(fpa, fpb)
+  base = _base_albedo(mat, a, b, fpa, fpb, seed, color, face, size, param)
+  if mat == MAT_ASPHALT:  # streaks along the road (b = world Z)
+    detail = fbm(b, a, seed + np.uint32(101), (fpb, fpa), DETAIL_WAVELENGTH_M, DETAIL_OCTAVES,
+                 gain=DETAIL_GAIN, stretch=DETAIL_ROAD_STRETCH)
+  elif mat in (MAT_BRICK, MAT_PLASTER):  # horizontal weathering streaks on facades
+    detail = fbm(a, b, seed + np.uint32(101), (fpa, fpb), DETAIL_WAVELENGTH_M, DETAIL_OCTAVES,
+                 gain=DETAIL_GAIN, stretch=DETAIL_FACADE_STRETCH)
+  else:
+    detail = fbm(a, b, seed + np.uint32(101), (fpa, fpb), DETAIL_WAVELENGTH_M, DETAIL_OCTAVES,
+                 gain=DETAIL_GAIN)
+  return base * (1.0 + DETAIL_AMPLITUDE * detail)[:, None]
+
+
+# Pixel-scale detail multiplied into every material so that surfaces have gradients at every
+# distance: octaves of 64 cm down to 2 cm with a high gain, so that whichever octave sits just above
+# the fade limit still has contrast. On roads the noise is stretched 4x along the street (asphalt
+# streaks), on facades 3x horizontally: at grazing angles the footprint along those axes is much
+# larger, and stretching keeps the noise resolvable there instead of fading it out.
+DETAIL_WAVELENGTH_M = 0.64
+DETAIL_OCTAVES = 6
+DETAIL_GAIN = 0.85
+DETAIL_AMPLITUDE = 0.6
+DETAIL_ROAD_STRETCH = 4.0
+DETAIL_FACADE_STRETCH = 3.0
+
+
+def _base_albedo(mat, a, b, fpa, fpb, seed, color, face, size, param):
+  """Per-material albedo before the shared detail layer (see `material_albedo`)."""
+  fp = (fpa, fpb)
+  fpm = np.maximum(fpa, fpb)
   if mat == MAT_ASPHALT:
-    g = 0.30 + 0.10 * fbm(a, b, seed, fp, 6.0, 3) + 0.12 * fbm(a, b, seed + 1, fp, 0.4, 5)
+    g = (0.30 + 0.10 * fbm(a, b, seed, fp, 6.0, 3)
+         + 0.16 * fbm(b, a, seed + 1, (fpb, fpa), 0.4, 5, gain=ROUGH_GAIN,
+                      stretch=DETAIL_ROAD_STRETCH))
     col = color * (g / 0.30)[:, None]
     centre = lines(a, 1000.0, 0.15, fpa) * band(np.mod(b, 9.0), 0.0, 3.0, fpb)
     edge = np.maximum(lines(a, 1000.0, 0.12, fpa, offset=param),
@@ -321,19 +372,22 @@ def material_albedo(mat, a, b, fpa, fpb, seed, color, face, size, param):
   if mat == MAT_SIDEWALK:
     top = face == 1
     grout = np.maximum(lines(a, 0.6, 0.015, fpa), lines(b, 0.6, 0.015, fpb)) * top
-    tint = _cell_tint(a, b, 0.6, 0.6, seed, fp) * top
-    g = 1.0 + 0.25 * tint + 0.25 * fbm(a, b, seed, fp, 1.5, 6) - 0.35 * grout
+    tint = _cell_tint(a, b, 0.6, 0.6, seed, fpm) * top
+    g = (1.0 + 0.25 * tint + 0.15 * fbm(a, b, seed, fp, 3.0, 3)
+         + 0.3 * fbm(a, b, seed + 5, fp, 0.4, 5, gain=ROUGH_GAIN) - 0.35 * grout)
     return color * g[:, None]
   if mat == MAT_BRICK:
     mortar = np.maximum(lines(b, 0.075, 0.012, fpb),
                         lines(a + 0.12 * (np.floor(b / 0.075) % 2), 0.24, 0.012, fpa)
                         * _fade(0.075, fpb))
-    tint = _cell_tint(a, b, 0.24, 0.075, seed, fp, row_shift=0.5)
-    g = 1.0 + 0.35 * tint + 0.2 * fbm(a, b, seed, fp, 3.0, 6)
+    tint = _cell_tint(a, b, 0.24, 0.075, seed, fpm, row_shift=0.5)
+    g = (1.0 + 0.35 * tint + 0.15 * fbm(a, b, seed, fp, 3.0, 3)
+         + 0.3 * fbm(a, b, seed + 5, fp, 0.6, 5, gain=ROUGH_GAIN))
     col = _mix(color * g[:, None], np.full_like(color, 0.75), mortar)
     return _facade_windows(col, a, b, fpa, fpb, seed, face, size)
   if mat == MAT_PLASTER:
-    g = 1.0 + 0.3 * fbm(a, b, seed, fp, 4.0, 7) + 0.15 * fbm(a, b, seed + 5, fp, 0.5, 3)
+    g = (1.0 + 0.3 * fbm(a, b, seed, fp, 4.0, 4)
+         + 0.3 * fbm(a, b, seed + 5, fp, 0.5, 5, gain=ROUGH_GAIN))
     band_v = lines(size[:, 1] - b, 3.2, 0.25, fpb, offset=0.0)  # floor cornices
     col = _mix(color * g[:, None], color * 0.7, band_v)
     return _facade_windows(col, a, b, fpa, fpb, seed, face, size)
@@ -371,17 +425,18 @@ def material_albedo(mat, a, b, fpa, fpb, seed, color, face, size, param):
     seams = np.maximum(lines(b, plank_w, 0.006, fpb),
                        lines(a + 0.6 * (np.floor(b / plank_w) % 3), 1.2, 0.006, fpa)
                        * _fade(plank_w, fpb))
-    tint = _cell_tint(a, b, 1.2, plank_w, seed, fp, row_shift=0.33)
+    tint = _cell_tint(a, b, 1.2, plank_w, seed, fpm, row_shift=0.33)
     grain = fbm(a, b, seed, fp, 0.6, 5, stretch=6.0)
     g = 1.0 + 0.3 * tint + 0.25 * grain + 0.1 * fbm(a, b, seed + 9, fp, 2.0, 3)
     return _mix(color * g[:, None], color * 0.45, seams)
   if mat == MAT_TILE_FLOOR:
     grout = np.maximum(lines(a, 0.4, 0.01, fpa), lines(b, 0.4, 0.01, fpb))
-    tint = _cell_tint(a, b, 0.4, 0.4, seed, fp)
+    tint = _cell_tint(a, b, 0.4, 0.4, seed, fpm)
     g = 1.0 + 0.3 * tint + 0.15 * fbm(a, b, seed, fp, 0.4, 5)
     return _mix(color * g[:, None], color * 0.55, grout)
   if mat == MAT_WALL:
-    g = 1.0 + 0.22 * fbm(a, b, seed, fp, 2.0, 7)
+    g = 1.0 + 0.15 * fbm(a, b, seed, fp, 2.0, 3) + 0.2 * fbm(a, b, seed + 6, fp, 0.3, 5,
+                                                             gain=ROUGH_GAIN)
     stripes = lines(a, 0.3, 0.08, fpa) * 0.12
     skirting = band(b, -1.0, 0.1, fpb)  # b = height above the floor on walls
     col = color * (g - stripes)[:, None]

@@ -64,7 +64,10 @@ CAR_WIDTH_RANGE_M = (1.6, 1.9)
 CAR_CLEARANCE_M = 0.2
 # Speeds of moving cars relative to the ground (m/frame).
 ONCOMING_SPEED_RANGE_M = (0.5, 1.5)
-SAME_LANE_DELTA_RANGE_M = (0.5, 1.0)
+# Cars in the camera's lane are faster by 0.5-1.0 m/frame or slower by 0.4-0.6 m/frame (so their
+# ground speed stays >= 0.2 m/frame with the camera's >= 0.8).
+SAME_LANE_FASTER_RANGE_M = (0.5, 1.0)
+SAME_LANE_SLOWER_RANGE_M = (0.4, 0.6)
 
 # --- Indoor (NYU-like) --------------------------------------------------------------------------
 # NYU Depth v2 Kinect intrinsics (toolbox camera_params.m): fx 518.86, fy 519.47, cx 325.58,
@@ -287,8 +290,10 @@ def make_street(rng):
     if lane == -1:
       vz = -rng.uniform(*ONCOMING_SPEED_RANGE_M)
     else:
-      delta = rng.uniform(*SAME_LANE_DELTA_RANGE_M) * (1.0 if rng.uniform() < 0.5 else -1.0)
-      vz = speed + delta
+      if rng.uniform() < 0.5:  # faster than the camera
+        vz = speed + rng.uniform(*SAME_LANE_FASTER_RANGE_M)
+      else:  # slower, but still moving (>= 0.2 m/frame)
+        vz = speed - rng.uniform(*SAME_LANE_SLOWER_RANGE_M)
     _add_car(boxes, rng, lane * 0.5 * lane_w + rng.uniform(-0.2, 0.2), z, 0.0 if lane > 0 else
              np.pi, (0.0, 0.0, vz))
     lanes[lane].append(z)
@@ -303,7 +308,7 @@ def make_street(rng):
 
   sun = _sun(rng, (25.0, 60.0))
   scene = R.Scene(planes=planes, boxes=boxes.freeze(), sun=sun,
-                  ambient=float(rng.uniform(0.35, 0.5)), sun_strength=float(rng.uniform(0.5, 0.7)),
+                  ambient=float(rng.uniform(0.42, 0.55)), sun_strength=float(rng.uniform(0.5, 0.7)),
                   max_depth=STREET_MAX_DEPTH_M, sky_seed=int(rng.integers(0, 2**31)),
                   sky_label=LABEL_SKY)
   return Clip(scene=scene, poses=np.stack(poses), times=np.array([-1.0, 0.0, 1.0]))

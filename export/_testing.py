@@ -1,0 +1,46 @@
+"""Small, deterministic FastDepth models for export tests and benchmarks (no training needed).
+
+A freshly initialised FastDepth with a ReLU head outputs ~0 m everywhere (depth clamped away,
+quantisation ranges degenerate). `spread_fastdepth` rescales only the 1x1 head so that on
+uniform-noise images the depth has mean ``HEAD_BIAS_M`` and standard deviation ``HEAD_STD_M``:
+a realistic, spatially varying depth map for comparing export formats.
+"""
+
+import numpy as np
+
+# Target depth statistics of the test model (metres): a street-scene-like 5 +- 1 m.
+HEAD_BIAS_M = 5.0
+HEAD_STD_M = 1.0
+# Images used to measure the head's output spread.
+_NUM_PROBE_IMAGES = 4
+
+
+def spread_fastdepth(input_size=(64, 64), width_multiplier=0.25, seed=0, **kwargs):
+  """FastDepth (tfdepth.models.build_fastdepth) whose head gives depth ~ 5 +- 1 m.
+
+  Args:
+    input_size: (H, W), multiples of 32.
+    width_multiplier: FastDepth alpha (0.25 keeps tests fast).
+    seed: numpy seed of the head weights and probe images.
+    **kwargs: other `build_fastdepth` arguments.
+  Returns:
+    Keras 3 model float32 (B, H, W, 3) in [0, 1] -> {"depth": (B, H, W, 1) metres}.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  from tfdepth.models import build_fastdepth  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(seed)  # deterministic encoder / decoder initialisation
+  model = build_fastdepth(tuple(input_size) + (3,), width_multiplier=width_multiplier, **kwargs)
+  rng = np.random.default_rng(seed)
+  head = model.get_layer(f"{model.name}_head_conv")
+  kernel, bias = head.get_weights()
+  kernel = rng.normal(0.0, 1.0, kernel.shape).astype(np.float32)
+  head.set_weights([kernel, np.zeros_like(bias)])
+  probe = rng.uniform(size=(_NUM_PROBE_IMAGES,) + tuple(input_size) + (3,)).astype(np.float32)
+  # With zero bias the ReLU cuts half of the head's output; measure the pre-activation spread
+  # through a bias large enough that nothing is cut.
+  head.set_weights([kernel, np.full_like(bias, 1e3)])
+  out = model(probe)["depth"].numpy()
+  scale = HEAD_STD_M / float(np.std(out))
+  mean = (float(np.mean(out)) - 1e3) * scale
+  head.set_weights([kernel * scale, np.full_like(bias, HEAD_BIAS_M - mean)])
+  return model

@@ -1,0 +1,82 @@
+"""Tests of export.qat: QAT + pruning in the tf_keras worker process gives a runnable int8 model.
+
+One worker run (about 30-45 s on 2 cores: tf_keras / tfmot import, pruning, QAT, conversion)
+covers the whole path; argument errors are checked without starting a worker.
+"""
+
+import numpy as np
+import pytest
+
+from export import qat
+from export._common import ExportError
+from export._testing import spread_fastdepth
+from export.litert_runner import LiteRTRunner
+from tfdepth.errors import InvalidInputError
+
+INPUT_SIZE = (32, 32)
+WIDTH = 0.25
+BUILDER = "tfdepth.models:build_fastdepth"
+BUILDER_KWARGS = {"input_shape": [32, 32, 3], "width_multiplier": WIDTH}
+TARGET_SPARSITY = 0.5
+# ConstantSparsity zeroes round(s * n) entries of each pruned kernel: the overall zero fraction
+# of the prunable kernels equals s up to the rounding of each kernel (< 0.5 entry per kernel).
+SPARSITY_ATOL = 0.01
+# QAT int8 vs the float model it was distilled from, after one epoch on 8 images: error bound
+# as a fraction of the mean depth (~5 m): quantisation steps are ~0.04 m (cf. the PTQ bound in
+# tests/test_export_tflite.py) and the short fine-tuning moves the weights a little (lr 1e-4).
+QAT_MEAN_REL_ERROR = 0.05
+
+
+@pytest.fixture(scope="module")
+def model():
+  return spread_fastdepth(INPUT_SIZE, width_multiplier=WIDTH)
+
+
+def _images(n, seed=0):
+  return np.random.default_rng(seed).uniform(size=(n,) + INPUT_SIZE + (3,)).astype(np.float32)
+
+
+def test_qat_with_pruning_runs(model, tmp_path):
+  images = _images(8)
+  path = qat.quantization_aware_training(
+      model, BUILDER, str(tmp_path / "qat.tflite"), {"images": images},
+      builder_kwargs=BUILDER_KWARGS, epochs=1, batch_size=4, target_sparsity=TARGET_SPARSITY)
+  info = qat.read_qat_info(path)
+  assert info["num_train_images"] == 8
+  assert len(info["qat_loss"]) == 1 and len(info["prune_loss"]) == 1
+  assert abs(info["prunable_kernel_sparsity"] - TARGET_SPARSITY) <= SPARSITY_ATOL
+  runner = LiteRTRunner(path)
+  assert runner.input_details["dtype"] == np.uint8 and runner.output_details["dtype"] == np.uint8
+  x = _images(2, seed=1)
+  out = runner.predict(x)
+  expected = model(x)["depth"].numpy()
+  assert out.shape == expected.shape
+  assert np.mean(np.abs(out - expected)) <= QAT_MEAN_REL_ERROR * np.mean(expected)
+
+
+def test_mismatched_weights_fail_in_worker(model, tmp_path):
+  # The twin of a wider model has other weight shapes: the worker refuses them.
+  with pytest.raises(ExportError, match="weights do not match the tf_keras twin"):
+    qat.quantization_aware_training(
+        model, BUILDER, str(tmp_path / "bad.tflite"), {"images": _images(2)},
+        builder_kwargs={"input_shape": [32, 32, 3], "width_multiplier": 0.5}, epochs=1)
+
+
+def test_bad_arguments(model, tmp_path):
+  out = str(tmp_path / "x.tflite")
+  data = {"images": _images(2)}
+  with pytest.raises(InvalidInputError, match="module:function"):
+    qat.quantization_aware_training(model, "build_fastdepth", out, data)
+  with pytest.raises(InvalidInputError, match="target_sparsity.*1.5"):
+    qat.quantization_aware_training(model, BUILDER, out, data, target_sparsity=1.5)
+  with pytest.raises(InvalidInputError, match="io_dtype.*int4"):
+    qat.quantization_aware_training(model, BUILDER, out, data, io_dtype="int4")
+  with pytest.raises(InvalidInputError, match="epochs.*0"):
+    qat.quantization_aware_training(model, BUILDER, out, data, epochs=0)
+  with pytest.raises(InvalidInputError, match=r"\(16, 16\).*\(32, 32\)"):
+    qat.quantization_aware_training(model, BUILDER, out, {"images": _images(2)[:, :16, :16]})
+  with pytest.raises(InvalidInputError, match="key 'images'"):
+    qat.quantization_aware_training(model, BUILDER, out, {"x": _images(2)})
+  with pytest.raises(InvalidInputError, match=r"depth'\] must be \(2, 32, 32, 1\)"):
+    qat.quantization_aware_training(model, BUILDER, out,
+                                    {"images": _images(2), "depth": np.ones((2, 32, 32))})

@@ -1,0 +1,185 @@
+"""Tests of tfdepth.models.monodepth2 (Godard et al. 2019)."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tfdepth.errors import InvalidInputError
+from tfdepth.models import get_model
+from tfdepth.models.monodepth2 import build_monodepth2_depth_net, build_monodepth2_pose_net
+
+# ResNet-18 without classifier, trainable parameters (= torchvision 11,689,512 - fc 513,000).
+RESNET18_TRAINABLE = 11_176_512
+# Published scale of Monodepth2's ResNet-18 depth network (the brief's / commonly quoted figure).
+PUBLISHED_DEPTH_PARAMS = 14.3e6
+SMALL = (64, 64, 3)
+
+
+def _trainable(model):
+  return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def _out_shapes(model):
+  return {k: tuple(v.shape) for k, v in model.output.items()}
+
+
+def _images(batch, shape, seed=0):
+  return np.random.default_rng(seed).uniform(0.0, 1.0, (batch,) + shape).astype("float32")
+
+
+def _conv(k, cin, cout):
+  return k * k * cin * cout + cout  # conv with bias
+
+
+@pytest.fixture(scope="module")
+def depth_net():
+  keras.utils.set_random_seed(0)
+  return build_monodepth2_depth_net(SMALL, name="md")
+
+
+@pytest.fixture(scope="module")
+def pose_net():
+  keras.utils.set_random_seed(1)
+  return build_monodepth2_pose_net(SMALL, name="mp")
+
+
+def test_depth_net_parameter_count():
+  model = build_monodepth2_depth_net()
+  enc = (64, 64, 128, 256, 512)  # ResNet-18 channels at strides 2..32
+  dec = (16, 32, 64, 128, 256)   # Monodepth2 num_ch_dec
+  decoder = 0
+  for i in range(4, -1, -1):
+    cin = enc[4] if i == 4 else dec[i + 1]
+    decoder += _conv(3, cin, dec[i])
+    decoder += _conv(3, dec[i] + (enc[i - 1] if i > 0 else 0), dec[i])
+    if i < 4:
+      decoder += _conv(3, dec[i], 1)  # sigmoid disparity head
+  assert decoder == 3_152_724
+  assert _trainable(model) == RESNET18_TRAINABLE + decoder == 14_329_236
+  assert abs(_trainable(model) - PUBLISHED_DEPTH_PARAMS) / PUBLISHED_DEPTH_PARAMS < 0.01
+
+
+def test_pose_net_parameter_count():
+  model = build_monodepth2_pose_net()
+  encoder = RESNET18_TRAINABLE + 7 * 7 * 3 * 64  # first conv takes 6 channels instead of 3
+  decoder = _conv(1, 512, 256) + 2 * _conv(3, 256, 256) + _conv(1, 256, 6)
+  assert decoder == 1_313_030
+  assert _trainable(model) == encoder + decoder == 12_498_950
+
+
+@pytest.mark.parametrize("shape", [(64, 64, 3), (64, 128, 3)])
+def test_depth_net_output_shapes(shape):
+  model = build_monodepth2_depth_net(shape, scales=(0, 2))
+  h, w = shape[:2]
+  assert _out_shapes(model) == {"disp_0": (None, h, w, 1), "disp_2": (None, h // 4, w // 4, 1)}
+
+
+def test_depth_net_forward(depth_net):
+  for batch in (1, 2):
+    out = depth_net(_images(batch, SMALL), training=False)
+    assert sorted(out) == ["disp_0", "disp_1", "disp_2", "disp_3"]
+    for s in range(4):
+      disp = out[f"disp_{s}"].numpy()
+      assert disp.shape == (batch, 64 >> s, 64 >> s, 1)
+      assert np.all(disp > 0.0) and np.all(disp < 1.0)  # sigmoid
+  assert all(layer.name.startswith("md_") for layer in depth_net.layers)
+
+
+def test_depth_net_structure(depth_net):
+  kinds = [type(layer).__name__ for layer in depth_net.layers]
+  # 10 decoder convs + 4 heads, each reflection padded; 5 nearest upsamplings; 4 skips.
+  assert kinds.count("ReflectionPadding2D") == 14
+  assert kinds.count("UpSampling2D") == 5 and kinds.count("Concatenate") == 4
+  elus = [l for l in depth_net.layers if isinstance(l, keras.layers.Activation)
+          and l.name.endswith("_elu")]
+  assert len(elus) == 10
+
+
+def test_sigmoid_heads_closed_form():
+  model = build_monodepth2_depth_net(SMALL, scales=(1,), name="c")
+  head = model.get_layer("c_decoder_dispconv1_conv")
+  kernel, _ = head.get_weights()
+  head.set_weights([np.zeros_like(kernel), np.array([np.log(3.0)], np.float32)])
+  disp = model(_images(1, SMALL), training=False)["disp_1"].numpy()
+  np.testing.assert_allclose(disp, 0.75, rtol=1e-6)  # sigmoid(ln 3) = 3/4; float32 round-off
+
+
+def test_pose_net_outputs_are_scaled_bias(pose_net):
+  """With a zero last kernel the output is 0.01 x bias (spatial mean of a constant)."""
+  last = pose_net.get_layer("mp_pose2")
+  kernel, _ = last.get_weights()
+  bias = np.array([1.0, -2.0, 3.0, 40.0, -50.0, 60.0], np.float32)
+  last.set_weights([np.zeros_like(kernel), bias])
+  out = pose_net(_images(2, (64, 64, 6)), training=False)
+  assert _out_shapes(pose_net) == {"axis_angle": (None, 3), "translation": (None, 3)}
+  # x 0.01 in float32: relative error <= 1 ulp.
+  np.testing.assert_allclose(out["axis_angle"].numpy(), [[0.01, -0.02, 0.03]] * 2, rtol=1e-6)
+  np.testing.assert_allclose(out["translation"].numpy(), [[0.4, -0.5, 0.6]] * 2, rtol=1e-6)
+
+
+def test_pose_net_three_frames_layout():
+  model = build_monodepth2_pose_net(SMALL, num_input_frames=3, name="p3")
+  assert model.input_shape == (None, 64, 64, 9)
+  last = model.get_layer("p3_pose2")
+  kernel, _ = last.get_weights()
+  bias = np.arange(12, dtype=np.float32)  # frame k gets bias[6k:6k+6] (view(-1, N-1, 1, 6))
+  last.set_weights([np.zeros_like(kernel), bias])
+  out = model(_images(1, (64, 64, 9)), training=False)
+  np.testing.assert_allclose(out["axis_angle"].numpy()[0], 0.01 * np.array([[0, 1, 2], [6, 7, 8]]),
+                             rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(out["translation"].numpy()[0],
+                             0.01 * np.array([[3, 4, 5], [9, 10, 11]]), rtol=1e-6)
+
+
+def test_fit_one_step(depth_net, pose_net):
+  """One SGD step of model.fit on each net. Eager, because tracing ResNet-18's train step costs
+  ~10 s of CPU per model (graph-mode fit is exercised in test_models_fastdepth)."""
+  x = _images(2, SMALL)
+  targets = {f"disp_{s}": np.full((2, 64 >> s, 64 >> s, 1), 0.3, np.float32) for s in range(4)}
+  model = keras.models.clone_model(depth_net)
+  model.compile(optimizer="sgd", loss={k: "mse" for k in targets}, run_eagerly=True)
+  loss = model.fit(x, targets, batch_size=2, epochs=1, verbose=0).history["loss"][0]
+  assert np.isfinite(loss) and loss > 0.0
+  pose = keras.models.clone_model(pose_net)
+  pose.compile(optimizer="sgd", loss={"axis_angle": "mse", "translation": "mse"},
+               run_eagerly=True)
+  before = pose.get_layer("mp_pose2").get_weights()[1].copy()
+  pose.fit(_images(2, (64, 64, 6)), {"axis_angle": np.ones((2, 3), "f"),
+                                     "translation": np.ones((2, 3), "f")}, verbose=0)
+  assert not np.array_equal(before, pose.get_layer("mp_pose2").get_weights()[1])
+
+
+def test_save_load_round_trip(depth_net, pose_net, tmp_path):
+  for model, x in ((depth_net, _images(2, SMALL)), (pose_net, _images(2, (64, 64, 6)))):
+    path = os.path.join(tmp_path, f"{model.name}.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    a, b = model(x, training=False), loaded(x, training=False)
+    assert sorted(a) == sorted(b)
+    for key in a:
+      np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+
+
+def test_registry():
+  model = get_model("monodepth2_depth", input_shape=SMALL, scales=(0,), name="g")
+  assert list(model.output) == ["disp_0"]
+  assert get_model("monodepth2_pose", input_shape=SMALL, name="gp").name == "gp"
+
+
+@pytest.mark.parametrize("builder,kwargs,fragment", [
+    (build_monodepth2_depth_net, {"input_shape": (200, 640, 3)}, "H=200"),
+    (build_monodepth2_depth_net, {"num_layers": 20}, "20"),
+    (build_monodepth2_depth_net, {"input_shape": (32, 64, 3)}, ">= 64"),
+    (build_monodepth2_depth_net, {"scales": (0, 5)}, "(0, 5)"),
+    (build_monodepth2_depth_net, {"scales": ()}, "scales"),
+    (build_monodepth2_depth_net, {"scales": (1, 1)}, "(1, 1)"),
+    (build_monodepth2_pose_net, {"num_input_frames": 1}, "num_input_frames"),
+    (build_monodepth2_pose_net, {"num_layers": 101}, "101"),
+    (build_monodepth2_pose_net, {"input_shape": (192, 640, 6)}, "C=6"),
+])
+def test_bad_input(builder, kwargs, fragment):
+  with pytest.raises(InvalidInputError) as err:
+    builder(**kwargs)
+  assert fragment in str(err.value)

@@ -1,0 +1,314 @@
+"""TFDS builder `video_frames`: your own videos, as folders of frames, to self-supervised clips.
+
+Input (manual directory): one sub-folder per sequence, holding its frames as 8-bit PNG or JPEG
+files, ordered by the numbers in their names (`frame_2.png` < `frame_10.png`):
+
+  <manual_dir>/<sequence>/<frames>.{png,jpg,jpeg}
+  <manual_dir>/<sequence>/intrinsics.txt      optional, per sequence
+  <manual_dir>/intrinsics.txt                 optional, for every sequence without its own
+
+Zip / tar archives of such folders placed in the manual directory are extracted safely first.
+Video files (.mp4, .avi, ...) are refused with instructions: no video decoder ships with
+tfdepth's dependencies (TensorFlow and PIL decode images only, TFDS's `Video` feature needs an
+external ffmpeg binary), so extract frames first, e.g.
+`ffmpeg -i drive.mp4 -qscale:v 2 drive/%06d.jpg`.
+
+Processing, per sequence (Zhou et al., CVPR 2017; Gordon et al., ICCV 2019 "Depth from videos
+in the wild" for unknown intrinsics):
+1. frame-rate subsampling: keep every `frame_stride`-th frame;
+2. static-frame removal: a frame whose mean absolute grey-level difference to the last kept frame
+   (values in [0, 1], on a `STATIC_CHECK_SIZE` thumbnail) is below `static_threshold` is dropped —
+   the camera did not move enough for photometric self-supervision;
+3. clips (t−1, t, t+1) of consecutive kept frames, resized to `image_size` if given (PIL Lanczos),
+   intrinsics rescaled to the stored size.
+
+Intrinsics file: one line of 4 numbers `fx fy cx cy`, or 9 numbers (3×3 K, row-major), in pixels
+of the frames as stored on disk, 0-based pixel centres (tfdepth convention). Without a file,
+`intrinsics` is all zeros and `has_intrinsics` is False (for the learned-intrinsics trainer).
+"""
+
+import dataclasses
+import functools
+import re
+from typing import Dict, List, Optional, Tuple
+
+from etils import epath
+import numpy as np
+import PIL.Image
+import tensorflow_datasets as tfds
+
+from tfds_builders.common import archives
+from tfds_builders.common import errors
+from tfds_builders.common import generation
+from tfds_builders.common import images
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+ARCHIVE_SUFFIXES = archives.ZIP_SUFFIXES + archives.TAR_SUFFIXES
+INTRINSICS_FILENAME = "intrinsics.txt"
+# Thumbnail (H, W) on which frame differences are computed: cheap, and insensitive to sensor noise.
+STATIC_CHECK_SIZE = (48, 64)
+# ITU-R BT.601 luma weights for the grey level used by the static check.
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+HALF_PIXEL = 0.5
+CLIP_LENGTH = 3
+
+MANUAL_DOWNLOAD_INSTRUCTIONS = """\
+Put one folder per video in the manual directory, each holding the video's frames as PNG or JPEG
+files whose names sort in time order by their numbers (e.g. 000001.jpg, 000002.jpg, ...):
+  <manual_dir>/<sequence>/<frames>.{png,jpg}
+Optional: <sequence>/intrinsics.txt (or one <manual_dir>/intrinsics.txt for all) with
+"fx fy cx cy" in pixels of the frames, 0-based pixel centres. To turn a video file into frames:
+  ffmpeg -i my_drive.mp4 -qscale:v 2 <manual_dir>/my_drive/%06d.jpg
+(add -vf fps=10 to subsample in time). Zip or tar archives of such folders are also accepted.
+"""
+
+
+@dataclasses.dataclass
+class VideoFramesConfig(tfds.core.BuilderConfig):
+  """Options of `video_frames`.
+
+  Attributes:
+    image_size: `(H, W)` to resize frames to, or None to keep the size on disk (then all
+      sequences may differ in size).
+    frame_stride: keep every k-th frame (frame-rate subsampling), k >= 1.
+    static_threshold: mean absolute grey difference in [0, 1] below which a frame counts as
+      static and is dropped; 0 disables the check.
+    validation_sequences: sequence folder names that form the `validation` split (by sequence).
+    use_beam: generate with Apache Beam.
+  """
+  image_size: Optional[Tuple[int, int]] = None
+  frame_stride: int = 1
+  static_threshold: float = 0.0
+  validation_sequences: Tuple[str, ...] = ()
+  use_beam: bool = False
+
+
+def natural_key(name: str):
+  """Sort key comparing digit runs as numbers: "f2.png" < "f10.png"."""
+  return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def list_frames(sequence_dir) -> List[epath.Path]:
+  """Frame files of a sequence in time order (natural sort)."""
+  files = [p for p in epath.Path(sequence_dir).iterdir()
+           if p.suffix.lower() in IMAGE_SUFFIXES]
+  return sorted(files, key=lambda p: natural_key(p.name))
+
+
+def read_intrinsics(path) -> np.ndarray:
+  """Parses an intrinsics file into a `(3, 3)` float64 K (see module docstring)."""
+  path = epath.Path(path)
+  values = path.read_text().split()
+  try:
+    numbers = [float(v) for v in values]
+  except ValueError:
+    numbers = []
+  if len(numbers) == 4:
+    fx, fy, cx, cy = numbers
+    k = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
+  elif len(numbers) == 9:
+    k = np.array(numbers).reshape(3, 3)
+  else:
+    raise errors.CorruptFileError(
+        f"{path}: expected 4 numbers 'fx fy cx cy' or 9 numbers (3x3 K, row-major); got "
+        f"{values[:12]!r}.")
+  if not (k[0, 0] > 0 and k[1, 1] > 0 and np.array_equal(k[2], [0.0, 0.0, 1.0])):
+    raise errors.CorruptFileError(
+        f"{path}: fx, fy must be positive and the last row (0, 0, 1); got K = {k.tolist()}.")
+  return k
+
+
+def scale_intrinsics(k: np.ndarray, from_size, to_size) -> np.ndarray:
+  """fx' = fx·W'/W, cx' = (cx + 0.5)·W'/W − 0.5 (and likewise for y); sizes are (H, W)."""
+  sy, sx = to_size[0] / from_size[0], to_size[1] / from_size[1]
+  k = np.array(k, dtype=np.float64)
+  k[0, 0] *= sx
+  k[1, 1] *= sy
+  k[0, 2] = (k[0, 2] + HALF_PIXEL) * sx - HALF_PIXEL
+  k[1, 2] = (k[1, 2] + HALF_PIXEL) * sy - HALF_PIXEL
+  return k
+
+
+def grey_thumbnail(image: np.ndarray) -> np.ndarray:
+  """`STATIC_CHECK_SIZE` grey float64 in [0, 1] of a uint8 RGB frame (box-filter resize)."""
+  grey = image.astype(np.float64) @ np.array(LUMA_WEIGHTS) / 255.0
+  thumb = PIL.Image.fromarray(grey.astype(np.float32), mode="F").resize(
+      (STATIC_CHECK_SIZE[1], STATIC_CHECK_SIZE[0]), PIL.Image.BOX)
+  return np.asarray(thumb, dtype=np.float64)
+
+
+def select_frames(thumbnails: List[np.ndarray], threshold: float) -> List[int]:
+  """Indices kept by the static check: each frame is compared with the last kept one."""
+  if threshold <= 0 or not thumbnails:
+    return list(range(len(thumbnails)))
+  kept = [0]
+  for i in range(1, len(thumbnails)):
+    if np.mean(np.abs(thumbnails[i] - thumbnails[kept[-1]])) >= threshold:
+      kept.append(i)
+  return kept
+
+
+def _resize(image: np.ndarray, size: Optional[Tuple[int, int]]) -> np.ndarray:
+  if size is None or tuple(image.shape[:2]) == tuple(size):
+    return image
+  return np.asarray(PIL.Image.fromarray(image).resize((size[1], size[0]), PIL.Image.LANCZOS))
+
+
+def _read_frame(path: epath.Path, expected_size=None) -> np.ndarray:
+  image = images.read_rgb(path)
+  if expected_size is not None and tuple(image.shape[:2]) != tuple(expected_size):
+    raise errors.CorruptFileError(
+        f"{path}: size {image.shape[:2]} differs from the sequence's first frame "
+        f"{tuple(expected_size)}; a sequence must have one frame size.")
+  return image
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipItem:
+  """One clip to write: the three frame paths, the target's original index, intrinsics."""
+  sequence: str
+  paths: Tuple[str, str, str]
+  target_index: int
+  intrinsics: Optional[Tuple[float, ...]]  # Row-major 3×3 at the on-disk size, or None.
+
+
+def plan_sequence(sequence_dir, config: VideoFramesConfig,
+                  default_intrinsics: Optional[np.ndarray]) -> List[ClipItem]:
+  """Lists the clips of one sequence after subsampling and static-frame removal."""
+  sequence_dir = epath.Path(sequence_dir)
+  frames = list_frames(sequence_dir)
+  indices = list(range(0, len(frames), config.frame_stride))
+  size = None
+  thumbnails = []
+  if config.static_threshold > 0:
+    for i in indices:
+      image = _read_frame(frames[i], size)
+      size = image.shape[:2]
+      thumbnails.append(grey_thumbnail(image))
+    indices = [indices[j] for j in select_frames(thumbnails, config.static_threshold)]
+  k_file = sequence_dir / INTRINSICS_FILENAME
+  k = read_intrinsics(k_file) if k_file.exists() else default_intrinsics
+  k_tuple = None if k is None else tuple(float(v) for v in np.asarray(k).reshape(-1))
+  return [ClipItem(sequence_dir.name,
+                   tuple(str(frames[i]) for i in indices[j - 1:j + 2]),
+                   indices[j], k_tuple)
+          for j in range(1, len(indices) - 1)]
+
+
+def make_clip(item: ClipItem, image_size: Optional[Tuple[int, int]] = None):
+  """`(key, example)` of a clip: frames `(3, H, W, 3)` uint8, intrinsics at the stored size."""
+  first = _read_frame(epath.Path(item.paths[0]))
+  clip = [first] + [_read_frame(epath.Path(p), first.shape[:2]) for p in item.paths[1:]]
+  raw_size = first.shape[:2]
+  stored = tuple(image_size) if image_size else raw_size
+  if item.intrinsics is None:
+    k, has_k = np.zeros((3, 3)), False
+  else:
+    k, has_k = scale_intrinsics(np.reshape(item.intrinsics, (3, 3)), raw_size, stored), True
+  target = epath.Path(item.paths[1])
+  return f"{item.sequence}_{target.stem}", {
+      "frames": np.stack([_resize(f, image_size) for f in clip]),
+      "intrinsics": k.astype(np.float32),
+      "has_intrinsics": has_k,
+      "sequence": item.sequence,
+      "frame_id": target.stem,
+      "frame_index": np.int32(item.target_index),
+  }
+
+
+def prepare_root(manual_dir, extract_dir) -> epath.Path:
+  """Checks the manual directory, extracts archives safely, refuses video files."""
+  manual_dir = epath.Path(manual_dir)
+  entries = list(manual_dir.iterdir())
+  videos = [p.name for p in entries if p.suffix.lower() in VIDEO_SUFFIXES]
+  if videos:
+    raise errors.InvalidInputError(
+        f"Video files {videos[:5]} in {str(manual_dir)!r}: video decoding is not supported (no "
+        f"decoder among the dependencies). Extract their frames first.\n"
+        f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  packed = [p for p in entries if p.name.lower().endswith(ARCHIVE_SUFFIXES)]
+  if not packed:
+    return manual_dir
+  target = epath.Path(extract_dir) / "video_frames"
+  for archive in packed:
+    archives.safe_extract(archive, target)
+  for p in entries:  # Plain folders next to the archives are used as well.
+    if p.is_dir() and not (target / p.name).exists():
+      raise errors.InvalidInputError(
+          f"{str(manual_dir)!r} mixes archives and folders ({p.name}/); put all sequences "
+          "either in archives or in folders.")
+  return target
+
+
+def find_sequences(root) -> List[epath.Path]:
+  """Sequence folders (sub-folders with at least one image), sorted by name."""
+  root = epath.Path(root)
+  sequences = [p for p in sorted(root.iterdir(), key=lambda p: p.name)
+               if p.is_dir() and list_frames(p)]
+  if not sequences:
+    raise errors.MissingFileError(
+        f"No sequence folder with PNG/JPEG frames in {str(root)!r}.\n"
+        f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  return sequences
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """User image sequences to (t-1, t, t+1) clips with optional intrinsics."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
+  BUILDER_CONFIGS = [VideoFramesConfig(
+      name="default", description="All frames, native size, no static-frame removal.")]
+
+  def _info(self) -> tfds.core.DatasetInfo:
+    config = self.builder_config
+    if config.frame_stride < 1 or config.static_threshold < 0:
+      raise errors.InvalidInputError(
+          f"frame_stride must be >= 1 and static_threshold >= 0; got {config.frame_stride}, "
+          f"{config.static_threshold}.")
+    shape = (None, None, 3) if config.image_size is None else (*config.image_size, 3)
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            "frames": tfds.features.Sequence(tfds.features.Image(shape=shape),
+                                             length=CLIP_LENGTH,
+                                             doc="Frames t-1, t, t+1 (after subsampling), uint8."),
+            "intrinsics": tfds.features.Tensor(
+                shape=(3, 3), dtype=np.float32,
+                doc="K at the stored size, pixels, 0-based centres; zeros if unknown."),
+            "has_intrinsics": tfds.features.Scalar(dtype=np.bool_, doc="A K file was given."),
+            "sequence": tfds.features.Text(doc="Sequence folder name."),
+            "frame_id": tfds.features.Text(doc="File stem of the target frame t."),
+            "frame_index": tfds.features.Scalar(
+                dtype=np.int32, doc="Index of t among the sequence's sorted frames."),
+        }),
+        homepage="https://github.com/tinghuiz/SfMLearner",
+    )
+
+  def _split_generators(self, dl_manager: tfds.download.DownloadManager):
+    config = self.builder_config
+    root = prepare_root(dl_manager.manual_dir,
+                        getattr(dl_manager, "_extract_dir", dl_manager.download_dir))
+    global_k_file = root / INTRINSICS_FILENAME
+    global_k = read_intrinsics(global_k_file) if global_k_file.exists() else None
+    sequences = find_sequences(root)
+    names = {s.name for s in sequences}
+    unknown = sorted(set(config.validation_sequences) - names)
+    if unknown:
+      raise errors.InvalidInputError(
+          f"validation_sequences {unknown} are not sequence folders of {str(root)!r} "
+          f"(found {sorted(names)}).")
+    splits: Dict[str, List[ClipItem]] = {"train": []}
+    if config.validation_sequences:
+      splits["validation"] = []
+    for sequence in sequences:
+      split = "validation" if sequence.name in config.validation_sequences else "train"
+      splits[split].extend(plan_sequence(sequence, config, global_k))
+    return {name: self._generate_examples(items=items) for name, items in splits.items()}
+
+  def _generate_examples(self, items):
+    config = self.builder_config
+    return generation.generate(
+        items, functools.partial(make_clip, image_size=config.image_size),
+        use_beam=config.use_beam)

@@ -1,0 +1,731 @@
+"""Self-supervised monocular depth from video: Monodepth2 and its segmentation-guided variant.
+
+`SelfSupervisedDepthModel` trains a depth network and a separate pose network with `model.fit` on
+batches of `tfdepth.data.video.make_self_supervised_dataset` (Godard, Mac Aodha, Firman, Brostow,
+"Digging Into Self-Supervised Monocular Depth Estimation", ICCV 2019; reference code
+github.com/nianticlabs/monodepth2 `trainer.py`). Conventions (docs/reference-conventions.md):
+
+* Frames {0, -1, +1}: the target is t (index 1 of `frames` (B, 3, H, W, 3), order [t-1, t, t+1]).
+  The pose net sees each pair in temporal order: for source -1 it gets (source, target) and its
+  transform is inverted, for +1 it gets (target, source) (`trainer.predict_poses`). The resulting
+  pose is `source_from_target` (it maps target-camera points into the source camera).
+* Networks see the colour-jittered `frames_aug`; the losses use the un-jittered `frames`.
+* Full-resolution multi-scale (`use_full_res_multiscale`): each scale's sigmoid disparity is
+  upsampled to the input size (bilinear, half-pixel centres, no antialias), converted to depth with
+  `disp_to_depth` (0.1 / 100), and the sources are warped and compared at full resolution.
+* Per-pixel minimum reprojection over the sources (`use_min_reprojection`; otherwise their mean),
+  auto-masking (`use_automask`: identity errors + 1e-5 Gaussian tie-break noise, concatenated
+  first).
+* Edge-aware smoothness of the mean-normalised sigmoid disparity at its native scale against the
+  target resized to that scale, weighted `smoothness_weight / 2^s`.
+* Per-scale loss L_s = w_p·L_p,s + w_smooth·L_smooth,s / 2^s (+ w_sup·L_sup,s); total = mean over
+  scales (+ w_seg·L_seg for the segmentation-guided variant; + regularisers).
+* Semi-supervised (Kuznietsov, Stückler, Leibe, CVPR 2017): with `sparse_depth` in the batch and
+  `supervised_weight > 0`, a masked L1 (or berHu) term between each scale's full-resolution depth
+  and the sparse depth is added to that scale's loss.
+* Segmentation-guided (`segmentation_weight > 0`, network with `seg_logits`): total
+  μ·L_p + λ·L_s + α·L_b where μ is the auto-mask, λ = 1e-3, α = 5e-4 and L_b the border-weighted
+  cross-entropy (Ronneberger et al. 2015, Eq. 1) of the segmentation head.
+
+Logged terms (un-weighted, each the global-batch mean): `photometric_loss` = mean_s L_p,s,
+`smoothness_loss` = mean_s L_smooth,s / 2^s, `supervised_loss`, `segmentation_loss`; so
+`loss = w_p·photometric + w_smooth·smoothness + w_sup·supervised + w_seg·segmentation`.
+
+Distribution / precision / non-finite handling mirror `trainers.supervised.SupervisedDepthModel`:
+per-image losses go through `_global_batch_mean` (sum / global batch), `optimizer.scale_loss`,
+zero update on a non-finite step and `NonFiniteLossCheck` in every `fit`. Note that Keras
+`BatchNormalization` normalises with per-replica statistics under `MirroredStrategy`, as in any
+Keras model; one-step equality with a single device therefore holds with frozen BN statistics.
+
+Stereo (Monodepth2 "S"/"MS"): not implemented; the synthetic world has no stereo pair (the KITTI
+eigen_zhou builder stores `stereo_image`, so it is possible there). Shared-encoder pose variant:
+not implemented (separate pose net only, Monodepth2's default).
+"""
+
+import dataclasses
+import json
+import os
+from typing import Mapping, Optional, Tuple
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfdepth import geometry
+from tfdepth import losses as losses_lib
+from tfdepth.errors import ConfigError, InvalidInputError
+from trainers.supervised import NonFiniteLossCheck
+from trainers.supervised import TERM_SUFFIX
+from trainers.supervised import TOTAL_LOSS_NAME
+from trainers.supervised import _global_batch_mean
+from trainers.supervised import _num_replicas
+
+# Monodepth2 `options.py`: frame_ids [0, -1, 1], scales [0, 1, 2, 3], min/max depth 0.1/100,
+# disparity_smoothness 1e-3, learning rate 1e-4, batch 12, 20 epochs with x0.1 at epoch 15.
+MONODEPTH2_FRAME_IDS = (0, -1, 1)
+MONODEPTH2_SCALES = (0, 1, 2, 3)
+MONODEPTH2_SMOOTHNESS_WEIGHT = 1e-3
+MONODEPTH2_LEARNING_RATE = 1e-4
+# Weight of the photometric term (μ in Godard et al. 2019, Eq. 7 is the auto-mask; its scalar
+# weight is 1).
+PHOTOMETRIC_WEIGHT = 1.0
+# Segmentation-guided variant (issue 5): L = μ·L_p + λ·L_s + α·L_b with λ = 1e-3 (= Monodepth2's
+# smoothness weight) and α = 5e-4 for the border-weighted cross-entropy.
+SEGDEPTH_SMOOTHNESS_WEIGHT = 1e-3
+SEGDEPTH_SEGMENTATION_WEIGHT = 5e-4
+# Semi-supervised term (Kuznietsov et al. 2017 use berHu on sparse LiDAR). tfdepth's default
+# weight for L1 in metres: 1e-2 brings a ~5 m error to the ~0.1 magnitude of the photometric term
+# (tfdepth choice, not from the paper).
+SEMI_SUPERVISED_WEIGHT = 1e-2
+SUPERVISED_LOSSES = ("l1", "berhu")
+# Index of the target frame t in `frames` [t-1, t, t+1] and of each source id.
+TARGET_INDEX = 1
+SOURCE_INDEX = {-1: 0, 1: 2}
+# Cityscapes ignore value of `seg_labels` (tfdepth.data.video.CITYSCAPES_IGNORE_ID).
+SEG_IGNORE_LABEL = 255
+HISTORY_FILENAME = "history.json"
+ATE_KEY = "ate_3frame"
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfSupervisedConfig:
+  """Loss weights and switches of `SelfSupervisedDepthModel` (Monodepth2 defaults).
+
+  Attributes:
+    scales: disparity scales used by the losses (subset of the depth net's outputs).
+    min_depth, max_depth: metres of `disp_to_depth` (Monodepth2: 0.1, 100).
+    photometric_weight: weight of the photometric term (1).
+    ssim_weight: α of the photometric error 0.85·SSIM + 0.15·L1.
+    smoothness_weight: λ; the scale-s term is weighted λ / 2^s (Monodepth2: 1e-3).
+    supervised_weight: weight of the semi-supervised sparse-depth term (0 = off).
+    supervised_loss: "l1" (masked mean |d - d*|, metres) or "berhu" (Laina et al. 2016; its
+      threshold is a per-replica batch statistic).
+    segmentation_weight: α of the border-weighted cross-entropy (0 = off).
+    use_automask: Monodepth2 auto-masking of stationary pixels.
+    use_min_reprojection: per-pixel minimum over sources (else their mean).
+    use_full_res_multiscale: warp at input resolution for every scale (else at each scale).
+    use_border_weights: weight the segmentation cross-entropy with `seg_weights` (else 1).
+    automask_noise_scale: std of the identity-error tie-break noise (Monodepth2: 1e-5).
+  """
+  scales: Tuple[int, ...] = MONODEPTH2_SCALES
+  min_depth: float = geometry.MONODEPTH2_MIN_DEPTH
+  max_depth: float = geometry.MONODEPTH2_MAX_DEPTH
+  photometric_weight: float = PHOTOMETRIC_WEIGHT
+  ssim_weight: float = losses_lib.photometric.PHOTOMETRIC_ALPHA
+  smoothness_weight: float = MONODEPTH2_SMOOTHNESS_WEIGHT
+  supervised_weight: float = 0.0
+  supervised_loss: str = "l1"
+  segmentation_weight: float = 0.0
+  use_automask: bool = True
+  use_min_reprojection: bool = True
+  use_full_res_multiscale: bool = True
+  use_border_weights: bool = True
+  automask_noise_scale: float = losses_lib.photometric.AUTOMASK_NOISE_SCALE
+
+  def __post_init__(self):
+    scales = tuple(self.scales)
+    if not scales or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in scales):
+      raise InvalidInputError(
+          f"scales expected a non-empty tuple of non-negative ints, received {self.scales!r}")
+    object.__setattr__(self, "scales", scales)
+    if not 0 < self.min_depth < self.max_depth:
+      raise InvalidInputError(f"expected 0 < min_depth < max_depth, received "
+                              f"{self.min_depth!r}, {self.max_depth!r}")
+    for name in ("photometric_weight", "smoothness_weight", "supervised_weight",
+                 "segmentation_weight", "automask_noise_scale"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InvalidInputError(f"{name} expected a number >= 0, received {value!r}")
+    if not 0.0 <= self.ssim_weight <= 1.0:
+      raise InvalidInputError(f"ssim_weight expected in [0, 1], received {self.ssim_weight!r}")
+    if self.supervised_loss not in SUPERVISED_LOSSES:
+      raise InvalidInputError(f"supervised_loss expected one of {SUPERVISED_LOSSES}, received "
+                              f"{self.supervised_loss!r}")
+    for name in ("use_automask", "use_min_reprojection", "use_full_res_multiscale",
+                 "use_border_weights"):
+      if not isinstance(getattr(self, name), bool):
+        raise InvalidInputError(f"{name} expected a bool, received {getattr(self, name)!r}")
+
+  def to_dict(self):
+    d = dataclasses.asdict(self)
+    d["scales"] = list(self.scales)
+    return d
+
+  @classmethod
+  def from_dict(cls, d):
+    d = dict(d)
+    if "scales" in d:
+      d["scales"] = tuple(d["scales"])
+    return cls(**d)
+
+
+# ----------------------------------------------------------------------------- pure loss pieces
+def source_from_target_pose(axis_angle, translation, frame_id):
+  """Monodepth2 `transformation_from_parameters` for a pose-net output of the pair in temporal order.
+
+  Args:
+    axis_angle, translation: `(B, 3)` pose-net outputs for the pair (earlier, later).
+    frame_id: -1 (source before target: the net saw (source, target), the transform is inverted)
+      or +1 (the net saw (target, source)).
+  Returns:
+    `(B, 4, 4)` float32 `source_from_target`.
+  """
+  if frame_id not in SOURCE_INDEX:
+    raise InvalidInputError(f"frame_id expected -1 or 1, received {frame_id!r}")
+  return geometry.pose_from_axis_angle_translation(
+      tf.cast(axis_angle, tf.float32), tf.cast(translation, tf.float32), invert=frame_id < 0)
+
+
+def pose_pair(target, source, frame_id):
+  """The pose-net input `(B, H, W, 6)`: the two frames concatenated in temporal order."""
+  if frame_id not in SOURCE_INDEX:
+    raise InvalidInputError(f"frame_id expected -1 or 1, received {frame_id!r}")
+  pair = (source, target) if frame_id < 0 else (target, source)
+  return tf.concat(pair, axis=-1)
+
+
+def warp_sources(sources, depth, source_from_target, intrinsics):
+  """Warps every source into the target view.
+
+  Args:
+    sources: `{frame_id: (B, H, W, 3)}` float32 [0, 1].
+    depth: `(B, H, W, 1)` target depth.
+    source_from_target: `{frame_id: (B, 4, 4)}`.
+    intrinsics: `(B, 3, 3)` pixels of (H, W).
+  Returns:
+    `{frame_id: (warped (B, H, W, 3), valid (B, H, W, 1))}`.
+  """
+  return {f: geometry.warp_image(img, depth, source_from_target[f], intrinsics)
+          for f, img in sources.items()}
+
+
+def photometric_loss_map(target, sources, warped, config, seed=0):
+  """Monodepth2's per-pixel photometric loss and auto-mask for one scale.
+
+  Args:
+    target: `(B, H, W, 3)` float32 [0, 1].
+    sources: `{frame_id: (B, H, W, 3)}` un-warped sources (identity errors).
+    warped: `{frame_id: (B, H, W, 3)}` warped sources.
+    config: `SelfSupervisedConfig`.
+    seed: stateless seed of the tie-break noise.
+  Returns:
+    `(loss (B, H, W, 1), mask (B, H, W, 1))`; mask is 1 where a warped source wins (all ones
+    without auto-masking).
+  """
+  ids = sorted(warped)
+  reprojection = [losses_lib.photometric_error(warped[f], target, config.ssim_weight) for f in ids]
+  if not config.use_min_reprojection:
+    reprojection = [tf.add_n(reprojection) / float(len(reprojection))]
+  if config.use_automask:
+    identity = [losses_lib.photometric_error(sources[f], target, config.ssim_weight) for f in ids]
+    if not config.use_min_reprojection:
+      identity = [tf.add_n(identity) / float(len(identity))]
+    return losses_lib.automask(reprojection, identity, seed=seed,
+                               noise_scale=config.automask_noise_scale)
+  loss, _ = losses_lib.min_reprojection(reprojection)
+  return loss, tf.ones_like(loss)
+
+
+def _resize(x, size, antialias=False):
+  return tf.image.resize(x, size, method="bilinear", antialias=antialias)
+
+
+def self_supervised_losses(frames, intrinsics, disps, source_from_target, config, seed=0,
+                           sparse_depth=None, seg_logits=None, seg_labels=None, seg_weights=None):
+  """All loss terms of one batch, per image.
+
+  Args:
+    frames: `(B, 3, H, W, 3)` float32 [0, 1] un-jittered frames [t-1, t, t+1].
+    intrinsics: `(B, 3, 3)` pixels of (H, W).
+    disps: `{scale: (B, H/2^s, W/2^s, 1)}` Monodepth2 sigmoid disparities (or `{"disp_s": ...}`).
+    source_from_target: `{-1: (B, 4, 4), 1: (B, 4, 4)}`.
+    config: `SelfSupervisedConfig`.
+    seed: int or `(2,)` int tensor; scale s uses fold_in(seed, s) for the auto-mask noise.
+    sparse_depth: optional `(B, H, W, 1)` metres, 0 = no return.
+    seg_logits, seg_labels, seg_weights: optional `(B, H, W, C)`, `(B, H, W, 1)` int (255 =
+      ignore), `(B, H, W, 1)` float.
+  Returns:
+    dict of `(B,)` float32: "photometric", "smoothness" (already divided by 2^s and averaged over
+    scales), optionally "supervised" and "segmentation"; plus "automask" `(B, H, W, 1)` of scale 0
+    (or the first scale) for inspection.
+  """
+  frames = tf.cast(frames, tf.float32)
+  intrinsics = tf.cast(intrinsics, tf.float32)
+  if frames.shape.rank != 5 or frames.shape[1] != 3 or frames.shape[-1] != 3:
+    raise InvalidInputError(f"frames expected shape (B, 3, H, W, 3), received {frames.shape}")
+  disps = {(int(k.split("_")[1]) if isinstance(k, str) else int(k)): v for k, v in disps.items()}
+  missing = [s for s in config.scales if s not in disps]
+  if missing:
+    raise InvalidInputError(
+        f"disps lacks scales {missing}; config.scales={config.scales}, received {sorted(disps)}")
+  h, w = frames.shape[2], frames.shape[3]
+  if h is None or w is None:
+    h, w = tf.shape(frames)[2], tf.shape(frames)[3]
+  full_size = tf.stack([h, w]) if isinstance(h, tf.Tensor) else [h, w]
+  target = frames[:, TARGET_INDEX]
+  sources = {f: frames[:, i] for f, i in SOURCE_INDEX.items()}
+  seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+  if seed.shape.rank == 0:
+    seed = tf.stack([seed, tf.constant(0, tf.int64)])
+  k_pyramid = None if config.use_full_res_multiscale else geometry.intrinsics_pyramid(
+      intrinsics, max(config.scales) + 1)
+  photometric, smoothness, supervised = [], [], []
+  first_mask = None
+  for s in config.scales:
+    disp = tf.cast(disps[s], tf.float32)
+    scale_size = tf.shape(disp)[1:3]
+    scale_seed = tf.random.experimental.stateless_fold_in(seed, s)
+    if config.use_full_res_multiscale:
+      disp_full = _resize(disp, full_size)
+      _, depth = geometry.disp_to_depth(disp_full, config.min_depth, config.max_depth)
+      tgt, srcs, k = target, sources, intrinsics
+    else:
+      _, depth = geometry.disp_to_depth(disp, config.min_depth, config.max_depth)
+      tgt = _resize(target, scale_size, antialias=True)
+      srcs = {f: _resize(x, scale_size, antialias=True) for f, x in sources.items()}
+      k = k_pyramid[s]
+    warped = warp_sources(srcs, depth, source_from_target, k)
+    loss_map, mask = photometric_loss_map(tgt, srcs, {f: v[0] for f, v in warped.items()},
+                                          config, scale_seed)
+    if first_mask is None:
+      first_mask = mask
+    photometric.append(tf.reduce_mean(loss_map, axis=[1, 2, 3]))
+    color = target if s == 0 else _resize(target, scale_size, antialias=True)
+    smoothness.append(losses_lib.edge_aware_smoothness(disp, color) / (2.0 ** s))
+    if sparse_depth is not None and config.supervised_weight > 0:
+      d_full = depth if config.use_full_res_multiscale else _resize(depth, full_size)
+      sparse = tf.cast(sparse_depth, tf.float32)
+      valid = tf.cast(sparse > 0.0, tf.float32)
+      fn = losses_lib.l1_loss if config.supervised_loss == "l1" else losses_lib.berhu_loss
+      supervised.append(fn(d_full, sparse, mask=valid))
+  n = float(len(config.scales))
+  out = {"photometric": tf.add_n(photometric) / n, "smoothness": tf.add_n(smoothness) / n,
+         "automask": first_mask}
+  if supervised:
+    out["supervised"] = tf.add_n(supervised) / n
+  if seg_logits is not None and config.segmentation_weight > 0:
+    if seg_labels is None:
+      raise InvalidInputError("segmentation needs seg_labels (B, H, W, 1), received None")
+    labels = tf.cast(seg_labels, tf.int32)
+    valid = tf.cast(labels != SEG_IGNORE_LABEL, tf.float32)
+    weights = (tf.cast(seg_weights, tf.float32)
+               if (config.use_border_weights and seg_weights is not None) else tf.ones_like(valid))
+    out["segmentation"] = losses_lib.border_weighted_cross_entropy(
+        tf.cast(seg_logits, tf.float32), labels, weights, mask=valid)
+  return out
+
+
+def absolute_trajectory_error(pred_positions, gt_positions):
+  """Monodepth2 / SfMLearner `compute_ate` on one snippet (numpy).
+
+  The prediction is translated so its first position matches the ground truth, scaled by the
+  least-squares factor sum(gt·pred) / sum(pred²), and the error is
+  sqrt(sum ||scaled pred - gt||²) / num_frames (the reference's normalisation).
+
+  Args:
+    pred_positions, gt_positions: `(N, 3)` camera positions (metres for gt).
+  Returns:
+    float ATE.
+  """
+  pred = np.asarray(pred_positions, np.float64)
+  gt = np.asarray(gt_positions, np.float64)
+  if pred.shape != gt.shape or pred.ndim != 2 or pred.shape[1] != 3:
+    raise InvalidInputError(
+        f"expected two (N, 3) position arrays, received {pred.shape} and {gt.shape}")
+  pred = pred + (gt[0] - pred[0])
+  denom = np.sum(pred ** 2)
+  scale = np.sum(gt * pred) / denom if denom > 0 else 0.0
+  err = pred * scale - gt
+  return float(np.sqrt(np.sum(err ** 2)) / gt.shape[0])
+
+
+def snippet_positions(target_from_source):
+  """Camera positions of frames [t-1, t, t+1] in the target camera frame, `(3, 3)`.
+
+  Args:
+    target_from_source: `(2, 4, 4)` for sources [t-1, t+1].
+  """
+  m = np.asarray(target_from_source, np.float64)
+  return np.stack([m[0, :3, 3], np.zeros(3), m[1, :3, 3]])
+
+
+# ----------------------------------------------------------------------------- the model
+@keras.saving.register_keras_serializable(package="tfdepth")
+class SelfSupervisedDepthModel(keras.Model):
+  """Monodepth2 trainer: depth net + separate pose net, self-supervised by view synthesis.
+
+  Args:
+    depth_net: `keras.Model`, image `(B, H, W, 3)` float32 [0, 1] -> `{"disp_s": (B, H/2^s,
+      W/2^s, 1)}` sigmoid disparities for every s in `config.scales` (optionally `"seg_logits"`
+      `(B, H, W, C)`), e.g. `build_monodepth2_depth_net` / `build_segdepth_net`.
+    pose_net: `keras.Model`, `(B, H, W, 6)` (two frames in temporal order) -> `{"axis_angle",
+      "translation"}` `(B, 3)`, e.g. `build_monodepth2_pose_net(num_input_frames=2)`.
+    config: `SelfSupervisedConfig` (or its dict).
+    depth_metrics: streaming metrics updated with (batch["depth"], predicted depth) when the
+      batch has ground truth (use a median-scaling protocol for monocular models).
+  """
+
+  def __init__(self, depth_net, pose_net, config=None, depth_metrics=(), **kwargs):
+    super().__init__(**kwargs)
+    for name, net in (("depth_net", depth_net), ("pose_net", pose_net)):
+      if not isinstance(net, keras.Model):
+        raise InvalidInputError(f"{name} expected a keras.Model, received {type(net)}")
+    if config is None:
+      config = SelfSupervisedConfig()
+    elif isinstance(config, Mapping):
+      config = SelfSupervisedConfig.from_dict(config)
+    if not isinstance(config, SelfSupervisedConfig):
+      raise InvalidInputError(f"config expected a SelfSupervisedConfig, received {type(config)}")
+    self.depth_net = depth_net
+    self.pose_net = pose_net
+    self.config = config
+    self.term_names = ["photometric", "smoothness"]
+    if config.supervised_weight > 0:
+      self.term_names.append("supervised")
+    if config.segmentation_weight > 0:
+      self.term_names.append("segmentation")
+    self.total_tracker = keras.metrics.Mean(name=TOTAL_LOSS_NAME)
+    self.term_trackers = [keras.metrics.Mean(name=n + TERM_SUFFIX) for n in self.term_names]
+    self.depth_metrics = list(depth_metrics)
+
+  @property
+  def term_weights(self):
+    c = self.config
+    return {"photometric": c.photometric_weight, "smoothness": c.smoothness_weight,
+            "supervised": c.supervised_weight, "segmentation": c.segmentation_weight}
+
+  @property
+  def metrics(self):
+    return [self.total_tracker] + self.term_trackers + self.depth_metrics
+
+  def call(self, inputs, training=False):
+    """image `(B, H, W, 3)` (or a batch dict) -> depth-net outputs + `"depth"` `(B, H, W, 1)`."""
+    if isinstance(inputs, Mapping):
+      inputs = inputs["image"] if "image" in inputs else inputs["frames"][:, TARGET_INDEX]
+    outputs = dict(self.depth_net(inputs, training=training))
+    outputs = {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
+    _, outputs["depth"] = geometry.disp_to_depth(outputs["disp_0"], self.config.min_depth,
+                                                 self.config.max_depth)
+    return outputs
+
+  def predict_poses(self, frames_aug, training=False):
+    """`{frame_id: source_from_target (B, 4, 4)}` from the pose net on jittered frames."""
+    target = frames_aug[:, TARGET_INDEX]
+    poses = {}
+    for f, i in SOURCE_INDEX.items():
+      out = self.pose_net(pose_pair(target, frames_aug[:, i], f), training=training)
+      poses[f] = source_from_target_pose(out["axis_angle"], out["translation"], f)
+    return poses
+
+  def get_config(self):
+    return {
+        **super().get_config(),
+        "depth_net": keras.saving.serialize_keras_object(self.depth_net),
+        "pose_net": keras.saving.serialize_keras_object(self.pose_net),
+        "config": self.config.to_dict(),
+    }
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["depth_net"] = keras.saving.deserialize_keras_object(config["depth_net"])
+    config["pose_net"] = keras.saving.deserialize_keras_object(config["pose_net"])
+    return cls(**config)
+
+  def fit(self, *args, callbacks=None, **kwargs):
+    """`keras.Model.fit` with `NonFiniteLossCheck` appended (as `SupervisedDepthModel.fit`)."""
+    kwargs.setdefault("shuffle", False)
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
+      callbacks.append(NonFiniteLossCheck())
+    return super().fit(*args, callbacks=callbacks, **kwargs)
+
+  # ----------------------------------------------------------------- steps
+  @staticmethod
+  def _unpack(data):
+    if isinstance(data, (tuple, list)) and data and isinstance(data[0], Mapping):
+      data = data[0]
+    if not isinstance(data, Mapping) or "frames" not in data or "intrinsics" not in data:
+      raise InvalidInputError(
+          "SelfSupervisedDepthModel expected a batch dict with 'frames' (B, 3, H, W, 3) and "
+          f"'intrinsics', received {type(data)} "
+          f"{sorted(data) if isinstance(data, Mapping) else ''}")
+    return data
+
+  def compute_loss_terms(self, batch, outputs, poses, seed):
+    """Per-replica weighted total and `{term: global-batch-mean contribution}` (float32)."""
+    per_image = self_supervised_losses(
+        batch["frames"], batch["intrinsics"],
+        {s: outputs[f"disp_{s}"] for s in self.config.scales}, poses, self.config, seed=seed,
+        sparse_depth=batch.get("sparse_depth"), seg_logits=outputs.get("seg_logits"),
+        seg_labels=batch.get("seg_labels"), seg_weights=batch.get("seg_weights"))
+    terms = {}
+    for name in self.term_names:
+      if name not in per_image:
+        raise InvalidInputError(
+            f"loss term {name!r} is enabled but the batch/network lacks its inputs (supervised "
+            "needs batch['sparse_depth'], segmentation needs outputs['seg_logits'] and "
+            f"batch['seg_labels']); batch keys {sorted(batch)}, outputs {sorted(outputs)}")
+      terms[name] = _global_batch_mean(per_image[name])
+    weights = self.term_weights
+    total = tf.add_n([tf.constant(weights[n], tf.float32) * v for n, v in terms.items()])
+    if self.losses:
+      reg = tf.add_n([tf.cast(tf.reduce_sum(l), tf.float32) for l in self.losses])
+      total += reg / tf.cast(_num_replicas(), tf.float32)
+    return total, terms
+
+  def _update_trackers(self, total, terms, batch_size):
+    replicas = tf.cast(_num_replicas(), tf.float32)
+    self.total_tracker.update_state(total * replicas, sample_weight=batch_size)
+    for tracker, name in zip(self.term_trackers, self.term_names):
+      tracker.update_state(terms[name] * replicas, sample_weight=batch_size)
+
+  def _update_metrics(self, batch, outputs):
+    if self.depth_metrics and "depth" in batch:
+      for m in self.depth_metrics:
+        m.update_state(tf.cast(batch["depth"], tf.float32), outputs["depth"])
+
+  def train_step(self, data):
+    batch = self._unpack(data)
+    frames_aug = tf.cast(batch.get("frames_aug", batch["frames"]), tf.float32)
+    batch_size = tf.shape(frames_aug)[0]
+    seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int64), tf.constant(1, tf.int64)])
+    with tf.GradientTape() as tape:
+      outputs = self(frames_aug[:, TARGET_INDEX], training=True)
+      poses = self.predict_poses(frames_aug, training=True)
+      total, terms = self.compute_loss_terms(batch, outputs, poses, seed)
+      scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
+    variables = self.trainable_variables
+    grads = tape.gradient(scaled, variables)
+    finite = tf.reduce_all(tf.math.is_finite(tf.stack([total] + list(terms.values()))))
+    grads = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+    self.optimizer.apply(grads, variables)
+    self._update_trackers(total, terms, batch_size)
+    self._update_metrics(batch, outputs)
+    return {m.name: m.result() for m in self.metrics}
+
+  def test_step(self, data):
+    batch = self._unpack(data)
+    frames = tf.cast(batch["frames"], tf.float32)
+    outputs = self(frames[:, TARGET_INDEX], training=False)
+    poses = self.predict_poses(frames, training=False)
+    total, terms = self.compute_loss_terms(batch, outputs, poses, tf.constant([0, 2], tf.int64))
+    self._update_trackers(total, terms, tf.shape(frames)[0])
+    self._update_metrics(batch, outputs)
+    return {m.name: m.result() for m in self.metrics}
+
+  def predict_step(self, data):
+    if isinstance(data, Mapping):
+      x = data["image"] if "image" in data else data["frames"][:, TARGET_INDEX]
+    else:
+      x = data[0] if isinstance(data, (tuple, list)) else data
+    return self(x, training=False)
+
+
+# ----------------------------------------------------------------------------- experiments
+# ExperimentConfig.model.name values handled by this module (dispatched from trainers.train and
+# trainers.evaluate by `is_self_supervised`).
+SELF_SUPERVISED_MODELS = ("monodepth2", "segdepth")
+# ExperimentConfig loss-term names -> SelfSupervisedConfig weight fields.
+LOSS_TERM_FIELDS = {"photometric": "photometric_weight", "smoothness": "smoothness_weight",
+                    "supervised": "supervised_weight", "segmentation": "segmentation_weight"}
+
+
+def is_self_supervised(config):
+  """True when `config` (an `ExperimentConfig`) is trained by this module."""
+  return getattr(getattr(config, "model", None), "name", None) in SELF_SUPERVISED_MODELS
+
+
+def self_supervised_config(config):
+  """`SelfSupervisedConfig` from an `ExperimentConfig`.
+
+  Loss terms are named after `LOSS_TERM_FIELDS` (their weights set the matching field); every
+  term's `kwargs` may set the other fields (e.g. `losses.photometric.kwargs.use_automask=false`).
+  """
+  fields = {f.name for f in dataclasses.fields(SelfSupervisedConfig)}
+  values = {"smoothness_weight": 0.0, "photometric_weight": 0.0}
+  for term in config.losses:
+    if term.name not in LOSS_TERM_FIELDS:
+      raise ConfigError(f"self-supervised loss term {term.name!r} is not one of "
+                        f"{sorted(LOSS_TERM_FIELDS)}")
+    values[LOSS_TERM_FIELDS[term.name]] = float(term.weight)
+    for key, value in dict(term.kwargs).items():
+      if key not in fields:
+        raise ConfigError(f"losses.{term.name}.kwargs.{key} is not a SelfSupervisedConfig field; "
+                          f"valid: {sorted(fields)}")
+      values[key] = tuple(value) if key == "scales" else value
+  try:
+    return SelfSupervisedConfig(**values)
+  except InvalidInputError as e:
+    raise ConfigError(str(e)) from None
+
+
+def eval_protocol(config):
+  """The monocular evaluation protocol: the experiment's protocol with per-image median scaling."""
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  base = metrics.get_protocol(config.metrics_protocol)
+  if base.median_scaling:
+    return base
+  return dataclasses.replace(base, name=f"{base.name}_median", median_scaling=True)
+
+
+def build_networks(config):
+  """`(depth_net, pose_net)` for an experiment (model kwargs: num_layers, num_classes)."""
+  from tfdepth.models import monodepth2  # pylint: disable=g-import-not-at-top
+  from tfdepth.models import segdepth  # pylint: disable=g-import-not-at-top
+  kwargs = dict(config.model.kwargs)
+  num_layers = int(kwargs.pop("num_layers", 18))
+  num_classes = int(kwargs.pop("num_classes", segdepth.DEFAULT_NUM_CLASSES))
+  if kwargs:
+    raise ConfigError(f"unknown model.kwargs {sorted(kwargs)}; expected num_layers, num_classes")
+  scales = self_supervised_config(config).scales
+  shape = (config.data.height, config.data.width, 3)
+  if config.model.name == "segdepth":
+    depth = segdepth.build_segdepth_net(shape, num_layers, scales, num_classes)
+  elif config.model.name == "monodepth2":
+    depth = monodepth2.build_monodepth2_depth_net(shape, num_layers, scales)
+  else:
+    raise ConfigError(f"model.name expected one of {SELF_SUPERVISED_MODELS}, received "
+                      f"{config.model.name!r}")
+  pose = monodepth2.build_monodepth2_pose_net(shape, num_layers, num_input_frames=2)
+  return depth, pose
+
+
+def build_self_supervised_trainer(config, total_steps, strategy=None, with_metrics=True):
+  """Builds and compiles a `SelfSupervisedDepthModel` for `config` inside `strategy.scope()`."""
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  strategy = strategy or tf.distribute.get_strategy()
+  common.set_precision(config.train.mixed_precision)
+  keras.utils.set_random_seed(config.train.seed)
+  ss_config = self_supervised_config(config)
+  with strategy.scope():
+    depth, pose = build_networks(config)
+    model = SelfSupervisedDepthModel(
+        depth, pose, ss_config,
+        depth_metrics=metrics.standard_metrics(eval_protocol(config)) if with_metrics else (),
+        name="self_supervised")
+    model.compile(optimizer=common.build_optimizer(config.optimizer, total_steps),
+                  jit_compile=config.train.jit_compile)
+    h, w = config.data.height, config.data.width
+    model(tf.zeros([1, h, w, 3]))
+    model.predict_poses(tf.zeros([1, 3, h, w, 3]))
+  return model
+
+
+def _video_adapter(config):
+  from tfdepth.data import video  # pylint: disable=g-import-not-at-top
+  if config.data.tfds_name.startswith("kitti_depth"):
+    return video.kitti_to_self_supervised
+  return video.synthetic_world_to_self_supervised
+
+
+def make_datasets(config, builder, splits=("train", "validation"), cache=True):
+  """`{role: dataset}` of `make_self_supervised_dataset` for roles train / validation / test."""
+  from tfdepth.data import video  # pylint: disable=g-import-not-at-top
+  d, t = config.data, config.train
+  ss = self_supervised_config(config)
+  names = {"train": d.train_split, "validation": d.validation_split, "test": d.test_split}
+  out = {}
+  for role in splits:
+    training = role == "train"
+    out[role] = video.make_self_supervised_dataset(
+        builder, split=names[role], batch_size=t.batch_size, height=d.height, width=d.width,
+        training=training, seed=t.seed, augment_data=training and d.augment,
+        drop_remainder=training and t.drop_remainder, shuffle_buffer=d.shuffle_buffer,
+        cache=cache, adapter=_video_adapter(config), sparse_depth=ss.supervised_weight > 0,
+        segmentation=ss.segmentation_weight > 0)
+  return out
+
+
+def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
+  """`tfdepth-train` for self-supervised experiments; returns `(model, History, builder)`."""
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  strategy = common.get_strategy(strategy_name)
+  experiments.save_resolved_config(config, model_dir)
+  builder = common.prepare_builder(config.data, data_dir)
+  datasets = make_datasets(config, builder, ("train", "validation"))
+  steps = common.steps_per_epoch(config, builder)
+  model = build_self_supervised_trainer(config, steps * config.train.epochs, strategy)
+  history = model.fit(datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
+                      validation_data=datasets["validation"],
+                      validation_steps=config.train.validation_steps or None,
+                      callbacks=common.checkpoint_callbacks(model_dir), verbose=verbose)
+  with open(os.path.join(model_dir, HISTORY_FILENAME), "w") as f:
+    json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
+  return model, history, builder
+
+
+def predict_split(model, dataset, with_poses=True):
+  """Runs the depth (and pose) nets over a self-supervised dataset.
+
+  Returns:
+    dict of numpy arrays: "gt" (N, H, W, 1), "pred" (N, H, W, 1) depth, "semantic" when present,
+    and with poses "ate" (N,) 3-frame ATE per clip when the data has `target_from_source`.
+  """
+  gts, preds, sems, ates = [], [], [], []
+  for batch in dataset:
+    frames = tf.cast(batch["frames"], tf.float32)
+    out = model(frames[:, TARGET_INDEX], training=False)
+    preds.append(out["depth"].numpy())
+    if "depth" in batch:
+      gts.append(batch["depth"].numpy())
+    if "semantic" in batch:
+      sems.append(batch["semantic"].numpy())
+    if with_poses and "target_from_source" in batch:
+      poses = model.predict_poses(frames, training=False)
+      pred_tfs = np.stack([geometry.invert_pose(poses[-1]).numpy(),
+                           geometry.invert_pose(poses[1]).numpy()], axis=1)
+      for p, g in zip(pred_tfs, batch["target_from_source"].numpy()):
+        ates.append(absolute_trajectory_error(snippet_positions(p), snippet_positions(g)))
+  out = {"pred": np.concatenate(preds)}
+  if gts:
+    out["gt"] = np.concatenate(gts)
+  if sems:
+    out["semantic"] = np.concatenate(sems)
+  if ates:
+    out["ate"] = np.asarray(ates)
+  return out
+
+
+def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
+  """`tfdepth-eval` for self-supervised experiments: median-scaled depth table (+ 3-frame ATE)."""
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  builder = common.prepare_builder(config.data, data_dir)
+  model = build_self_supervised_trainer(config, total_steps=1, with_metrics=False)
+  model.load_weights(checkpoint)
+  from tfdepth.data import video  # pylint: disable=g-import-not-at-top
+  ds = video.make_self_supervised_dataset(
+      builder, split=split or config.data.test_split, batch_size=config.train.batch_size,
+      height=config.data.height, width=config.data.width, adapter=_video_adapter(config))
+  result = predict_split(model, ds)
+  if "gt" not in result:
+    raise ConfigError(f"split {split or config.data.test_split!r} of {config.data.tfds_name!r} "
+                      "has no ground-truth depth to evaluate")
+  protocol = eval_protocol(config)
+  table, _ = metrics.evaluate_predictions(list(result["gt"][..., 0]), list(result["pred"][..., 0]),
+                                          protocol)
+  table = {k: float(v) for k, v in table.items()}
+  extra = {"checkpoint": checkpoint, "split": split or config.data.test_split}
+  if "ate" in result:
+    extra[ATE_KEY] = {"mean": float(result["ate"].mean()), "std": float(result["ate"].std())}
+  output_dir = output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+  md = evaluate_lib.write_tables({config.name: table}, protocol.name, output_dir, extra)
+  print(md)
+  if "ate" in result:
+    print(f"3-frame ATE: {extra[ATE_KEY]['mean']:.4f} ± {extra[ATE_KEY]['std']:.4f}")
+  return table
+
+
+__all__ = [
+    "MONODEPTH2_FRAME_IDS", "MONODEPTH2_LEARNING_RATE", "MONODEPTH2_SCALES",
+    "MONODEPTH2_SMOOTHNESS_WEIGHT", "SEGDEPTH_SEGMENTATION_WEIGHT", "SEGDEPTH_SMOOTHNESS_WEIGHT",
+    "SEMI_SUPERVISED_WEIGHT", "SelfSupervisedConfig", "SelfSupervisedDepthModel",
+    "absolute_trajectory_error", "build_networks", "build_self_supervised_trainer",
+    "eval_protocol", "evaluate", "is_self_supervised", "make_datasets", "photometric_loss_map",
+    "pose_pair", "predict_split", "self_supervised_config", "self_supervised_losses",
+    "snippet_positions", "source_from_target_pose", "train", "warp_sources",
+]

@@ -1,0 +1,81 @@
+"""`tfdepth-train`: trains a registered experiment with `model.fit`.
+
+    tfdepth-train --experiment=fastdepth_synthetic_street --model_dir=runs/street \
+        [--override=train.batch_size=8 --override=optimizer.learning_rate=1e-3] \
+        [--strategy=default|mirrored|multi_worker|tpu] [--data_dir=...]
+
+Writes into --model_dir: `experiment_config.json` (the resolved config), `checkpoints/last.weights.h5`
+(every epoch), `checkpoints/best.weights.h5` (lowest `val_loss`), `backup/` (BackupAndRestore: a
+killed run resumes from its last epoch when restarted with the same flags) and `history.json`.
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from trainers import common
+from trainers import experiments
+
+FLAGS = flags.FLAGS
+
+
+def _define_flags():
+  common.define_flags([
+      (flags.DEFINE_string, "experiment", None, "Registered experiment name."),
+      (flags.DEFINE_string, "model_dir", None,
+       "Directory for checkpoints and the resolved config."),
+      (flags.DEFINE_multi_string, "override", [], "dotted.key=value config overrides (repeatable)."),
+      (flags.DEFINE_string, "strategy", "default",
+       f"tf.distribute strategy, one of {common.STRATEGIES}."),
+      (flags.DEFINE_string, "data_dir", None,
+       "TFDS data dir (default: the config's, then ~/tensorflow_datasets)."),
+      (flags.DEFINE_integer, "verbose", 1,
+       "Keras fit verbosity (1 = progress bar, 2 = one line per epoch)."),
+  ])
+
+
+HISTORY_FILENAME = "history.json"
+
+
+def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
+  """Trains `config`; returns `(trainer model, keras History, prepared builder)`."""
+  strategy = common.get_strategy(strategy_name)
+  experiments.save_resolved_config(config, model_dir)
+  builder = common.prepare_builder(config.data, data_dir)
+  datasets = common.make_datasets(config, builder, ("train", "validation"))
+  steps = common.steps_per_epoch(config, builder)
+  model = common.build_trainer(config, steps * config.train.epochs, strategy)
+  logging.info("training %s for %d epochs x %d steps (global batch %d, %d replicas)",
+               config.name, config.train.epochs, steps, config.train.batch_size,
+               strategy.num_replicas_in_sync)
+  history = model.fit(
+      datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
+      validation_data=datasets["validation"],
+      validation_steps=config.train.validation_steps or None,
+      callbacks=common.checkpoint_callbacks(model_dir), verbose=verbose)
+  with open(os.path.join(model_dir, HISTORY_FILENAME), "w") as f:
+    json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
+  return model, history, builder
+
+
+def main(argv):
+  del argv
+  if not FLAGS.experiment or not FLAGS.model_dir:
+    raise app.UsageError("--experiment and --model_dir are required")
+  config = experiments.apply_overrides(experiments.get_experiment(FLAGS.experiment),
+                                       FLAGS.override)
+  train(config, FLAGS.model_dir, FLAGS.strategy, FLAGS.data_dir, FLAGS.verbose)
+  logging.info("done; checkpoints in %s", os.path.join(FLAGS.model_dir, common.CHECKPOINT_DIR))
+
+
+def run():
+  """Console-script entry point (`tfdepth-train`)."""
+  _define_flags()
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
