@@ -32,6 +32,7 @@ TEST_1_BASED = [2, 5, 6]
 MAT73_HEADER_TEXT = (b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Wed Jan 21 00:00:00 2026"
                      b" HDF5 schema 1.00 .")
 USERBLOCK = 512
+MAT5_HEADER_TEXT = b"MATLAB 5.0 MAT-file, written by make_dummy_data.py"
 
 
 def frame_arrays(i):
@@ -46,27 +47,38 @@ def frame_arrays(i):
 
 def _char_refs(f, name, strings):
   refs = np.empty((1, len(strings)), dtype=h5py.ref_dtype)
-  group = f.require_group("#refs#")
+  if "#refs#" not in f:
+    gcpl = h5py.h5p.create(h5py.h5p.GROUP_CREATE)
+    gcpl.set_obj_track_times(False)
+    h5py.h5g.create(f.id, b"#refs#", gcpl=gcpl)
+  group = f["#refs#"]
   for i, text in enumerate(strings):
     ds = group.create_dataset(f"{name}_{i}", data=np.array([[ord(ch) for ch in text]],
-                                                            np.uint16).T)
+                                                            np.uint16).T, track_times=False)
     ds.attrs["MATLAB_class"] = np.bytes_("char")
     ds.attrs["MATLAB_int_decode"] = np.int32(2)
     refs[0, i] = ds.ref
-  cell = f.create_dataset(name, data=refs)
+  cell = f.create_dataset(name, data=refs, track_times=False)
   cell.attrs["MATLAB_class"] = np.bytes_("cell")
 
 
 def write_mat(path):
   frames = [frame_arrays(i) for i in range(NUM_FRAMES)]
-  with h5py.File(path, "w", userblock_size=USERBLOCK, libver="latest") as f:
+  # Low-level creation so that no object modification time is stored (reproducible bytes).
+  fcpl = h5py.h5p.create(h5py.h5p.FILE_CREATE)
+  fcpl.set_userblock(USERBLOCK)
+  fcpl.set_obj_track_times(False)
+  fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+  fapl.set_libver_bounds(h5py.h5f.LIBVER_LATEST, h5py.h5f.LIBVER_LATEST)
+  fid = h5py.h5f.create(str(path).encode(), h5py.h5f.ACC_TRUNC, fcpl=fcpl, fapl=fapl)
+  with h5py.File(fid) as f:
     # MATLAB H×W×C×N / H×W×N column-major -> h5py (N, C, W, H) / (N, W, H).
     for name, array, cls in [
         ("images", np.stack([fr[0].transpose(2, 1, 0) for fr in frames]), "uint8"),
         ("depths", np.stack([fr[1].T for fr in frames]), "single"),
         ("rawDepths", np.stack([fr[2].T for fr in frames]), "single"),
         ("labels", np.stack([fr[3].T for fr in frames]), "uint16")]:
-      ds = f.create_dataset(name, data=array, compression="gzip")
+      ds = f.create_dataset(name, data=array, compression="gzip", track_times=False)
       ds.attrs["MATLAB_class"] = np.bytes_(cls)
     _char_refs(f, "scenes", SCENES)
     _char_refs(f, "sceneTypes", [s.rsplit("_", 1)[0] for s in SCENES])
@@ -80,6 +92,9 @@ def main():
   scipy.io.savemat(HERE / "splits.mat", {
       "trainNdxs": np.array(TRAIN_1_BASED, float)[:, None],
       "testNdxs": np.array(TEST_1_BASED, float)[:, None]}, format="5")
+  # scipy writes the creation time into the 116-byte MAT-5 text header; fix it for reproducibility.
+  with open(HERE / "splits.mat", "r+b") as raw:
+    raw.write(MAT5_HEADER_TEXT.ljust(116, b" "))
   (HERE / "download_only").mkdir(exist_ok=True)
   (HERE / "download_only" / "README.txt").write_text(
       "Manual directory without the NYU files: the builder must download them.\n")

@@ -1,0 +1,160 @@
+"""Monodepth2 (and the segmentation-guided variant) trained from scratch on the synthetic street.
+
+    python -m benchmarks.monodepth2_learning [--minutes=12] [--variants=monodepth2,segdepth]
+
+Each variant trains for a fixed wall-clock budget on CPU (ResNet-18 depth + pose nets, random
+init, 64x192, batch 8, Adam), evaluating the median-scaled test AbsRel (protocol
+`synthetic_street` + per-image median scaling, `tfdepth.metrics.evaluate_predictions`) after every
+chunk of steps (the learning curve). Reported beside it: the median-depth baseline (a constant
+prediction, which median scaling turns into the per-image GT median), AbsRel on the boundary
+region (pixels within `BOUNDARY_RADIUS_PX` of a semantic label change) and the 3-frame pose ATE.
+"""
+
+import argparse
+import time
+
+import numpy as np
+import scipy.ndimage
+import tensorflow as tf
+
+from benchmarks import common
+
+NAME = "monodepth2_learning"
+HEIGHT, WIDTH = 64, 192
+NUM_TRAIN, NUM_TEST = 400, 50
+BATCH_SIZE = 8
+# From scratch (no ImageNet) with a few hundred steps: 2x Monodepth2's 1e-4 (tfdepth choice).
+LEARNING_RATE = 2e-4
+CHUNK_STEPS = 50
+BOUNDARY_RADIUS_PX = 2
+DEFAULT_MINUTES = 12.0
+
+
+def render(split, n):
+  from tfds_builders.synthetic_world import clips  # pylint: disable=g-import-not-at-top
+  return [clips.render_clip("street", HEIGHT, WIDTH, seed=0, split=split, index=i)
+          for i in range(n)]
+
+
+def boundary_mask(semantic):
+  """(N, H, W, 1) label ids -> (N, H, W) bool, within BOUNDARY_RADIUS_PX of a label change."""
+  s = semantic[..., 0]
+  edge = np.zeros_like(s, bool)
+  edge[:, :, 1:] |= s[:, :, 1:] != s[:, :, :-1]
+  edge[:, :, :-1] |= s[:, :, 1:] != s[:, :, :-1]
+  edge[:, 1:] |= s[:, 1:] != s[:, :-1]
+  edge[:, :-1] |= s[:, 1:] != s[:, :-1]
+  struct = np.ones((1, 2 * BOUNDARY_RADIUS_PX - 1, 2 * BOUNDARY_RADIUS_PX - 1), bool)
+  return scipy.ndimage.binary_dilation(edge, struct)
+
+
+def region_abs_rel(gt, pred, region, protocol):
+  """Median-scaled AbsRel (scale from all valid pixels) restricted to `region`, mean over images."""
+  vals = []
+  for g, p, r in zip(gt[..., 0], pred[..., 0], region):
+    valid = (g > protocol.min_depth) & (g < protocol.max_depth)
+    if not valid.any():
+      continue
+    scaled = np.clip(p * np.median(g[valid]) / np.median(p[valid]), protocol.min_depth,
+                     protocol.max_depth)
+    sel = valid & r
+    if sel.any():
+      vals.append(np.mean(np.abs(scaled[sel] - g[sel]) / g[sel]))
+  return float(np.mean(vals))
+
+
+def evaluate(model, test_ds, protocol):
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  from trainers import self_supervised as ss  # pylint: disable=g-import-not-at-top
+  res = ss.predict_split(model, test_ds)
+  table, _ = metrics.evaluate_predictions(list(res["gt"][..., 0]), list(res["pred"][..., 0]),
+                                          protocol)
+  return {"abs_rel": float(table["abs_rel"]), "delta1": float(table["delta1"]),
+          "rmse": float(table["rmse"]),
+          "boundary_abs_rel": region_abs_rel(res["gt"], res["pred"], boundary_mask(res["semantic"]),
+                                             protocol),
+          "ate_3frame": float(res["ate"].mean())}
+
+
+def run_variant(variant, train_clips, test_ds, minutes, protocol, chunk_steps=CHUNK_STEPS):
+  import keras  # pylint: disable=g-import-not-at-top
+  from tfdepth.data import video  # pylint: disable=g-import-not-at-top
+  from tfdepth.models import monodepth2, segdepth  # pylint: disable=g-import-not-at-top
+  from trainers import self_supervised as ss  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  seg = variant == "segdepth"
+  train_ds = video.make_self_supervised_dataset(
+      video.clips_to_dataset(train_clips), batch_size=BATCH_SIZE, height=HEIGHT, width=WIDTH,
+      training=True, segmentation=seg, cache=True)
+  shape = (HEIGHT, WIDTH, 3)
+  depth = (segdepth.build_segdepth_net(shape) if seg
+           else monodepth2.build_monodepth2_depth_net(shape))
+  pose = monodepth2.build_monodepth2_pose_net(shape)
+  config = (ss.SelfSupervisedConfig(smoothness_weight=ss.SEGDEPTH_SMOOTHNESS_WEIGHT,
+                                    segmentation_weight=ss.SEGDEPTH_SEGMENTATION_WEIGHT)
+            if seg else ss.SelfSupervisedConfig())
+  model = ss.SelfSupervisedDepthModel(depth, pose, config)
+  model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
+  curve = []
+  train_s = 0.0  # training wall-clock (including the first trace); evaluation is excluded
+  steps = 0
+  while train_s < minutes * 60.0:
+    t = time.time()
+    hist = model.fit(train_ds, steps_per_epoch=chunk_steps, epochs=1, verbose=0)
+    train_s += time.time() - t
+    steps += chunk_steps
+    row = {"step": steps, "train_seconds": round(train_s, 1),
+           "loss": float(hist.history["loss"][-1]), **evaluate(model, test_ds, protocol)}
+    curve.append(row)
+    print(variant, row, flush=True)
+  return curve
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
+                      help="training wall-clock budget per variant (evaluation excluded)")
+  parser.add_argument("--variants", default="monodepth2,segdepth")
+  parser.add_argument("--num_train", type=int, default=NUM_TRAIN)
+  parser.add_argument("--num_test", type=int, default=NUM_TEST)
+  parser.add_argument("--chunk_steps", type=int, default=CHUNK_STEPS)
+  args = parser.parse_args()
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  from tfdepth.data import video  # pylint: disable=g-import-not-at-top
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  protocol = dataclasses.replace(metrics.SYNTHETIC_STREET, name="synthetic_street_median",
+                                 median_scaling=True)
+  t0 = time.time()
+  train_clips, test_clips = render("train", args.num_train), render("test", args.num_test)
+  render_s = time.time() - t0
+  test_ds = video.make_self_supervised_dataset(video.clips_to_dataset(test_clips), batch_size=10,
+                                               height=HEIGHT, width=WIDTH)
+  gt = np.stack([c["depth"] for c in test_clips])
+  baseline, _ = metrics.evaluate_predictions(list(gt[..., 0]), [np.ones_like(g[..., 0]) for g in gt],
+                                             protocol)
+  sem = np.stack([c["semantic"] for c in test_clips])
+  baseline_boundary = region_abs_rel(gt, np.ones_like(gt), boundary_mask(sem), protocol)
+  figures = {"height": HEIGHT, "width": WIDTH, "num_train_clips": args.num_train,
+             "num_test_clips": args.num_test, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
+             "minutes_per_variant": args.minutes, "render_seconds": round(render_s, 1),
+             "protocol": protocol.describe(),
+             "median_depth_baseline": {"abs_rel": float(baseline["abs_rel"]),
+                                       "delta1": float(baseline["delta1"]),
+                                       "boundary_abs_rel": baseline_boundary},
+             "variants": {}}
+  print("median-depth baseline", figures["median_depth_baseline"], flush=True)
+  for variant in args.variants.split(","):
+    curve = run_variant(variant, train_clips, test_ds, args.minutes, protocol, args.chunk_steps)
+    best = min(curve, key=lambda r: r["abs_rel"])
+    figures["variants"][variant] = {"final": curve[-1], "best": best, "curve": curve}
+  rows = [["median-depth baseline", "-", figures["median_depth_baseline"]["abs_rel"],
+           figures["median_depth_baseline"]["boundary_abs_rel"], "-"]]
+  for variant, v in figures["variants"].items():
+    f = v["final"]
+    rows.append([variant, f["step"], f["abs_rel"], f["boundary_abs_rel"], f["ate_3frame"]])
+  common.print_table(rows, ["model", "steps", "abs_rel", "boundary_abs_rel", "ate_3frame"])
+  print("written", common.write_result(NAME, figures))
+
+
+if __name__ == "__main__":
+  main()
