@@ -52,7 +52,8 @@ def main():
       "mixed_precision": args.mixed_precision,
   }
   bench_common.print_table(
-      [["wall time (s)", wall], ["AbsRel", c["abs_rel"]], ["baseline AbsRel", c["baseline_abs_rel"]],
+      [["wall time (s)", wall], ["AbsRel", c["abs_rel"]],
+       ["baseline AbsRel", c["baseline_abs_rel"]],
        ["AbsRel / baseline", figures["abs_rel_over_baseline"]],
        ["int8 TFLite AbsRel", figures["tflite_int8_abs_rel"]]],
       ["figure", "value"])

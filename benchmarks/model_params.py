@@ -32,6 +32,11 @@ CONFIGS = (
      "DeepLab v2 ResNet-101 + ASPP-L, 71 classes; no published count"),
     ("eigen2014", dict(input_shape=(224, 288, 3)), None,
      "Eigen et al. 2014 coarse + fine; no published count (FC sizes depend on the input size)"),
+    ("eigen2015", dict(input_shape=(224, 288, 3)), None,
+     "Eigen & Fergus 2015 VGG-16, depth + normals + 40 labels; no published count"),
+    ("dpt", dict(input_shape=(384, 384, 3)), None,
+     "DPT-Base (ViT-B/16 hooks 2/5/8/11); no verified published count (ViT-B/16 backbone "
+     "alone is 85.8M at 224x224)"),
 )
 
 

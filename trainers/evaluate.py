@@ -31,7 +31,8 @@ def _define_flags():
       (flags.DEFINE_string, "model_dir", None, "A directory written by tfdepth-train."),
       (flags.DEFINE_string, "checkpoint", None,
        "A .weights.h5 file (default: model_dir's best, else last)."),
-      (flags.DEFINE_multi_string, "override", [], "dotted.key=value config overrides (repeatable)."),
+      (flags.DEFINE_multi_string, "override", [],
+       "dotted.key=value config overrides (repeatable)."),
       (flags.DEFINE_string, "split", None, "Split to evaluate (default: the config's test split)."),
       (flags.DEFINE_string, "output_dir", None, "Where to write eval_metrics.{json,md}."),
       (flags.DEFINE_string, "data_dir", None, "TFDS data dir."),
@@ -83,6 +84,9 @@ def write_tables(rows, protocol, output_dir, extra=None):
 
 def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
   """Loads `checkpoint` into the experiment's model and evaluates `split`; returns the table."""
+  from trainers import self_supervised  # pylint: disable=g-import-not-at-top
+  if self_supervised.is_self_supervised(config):  # Monodepth2 / segdepth experiments (issue 5)
+    return self_supervised.evaluate(config, checkpoint, split, output_dir, data_dir)
   builder = common.prepare_builder(config.data, data_dir)
   split = split or config.data.test_split
   model = common.build_trainer(config, total_steps=1)

@@ -57,6 +57,9 @@ class DataConfig:
   validation_split: str = "validation"
   test_split: str = "test"
   augment: bool = True
+  # Smallest random-crop window (fraction of the largest one; 1.0 = no crop/zoom, flips and
+  # colour jitter only). See tfdepth.data.augment.MIN_CROP_FRACTION.
+  min_crop_fraction: float = 0.8
   shuffle_buffer: int = 256
 
 
@@ -279,7 +282,8 @@ def config_from_dict(data):
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(d) - names
     if unknown:
-      raise ConfigError(f"unknown keys {sorted(unknown)} for {cls.__name__}; valid: {sorted(names)}")
+      raise ConfigError(
+          f"unknown keys {sorted(unknown)} for {cls.__name__}; valid: {sorted(names)}")
     kwargs = {}
     for k, v in d.items():
       ann = hints[k]
@@ -314,11 +318,16 @@ def load_resolved_config(model_dir):
 # ------------------------------------------------------------------------- registered experiments
 # Synthetic street scene at a small resolution so the demo trains on 2 CPU cores in minutes.
 # The depth head is sigmoid x max_depth (bounded and strictly positive, so the log losses are
-# well-defined from the first step; FastDepth's ReLU head starts at 0 m). SILog with variance_focus 0.85 (BTS, Lee et al. 2019, `bts.py` `variance_focus`)
-# plus a gradient-matching term (MiDaS, Ranftl et al. 2020) with weight 0.5.
+# well-defined from the first step; FastDepth's ReLU head starts at 0 m). Loss: scale-invariant
+# log loss with variance_focus 0.85 (BTS, Lee et al. 2019, `bts_main.py` `--variance_focus`)
+# plus 0.1 x masked L1 in metres, which pins the absolute scale that SILog leaves loose.
 SYNTHETIC_STREET_MAX_DEPTH = 80.0  # metres; KITTI protocol cap (Eigen et al. 2014)
 SYNTHETIC_INDOOR_MAX_DEPTH = 10.0  # metres; NYU protocol cap (Eigen et al. 2014)
 BTS_VARIANCE_FOCUS = 0.85          # BTS / AdaBins SILog lambda
+# No random crop/zoom for the fixed street camera: the image row of a road point is a strong
+# depth cue that a zoom would break while the depth labels stay the same (measured: AbsRel
+# plateaued at 0.17 with crops of 0.8-1.0 vs the per-pixel median baseline's 0.21).
+STREET_MIN_CROP_FRACTION = 1.0
 
 register_experiment(ExperimentConfig(
     name="fastdepth_synthetic_street",
@@ -326,13 +335,13 @@ register_experiment(ExperimentConfig(
     model=ModelConfig("fastdepth", {"width_multiplier": 0.5, "depth_activation": "sigmoid",
                                     "max_depth": SYNTHETIC_STREET_MAX_DEPTH}),
     data=DataConfig(tfds_name="synthetic_world/street",
-                    builder_kwargs={"height": 96, "width": 128, "num_train": 512,
-                                    "num_validation": 64, "num_test": 64},
-                    height=96, width=128),
+                    builder_kwargs={"height": 64, "width": 224, "num_train": 512,
+                                    "num_validation": 32, "num_test": 64},
+                    height=64, width=224, min_crop_fraction=STREET_MIN_CROP_FRACTION),
     optimizer=OptimizerConfig("adam", learning_rate=2e-3, schedule="cosine"),
     losses=(LossConfig("silog", 1.0, kwargs={"variance_focus": BTS_VARIANCE_FOCUS}),
             LossConfig("l1", 0.1)),
-    train=TrainConfig(batch_size=16, epochs=8, mixed_precision="float32", seed=0),
+    train=TrainConfig(batch_size=16, epochs=24, mixed_precision="float32", seed=0),
     metrics_protocol="synthetic_street",
     max_depth=SYNTHETIC_STREET_MAX_DEPTH,
 ))
@@ -352,4 +361,172 @@ register_experiment(ExperimentConfig(
     train=TrainConfig(batch_size=16, epochs=8, seed=0),
     metrics_protocol="synthetic_indoor",
     max_depth=SYNTHETIC_INDOOR_MAX_DEPTH,
+))
+
+
+# FCRN (Laina et al., 3DV 2016) on NYU Depth v2 (labeled subset builder, manual download): berHu
+# loss (Sec. 3.2), SGD with momentum 0.9, learning rate 1e-2 (Sec. 4), batch 16. The 480x640
+# frames are resized to 224x320 (multiples of 32; the paper uses 228x304 crops of 240x320).
+FCRN_SGD_LR = 1e-2
+FCRN_BATCH_SIZE = 16
+FCRN_EPOCHS = 20  # Laina et al. train ~20 epochs on the 95k-frame raw subset
+
+register_experiment(ExperimentConfig(
+    name="fcrn_nyu",
+    description="FCRN ResNet-50 with up-projections on NYU Depth v2 (labeled, 1449 frames).",
+    model=ModelConfig("fcrn", {"num_layers": 50}),
+    data=DataConfig(tfds_name="nyu_depth_v2_labeled", height=224, width=320,
+                    train_split="train[:95%]", validation_split="train[95%:]",
+                    test_split="test"),
+    optimizer=OptimizerConfig("sgd", learning_rate=FCRN_SGD_LR, schedule="polynomial"),
+    losses=(LossConfig("berhu", 1.0),),
+    train=TrainConfig(batch_size=FCRN_BATCH_SIZE, epochs=FCRN_EPOCHS, seed=0),
+    metrics_protocol="nyu",
+    max_depth=SYNTHETIC_INDOOR_MAX_DEPTH,
+))
+
+# ------------------------------------------------------------------------- self-supervised (issue 5)
+# Owned by the self-supervised trainer (trainers/self_supervised.py), which `tfdepth-train` /
+# `tfdepth-eval` dispatch to when `model.name` is "monodepth2" or "segdepth". Loss-term names map to
+# `SelfSupervisedConfig` weights ("photometric", "smoothness", "supervised", "segmentation"); a
+# term's kwargs set the switches, e.g. `--override=losses.photometric.kwargs.use_automask=false`.
+# Monodepth2 (Godard et al. 2019, `options.py`): Adam 1e-4, smoothness 1e-3, 192x640 on KITTI,
+# batch 12, 20 epochs with the learning rate x0.1 after 15 (tfdepth: polynomial decay instead).
+# The synthetic street runs at 64x192 so that it trains on a CPU; from scratch (no ImageNet
+# weights) it uses 2e-4 (see benchmarks/monodepth2_learning.py).
+MONODEPTH2_SMOOTHNESS = 1e-3       # Godard et al. 2019, Sec. 4.1 / options.py disparity_smoothness
+SEGDEPTH_SMOOTHNESS = 1e-3         # lambda of L = mu*L_p + lambda*L_s + alpha*L_b (issue 5)
+SEGDEPTH_SEGMENTATION = 5e-4       # alpha of the border-weighted cross-entropy (issue 5)
+MONODEPTH2_KITTI_LR = 1e-4         # Monodepth2 options.py learning_rate
+SELF_SUPERVISED_SYNTHETIC_LR = 2e-4
+_STREET_SELF_SUPERVISED_DATA = DataConfig(
+    tfds_name="synthetic_world/street",
+    builder_kwargs={"height": 64, "width": 192, "num_train": 400, "num_validation": 50,
+                    "num_test": 50},
+    height=64, width=192)
+_KITTI_ZHOU_DATA = DataConfig(tfds_name="kitti_depth/eigen_zhou", height=192, width=640,
+                              train_split="train", validation_split="validation",
+                              test_split="test")
+
+register_experiment(ExperimentConfig(
+    name="monodepth2_synthetic_street",
+    description="Monodepth2 (M, ResNet-18, separate pose net) self-supervised on synthetic street "
+                "clips; median-scaled evaluation.",
+    model=ModelConfig("monodepth2", {"num_layers": 18}),
+    data=_STREET_SELF_SUPERVISED_DATA,
+    optimizer=OptimizerConfig("adam", learning_rate=SELF_SUPERVISED_SYNTHETIC_LR),
+    losses=(LossConfig("photometric", 1.0, target_key=""),
+            LossConfig("smoothness", MONODEPTH2_SMOOTHNESS, target_key="")),
+    train=TrainConfig(batch_size=8, epochs=20, seed=0),
+    metrics_protocol="synthetic_street",
+))
+
+register_experiment(ExperimentConfig(
+    name="segdepth_synthetic_street",
+    description="Segmentation-guided Monodepth2: segmentation head on the shared decoder trained "
+                "with the border-weighted cross-entropy on the synthetic Cityscapes labels.",
+    model=ModelConfig("segdepth", {"num_layers": 18, "num_classes": 19}),
+    data=_STREET_SELF_SUPERVISED_DATA,
+    optimizer=OptimizerConfig("adam", learning_rate=SELF_SUPERVISED_SYNTHETIC_LR),
+    losses=(LossConfig("photometric", 1.0, target_key=""),
+            LossConfig("smoothness", SEGDEPTH_SMOOTHNESS, target_key=""),
+            LossConfig("segmentation", SEGDEPTH_SEGMENTATION, target_key="")),
+    train=TrainConfig(batch_size=8, epochs=20, seed=0),
+    metrics_protocol="synthetic_street",
+))
+
+register_experiment(ExperimentConfig(
+    name="monodepth2_kitti_eigen_zhou",
+    description="Monodepth2 M (mono only) on the KITTI Eigen-Zhou split, 192x640; evaluated on "
+                "kitti_depth/eigen test with kitti_eigen_mono (Garg crop, median scaling). S/MS "
+                "are not registered: tfdepth has no stereo mode yet.",
+    model=ModelConfig("monodepth2", {"num_layers": 18}),
+    data=_KITTI_ZHOU_DATA,
+    optimizer=OptimizerConfig("adam", learning_rate=MONODEPTH2_KITTI_LR, schedule="polynomial",
+                              power=1.0, end_learning_rate_factor=0.1),
+    losses=(LossConfig("photometric", 1.0, target_key=""),
+            LossConfig("smoothness", MONODEPTH2_SMOOTHNESS, target_key="")),
+    train=TrainConfig(batch_size=12, epochs=20, seed=0),
+    metrics_protocol="kitti_eigen_mono",
+))
+
+register_experiment(ExperimentConfig(
+    name="segdepth_kitti",
+    description="Segmentation-guided Monodepth2 on KITTI Eigen-Zhou; segmentation labels come from "
+                "a user-supplied source: a TFDS dataset whose examples add `semantic` (H, W, 1) "
+                "Cityscapes label ids to the eigen_zhou features (set data.tfds_name).",
+    model=ModelConfig("segdepth", {"num_layers": 18, "num_classes": 19}),
+    data=_KITTI_ZHOU_DATA,
+    optimizer=OptimizerConfig("adam", learning_rate=MONODEPTH2_KITTI_LR, schedule="polynomial",
+                              power=1.0, end_learning_rate_factor=0.1),
+    losses=(LossConfig("photometric", 1.0, target_key=""),
+            LossConfig("smoothness", SEGDEPTH_SMOOTHNESS, target_key=""),
+            LossConfig("segmentation", SEGDEPTH_SEGMENTATION, target_key="")),
+    train=TrainConfig(batch_size=12, epochs=20, seed=0),
+    metrics_protocol="kitti_eigen_mono",
+))
+
+
+# ------------------------------------------------------------------------- dynamic scenes (issue 6)
+# Owned by trainers/dynamic.py (Li et al. 2021, "Unsupervised Monocular Depth Learning in Dynamic
+# Scenes"): model.name "li2021_dynamic" (`trainers.dynamic.is_dynamic`; train with
+# `trainers.dynamic.train`). Loss-term names are `trainers.dynamic.TERM_NAMES`; their weights are
+# the released model's `loss_weights` (each multiplied by 2, SSIM also by 0.5, in the trainer); a
+# term's kwargs set the other `DynamicConfig` fields, e.g.
+# `--override=losses.rgb.kwargs.learn_intrinsics=true`. Released: 128x416, Adam 2e-4, gradient
+# clipping 10 (global norm), residual-field burn-in 20000 steps.
+LI2021_LR = 2e-4                   # released training setup (issue 6)
+LI2021_CLIP_NORM = 10.0            # released training setup (issue 6), global norm
+LI2021_BURNIN_STEPS = 20000        # depth_motion_field_model.py motion_field_burnin_steps
+LI2021_HEIGHT, LI2021_WIDTH = 128, 416  # depth_motion_field_model.py image_height / image_width
+
+
+def _li2021_losses(**switches):
+  """LossConfigs of the released model's `loss_weights`; `switches` go into the first term."""
+  weights = (("rgb", 1.0), ("ssim", 3.0), ("depth_consistency", 0.0), ("depth_smoothing", 1e-3),
+             ("rotation_cycle", 1e-3), ("translation_cycle", 5e-2), ("motion_smoothing", 1.0),
+             ("motion_sparsity", 0.2))
+  return tuple(LossConfig(name, weight, target_key="", kwargs=dict(switches) if i == 0 else {})
+               for i, (name, weight) in enumerate(weights))
+
+
+register_experiment(ExperimentConfig(
+    name="dynamic_synthetic_street",
+    description="Li et al. 2021 depth + motion fields (moving cars) on the synthetic street, known "
+                "intrinsics; median-scaled evaluation.",
+    model=ModelConfig("li2021_dynamic", {"num_layers": 18, "base_channels": 16}),
+    data=DataConfig(tfds_name="synthetic_world/street",
+                    builder_kwargs={"height": LI2021_HEIGHT, "width": LI2021_WIDTH,
+                                    "num_train": 400, "num_validation": 50, "num_test": 50},
+                    height=LI2021_HEIGHT, width=LI2021_WIDTH),
+    optimizer=OptimizerConfig("adam", learning_rate=LI2021_LR, clipnorm=LI2021_CLIP_NORM),
+    losses=_li2021_losses(motion_field_burnin_steps=LI2021_BURNIN_STEPS),
+    train=TrainConfig(batch_size=8, epochs=20, seed=0),
+    metrics_protocol="synthetic_street",
+))
+
+register_experiment(ExperimentConfig(
+    name="dynamic_kitti",
+    description="Li et al. 2021 on KITTI Eigen-Zhou clips at 128x416 (known intrinsics), "
+                "evaluated with kitti_eigen_mono (median scaling).",
+    model=ModelConfig("li2021_dynamic", {"num_layers": 18, "base_channels": 16}),
+    data=DataConfig(tfds_name="kitti_depth/eigen_zhou", height=LI2021_HEIGHT, width=LI2021_WIDTH,
+                    train_split="train", validation_split="validation", test_split="test"),
+    optimizer=OptimizerConfig("adam", learning_rate=LI2021_LR, clipnorm=LI2021_CLIP_NORM),
+    losses=_li2021_losses(motion_field_burnin_steps=LI2021_BURNIN_STEPS),
+    train=TrainConfig(batch_size=4, epochs=20, seed=0),
+    metrics_protocol="kitti_eigen_mono",
+))
+
+register_experiment(ExperimentConfig(
+    name="dynamic_cityscapes_style",
+    description="Li et al. 2021 with learned intrinsics on any folder of videos (the video_frames "
+                "builder: frame triplets, no calibration needed); no ground truth, no metrics.",
+    model=ModelConfig("li2021_dynamic", {"num_layers": 18, "base_channels": 16}),
+    data=DataConfig(tfds_name="video_frames", height=LI2021_HEIGHT, width=LI2021_WIDTH,
+                    train_split="train", validation_split="", test_split=""),
+    optimizer=OptimizerConfig("adam", learning_rate=LI2021_LR, clipnorm=LI2021_CLIP_NORM),
+    losses=_li2021_losses(motion_field_burnin_steps=LI2021_BURNIN_STEPS, learn_intrinsics=True),
+    train=TrainConfig(batch_size=4, epochs=20, seed=0),
+    metrics_protocol="synthetic_street",
 ))

@@ -84,6 +84,10 @@ SOURCE_INDEX = {-1: 0, 1: 2}
 # Cityscapes ignore value of `seg_labels` (tfdepth.data.video.CITYSCAPES_IGNORE_ID).
 SEG_IGNORE_LABEL = 255
 HISTORY_FILENAME = "history.json"
+# KITTI: training clips come from `kitti_depth/eigen_zhou` (no depth); the depth evaluation uses the
+# Eigen test split of `kitti_depth/eigen` (Monodepth2 `evaluate_depth.py --eval_split eigen`).
+KITTI_ZHOU_PREFIX = "kitti_depth/eigen_zhou"
+KITTI_EVAL_TFDS_NAME = "kitti_depth/eigen"
 ATE_KEY = "ate_3frame"
 
 
@@ -340,13 +344,18 @@ def absolute_trajectory_error(pred_positions, gt_positions):
 
 
 def snippet_positions(target_from_source):
-  """Camera positions of frames [t-1, t, t+1] in the target camera frame, `(3, 3)`.
+  """Camera positions of frames [t-1, t, t+1] in the camera frame of t-1 (the first), `(3, 3)`.
+
+  As Monodepth2 / SfMLearner snippets: the first camera is the origin, so `absolute_trajectory_error`
+  (which aligns the first positions, then the scale about the origin) is scale invariant.
 
   Args:
     target_from_source: `(2, 4, 4)` for sources [t-1, t+1].
   """
   m = np.asarray(target_from_source, np.float64)
-  return np.stack([m[0, :3, 3], np.zeros(3), m[1, :3, 3]])
+  first_from_t = np.linalg.inv(m[0])
+  first_from_next = first_from_t @ m[1]
+  return np.stack([np.zeros(3), first_from_t[:3, 3], first_from_next[:3, 3]])
 
 
 # ----------------------------------------------------------------------------- the model
@@ -689,25 +698,49 @@ def predict_split(model, dataset, with_poses=True):
   return out
 
 
+def predict_images(model, dataset, height, width):
+  """Depth for a supervised dataset (batch 1, native GT size): images resized to the network size.
+
+  Returns `{"gt": list of (H_i, W_i, 1), "pred": list of (height, width, 1)}` numpy arrays;
+  `evaluate_predictions` resizes the predictions to the GT size as disparity.
+  """
+  gts, preds = [], []
+  for batch in dataset:
+    image = tf.image.resize(batch["image"], [height, width], method="bilinear", antialias=True)
+    preds.append(model(image, training=False)["depth"].numpy()[0])
+    gts.append(batch["depth"].numpy()[0])
+  return {"gt": gts, "pred": preds}
+
+
 def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
   """`tfdepth-eval` for self-supervised experiments: median-scaled depth table (+ 3-frame ATE)."""
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   from trainers import common  # pylint: disable=g-import-not-at-top
   from trainers import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
-  builder = common.prepare_builder(config.data, data_dir)
+  from tfdepth.data import make_supervised_dataset  # pylint: disable=g-import-not-at-top
+  builder = (None if config.data.tfds_name.startswith(KITTI_ZHOU_PREFIX)
+             else common.prepare_builder(config.data, data_dir))
   model = build_self_supervised_trainer(config, total_steps=1, with_metrics=False)
   model.load_weights(checkpoint)
   from tfdepth.data import video  # pylint: disable=g-import-not-at-top
-  ds = video.make_self_supervised_dataset(
-      builder, split=split or config.data.test_split, batch_size=config.train.batch_size,
-      height=config.data.height, width=config.data.width, adapter=_video_adapter(config))
-  result = predict_split(model, ds)
+  if config.data.tfds_name.startswith(KITTI_ZHOU_PREFIX):
+    # eigen_zhou has no depth: evaluate on the Eigen test split at the GT's native size.
+    split = split or config.data.test_split
+    builder = common.prepare_builder(
+        dataclasses.replace(config.data, tfds_name=KITTI_EVAL_TFDS_NAME), data_dir)
+    result = predict_images(model, make_supervised_dataset(builder, split=split, batch_size=1),
+                            config.data.height, config.data.width)
+  else:
+    ds = video.make_self_supervised_dataset(
+        builder, split=split or config.data.test_split, batch_size=config.train.batch_size,
+        height=config.data.height, width=config.data.width, adapter=_video_adapter(config))
+    result = predict_split(model, ds)
   if "gt" not in result:
     raise ConfigError(f"split {split or config.data.test_split!r} of {config.data.tfds_name!r} "
                       "has no ground-truth depth to evaluate")
   protocol = eval_protocol(config)
-  table, _ = metrics.evaluate_predictions(list(result["gt"][..., 0]), list(result["pred"][..., 0]),
-                                          protocol)
+  table, _ = metrics.evaluate_predictions([g[..., 0] for g in result["gt"]],
+                                          [p[..., 0] for p in result["pred"]], protocol)
   table = {k: float(v) for k, v in table.items()}
   extra = {"checkpoint": checkpoint, "split": split or config.data.test_split}
   if "ate" in result:
@@ -725,7 +758,7 @@ __all__ = [
     "MONODEPTH2_SMOOTHNESS_WEIGHT", "SEGDEPTH_SEGMENTATION_WEIGHT", "SEGDEPTH_SMOOTHNESS_WEIGHT",
     "SEMI_SUPERVISED_WEIGHT", "SelfSupervisedConfig", "SelfSupervisedDepthModel",
     "absolute_trajectory_error", "build_networks", "build_self_supervised_trainer",
-    "eval_protocol", "evaluate", "is_self_supervised", "make_datasets", "photometric_loss_map",
+    "eval_protocol", "evaluate", "is_self_supervised", "predict_images", "make_datasets", "photometric_loss_map",
     "pose_pair", "predict_split", "self_supervised_config", "self_supervised_losses",
     "snippet_positions", "source_from_target_pose", "train", "warp_sources",
 ]

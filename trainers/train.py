@@ -4,9 +4,10 @@
         [--override=train.batch_size=8 --override=optimizer.learning_rate=1e-3] \
         [--strategy=default|mirrored|multi_worker|tpu] [--data_dir=...]
 
-Writes into --model_dir: `experiment_config.json` (the resolved config), `checkpoints/last.weights.h5`
-(every epoch), `checkpoints/best.weights.h5` (lowest `val_loss`), `backup/` (BackupAndRestore: a
-killed run resumes from its last epoch when restarted with the same flags) and `history.json`.
+Writes into --model_dir: `experiment_config.json` (the resolved config),
+`checkpoints/last.weights.h5` (every epoch), `checkpoints/best.weights.h5` (lowest `val_loss`),
+`backup/` (BackupAndRestore: a killed run resumes from its last epoch when restarted with the
+same flags) and `history.json`.
 """
 
 import json
@@ -27,7 +28,8 @@ def _define_flags():
       (flags.DEFINE_string, "experiment", None, "Registered experiment name."),
       (flags.DEFINE_string, "model_dir", None,
        "Directory for checkpoints and the resolved config."),
-      (flags.DEFINE_multi_string, "override", [], "dotted.key=value config overrides (repeatable)."),
+      (flags.DEFINE_multi_string, "override", [],
+       "dotted.key=value config overrides (repeatable)."),
       (flags.DEFINE_string, "strategy", "default",
        f"tf.distribute strategy, one of {common.STRATEGIES}."),
       (flags.DEFINE_string, "data_dir", None,
@@ -42,6 +44,9 @@ HISTORY_FILENAME = "history.json"
 
 def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
   """Trains `config`; returns `(trainer model, keras History, prepared builder)`."""
+  from trainers import self_supervised  # pylint: disable=g-import-not-at-top
+  if self_supervised.is_self_supervised(config):  # Monodepth2 / segdepth experiments (issue 5)
+    return self_supervised.train(config, model_dir, strategy_name, data_dir, verbose)
   strategy = common.get_strategy(strategy_name)
   experiments.save_resolved_config(config, model_dir)
   builder = common.prepare_builder(config.data, data_dir)

@@ -134,9 +134,37 @@ def generic_to_supervised(example):
           "intrinsics": example["intrinsics"]}
 
 
+# NYU Depth v2 RGB camera intrinsics at 480x640, pixels (NYU toolbox `camera_params.m`:
+# fx_rgb = 5.1885790117450188e+02, fy_rgb = 5.1946961112127485e+02,
+# cx_rgb = 3.2558244941119034e+02, cy_rgb = 2.5373616633400465e+02; MATLAB 1-based pixel
+# centres, so cx, cy - 1 here).
+NYU_RGB_FX = 518.85790117450188
+NYU_RGB_FY = 519.46961112127485
+NYU_RGB_CX = 325.58244941119034 - 1.0
+NYU_RGB_CY = 253.73616633400465 - 1.0
+NYU_IMAGE_SIZE = (480, 640)
+
+
+def nyu_to_supervised(example):
+  """`nyu_depth_v2_labeled` example -> supervised element (dense in-painted depth, Kinect K).
+
+  The builder stores no intrinsics; K is `NYU_RGB_*` scaled to the stored image size.
+  """
+  image = image_to_float(example["image"])
+  shape = tf.cast(tf.shape(image), tf.float32)
+  sx = shape[1] / NYU_IMAGE_SIZE[1]
+  sy = shape[0] / NYU_IMAGE_SIZE[0]
+  k = tf.stack([tf.stack([NYU_RGB_FX * sx, 0.0, (NYU_RGB_CX + 0.5) * sx - 0.5]),
+                tf.stack([0.0, NYU_RGB_FY * sy, (NYU_RGB_CY + 0.5) * sy - 0.5]),
+                tf.constant([0.0, 0.0, 1.0])])
+  return {"image": image, "depth": tf.cast(example["depth"], tf.float32), "intrinsics": k}
+
+
 # Dataset name (TFDS builder name without config) -> (supervised adapter, video adapter).
 ADAPTERS = {
     "synthetic_world": (synthetic_world_to_supervised, synthetic_world_to_video),
+    "nyu_depth_v2_labeled": (nyu_to_supervised, None),
+    "kitti_depth": (generic_to_supervised, None),
 }
 
 
@@ -148,7 +176,7 @@ def get_adapter(dataset_name, kind="supervised"):
   if kind not in ("supervised", "video"):
     raise InvalidInputError(f"kind expected 'supervised' or 'video', received {kind!r}")
   base = (dataset_name or "").split("/")[0].split(":")[0]
-  if base in ADAPTERS:
+  if base in ADAPTERS and ADAPTERS[base][0 if kind == "supervised" else 1] is not None:
     return ADAPTERS[base][0 if kind == "supervised" else 1]
   if kind == "supervised":
     return generic_to_supervised

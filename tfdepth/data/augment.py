@@ -34,7 +34,8 @@ BRIGHTNESS_RANGE = (0.8, 1.2)   # multiplicative factor
 CONTRAST_RANGE = (0.8, 1.2)     # blend factor with the mean grey level
 SATURATION_RANGE = (0.8, 1.2)   # blend factor with the greyscale image
 HUE_RANGE = (-0.1, 0.1)         # hue shift, fraction of a full turn
-COLOR_JITTER_PROBABILITY = 0.5  # Monodepth2: `do_color_aug = self.is_train and random.random() > 0.5`
+# Monodepth2 `mono_dataset.py`: `do_color_aug = self.is_train and random.random() > 0.5`.
+COLOR_JITTER_PROBABILITY = 0.5
 FLIP_PROBABILITY = 0.5          # Monodepth2: `do_flip = self.is_train and random.random() > 0.5`
 # Random crop: side of the crop window as a fraction of the largest window with the output aspect
 # ratio that fits the image (1.0 = no zoom). 0.8 is a mild zoom (scale augmentation as in

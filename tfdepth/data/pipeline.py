@@ -1,4 +1,4 @@
-"""`tf.data` pipelines: read -> adapt -> validate -> (cache) -> shuffle -> repeat -> augment -> batch.
+"""`tf.data` pipelines: read, adapt, validate, (cache), shuffle, repeat, augment, batch.
 
 Determinism: shuffling uses a fixed seed (TFDS file shuffling with `ReadConfig(shuffle_seed)` and
 `Dataset.shuffle(seed)`), element `i` of the (shuffled, repeated) stream is augmented with the

@@ -3,5 +3,8 @@
 from tfdepth.layers.discretization import BinsToDepth
 from tfdepth.layers.discretization import OrdinalToDepth
 from tfdepth.layers.padding import ReflectionPadding2D
+from tfdepth.layers.vit import ClassTokenPositionEmbedding
+from tfdepth.layers.vit import ReadoutConcat
 
-__all__ = ["BinsToDepth", "OrdinalToDepth", "ReflectionPadding2D"]
+__all__ = ["BinsToDepth", "ClassTokenPositionEmbedding", "OrdinalToDepth", "ReadoutConcat",
+           "ReflectionPadding2D"]

@@ -11,11 +11,14 @@ from tfdepth.models.encoders import build_mobilenet_v2_encoder
 from tfdepth.models.encoders import build_resnet_encoder
 from tfdepth.models.dorn import build_dorn
 from tfdepth.models.dorn import build_sid_classifier
+from tfdepth.models.dpt import build_dpt
 from tfdepth.models.eigen import build_eigen2014
+from tfdepth.models.eigen import build_eigen2015
 from tfdepth.models.fastdepth import build_fastdepth
 from tfdepth.models.fcrn import build_fcrn
 from tfdepth.models.monodepth2 import build_monodepth2_depth_net
 from tfdepth.models.monodepth2 import build_monodepth2_pose_net
+from tfdepth.models.motion_net import build_motion_net  # Li et al. 2021 (issue 6)
 
 MODEL_BUILDERS = {
     "fastdepth": build_fastdepth,
@@ -25,9 +28,12 @@ MODEL_BUILDERS = {
     "dorn": build_dorn,
     "sid_classifier": build_sid_classifier,
     "eigen2014": build_eigen2014,
+    "eigen2015": build_eigen2015,
+    "dpt": build_dpt,
     "resnet_encoder": build_resnet_encoder,
     "mobilenet_v1_encoder": build_mobilenet_v1_encoder,
     "mobilenet_v2_encoder": build_mobilenet_v2_encoder,
+    "motion_net": build_motion_net,
 }
 
 
@@ -46,5 +52,5 @@ __all__ = [
     "MODEL_BUILDERS", "get_model", "build_fastdepth", "build_mobilenet_v1_encoder",
     "build_mobilenet_v2_encoder", "build_resnet_encoder", "build_monodepth2_depth_net",
     "build_monodepth2_pose_net", "build_fcrn", "build_dorn", "build_sid_classifier",
-    "build_eigen2014",
+    "build_eigen2014", "build_eigen2015", "build_dpt",
 ]

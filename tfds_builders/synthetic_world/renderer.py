@@ -328,6 +328,10 @@ def material_albedo(mat, a, b, fpa, fpb, seed, color, face, size, param):
     face: (P,) int local axis of the box face (0: x, 1: y (top/bottom), 2: z); -1 on planes.
     size: (P, 2) float32 extent of the face along a and b, metres (0 on planes).
     param: (P,) float32 material parameter.
+
+  The per-material recipes (colours, noise amplitudes, brick / tile / plank sizes in metres) are
+  appearance choices, not taken from a paper; the only constraints they serve are visible contrast
+  at every scale (photometric losses need gradients) and band-limiting (see `fbm`, `lines`).
   """
   base = _base_albedo(mat, a, b, fpa, fpb, seed, color, face, size, param)
   if mat == MAT_ASPHALT:  # streaks along the road (b = world Z)

@@ -278,7 +278,8 @@ def make_street(rng):
       yaw += rng.normal(0.0, STREET_YAW_JITTER_RAD)
       pitch = rng.normal(0.0, STREET_PITCH_ROLL_JITTER_RAD)
       roll = rng.normal(0.0, STREET_PITCH_ROLL_JITTER_RAD)
-      pos = pos + np.array([np.sin(heading) * speed * tau + rng.normal(0.0, STREET_LATERAL_JITTER_M),
+      lateral = rng.normal(0.0, STREET_LATERAL_JITTER_M)
+      pos = pos + np.array([np.sin(heading) * speed * tau + lateral,
                             rng.normal(0.0, STREET_HEIGHT_JITTER_M),
                             np.cos(heading) * speed * tau])
     poses.append(R.pose_matrix(pos, yaw, pitch, roll))

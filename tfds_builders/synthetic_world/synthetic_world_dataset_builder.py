@@ -24,9 +24,9 @@ import tensorflow_datasets as tfds
 from tfds_builders.synthetic_world import clips
 from tfds_builders.synthetic_world import scenes
 
-# Default split sizes: street `download_and_prepare` renders 500 clips (see README.md for the
+# Default split sizes: street `download_and_prepare` renders 400 clips (see README.md for the
 # measured time and size).
-DEFAULT_NUM_TRAIN = 400
+DEFAULT_NUM_TRAIN = 300
 DEFAULT_NUM_VALIDATION = 50
 DEFAULT_NUM_TEST = 50
 # Seed of the released configs.

@@ -1,0 +1,162 @@
+"""`tfdepth-export`: export a trained experiment and report size, latency and metrics.
+
+    tfdepth-export --experiment=fastdepth_synthetic_street --checkpoint=runs/street/best.weights.h5 \
+        --format=tflite_int8 --output_dir=exports/street_int8
+
+Formats: saved_model, tflite_fp32, tflite_fp16, tflite_dynamic, tflite_int8, tflite_qat.
+The model is the experiment's network (float32 policy) with the checkpoint's weights (a
+`tfdepth-train` checkpoint of the trainer, or a weights file of the network alone). Calibration
+(int8) and QAT images come from the experiment's train split, the metrics from its test split,
+both through the training pipeline's own preprocessing (`tfdepth.data.make_supervised_dataset`,
+no augmentation). The report is `export.report.export_and_report`'s.
+"""
+
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from export import report as report_lib
+from export._common import DEFAULT_MIN_DEPTH
+from tfdepth.errors import InvalidInputError
+
+FLAGS = flags.FLAGS
+
+# Defaults: calibration size from the post-training quantization guide (100-500 samples);
+# 64 test images keep a CLI run to about a minute for the synthetic experiments.
+DEFAULT_NUM_CALIBRATION = 100
+DEFAULT_NUM_TEST = 64
+DEFAULT_QAT_TRAIN_IMAGES = 256
+
+
+def _define_flags():
+  flags.DEFINE_string("experiment", None, "Registered experiment name.")
+  flags.DEFINE_string("checkpoint", None, "Weights file (.weights.h5) of the experiment.")
+  flags.DEFINE_enum("format", "saved_model", list(report_lib.FORMATS), "Export format.")
+  flags.DEFINE_string("output_dir", None, "Where the artefact and the report go.")
+  flags.DEFINE_multi_string("override", [], "dotted.key=value config overrides (repeatable).")
+  flags.DEFINE_string("data_dir", None, "TFDS data dir.")
+  flags.DEFINE_integer("num_test", DEFAULT_NUM_TEST, "Test images for the metrics (0: none).")
+  flags.DEFINE_integer("num_calibration", DEFAULT_NUM_CALIBRATION,
+                       "Calibration images for tflite_int8.")
+  flags.DEFINE_integer("num_runs", report_lib.DEFAULT_NUM_RUNS, "Timed runs per latency.")
+  flags.DEFINE_enum("io_dtype", "uint8", ["uint8", "int8", "float32"],
+                    "Input/output dtype of tflite_int8 / tflite_qat.")
+  flags.DEFINE_integer("qat_epochs", 2, "QAT fine-tuning epochs.")
+  flags.DEFINE_integer("qat_train_images", DEFAULT_QAT_TRAIN_IMAGES, "QAT fine-tuning images.")
+  flags.DEFINE_float("target_sparsity", None, "Prune to this sparsity before QAT (tflite_qat).")
+
+
+def load_experiment_network(config, checkpoint):
+  """The experiment's network (float32 policy) with ``checkpoint``'s weights.
+
+  Raises:
+    InvalidInputError: missing checkpoint, or one that does not match the experiment's model.
+  """
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  if not checkpoint or not os.path.exists(checkpoint):
+    raise InvalidInputError(f"checkpoint {checkpoint!r} does not exist")
+  config = experiments.apply_overrides(config, ["train.mixed_precision=float32"])
+  trainer = common.build_trainer(config, total_steps=1)
+  errors = []
+  for target in (trainer, trainer.network):
+    try:
+      target.load_weights(checkpoint)
+      return trainer.network
+    except (ValueError, KeyError, OSError) as e:
+      errors.append(f"{type(target).__name__}: {str(e)[:300]}")
+  raise InvalidInputError(
+      f"checkpoint {checkpoint!r} does not match the model of experiment {config.name!r} "
+      f"({config.model.name} {dict(config.model.kwargs)} at {config.data.height}x"
+      f"{config.data.width}): {' | '.join(errors)}")
+
+
+def _collect(dataset, limit):
+  images, depths = [], []
+  count = 0
+  for batch in dataset:
+    images.append(batch["image"].numpy())
+    depths.append(batch["depth"].numpy())
+    count += len(images[-1])
+    if count >= limit:
+      break
+  if not images:
+    return np.zeros((0,)), np.zeros((0,))
+  return np.concatenate(images)[:limit], np.concatenate(depths)[:limit]
+
+
+def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), data_dir=None,
+                      num_test=DEFAULT_NUM_TEST, num_calibration=DEFAULT_NUM_CALIBRATION,
+                      num_runs=report_lib.DEFAULT_NUM_RUNS, io_dtype="uint8", qat_epochs=2,
+                      qat_train_images=DEFAULT_QAT_TRAIN_IMAGES, target_sparsity=None):
+  """Exports a trained experiment as ``fmt`` into ``output_dir``; returns the report dict."""
+  from tfdepth import models  # pylint: disable=g-import-not-at-top
+  from tfdepth.data import make_supervised_dataset  # pylint: disable=g-import-not-at-top
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  report_lib.check_format(fmt)
+  if not output_dir:
+    raise InvalidInputError(f"output_dir must be a directory path, got {output_dir!r}")
+  config = experiments.apply_overrides(experiments.get_experiment(experiment), list(overrides))
+  network = load_experiment_network(config, checkpoint)
+  d = config.data
+  builder = common.prepare_builder(d, data_dir)
+
+  def split_arrays(split, limit):
+    ds = make_supervised_dataset(builder, split=split, batch_size=config.train.batch_size,
+                                 height=d.height, width=d.width, training=False)
+    return _collect(ds, limit)
+
+  representative, qat_options = None, None
+  if fmt == "tflite_int8":
+    from export import tflite  # pylint: disable=g-import-not-at-top
+    images, _ = split_arrays(d.train_split, num_calibration)
+    representative = tflite.representative_dataset_from(list(images), num_calibration)
+  elif fmt == "tflite_qat":
+    images, depths = split_arrays(d.train_split, qat_train_images)
+    if len(images) == 0:
+      raise InvalidInputError(f"train split {d.train_split!r} is empty: QAT needs images")
+    fn = models.MODEL_BUILDERS[config.model.name]
+    qat_options = {"builder": f"{fn.__module__}:{fn.__name__}",
+                   "builder_kwargs": {"input_shape": [d.height, d.width, 3],
+                                      **dict(config.model.kwargs)},
+                   "train_data": {"images": images, "depth": depths}, "epochs": qat_epochs,
+                   "learning_rate": config.optimizer.learning_rate * 0.1,
+                   "batch_size": config.train.batch_size, "target_sparsity": target_sparsity}
+  test_images = test_depths = None
+  if num_test > 0:
+    test_images, test_depths = split_arrays(d.test_split, num_test)
+  max_depth = config.max_depth or dict(config.model.kwargs).get("max_depth")
+  metadata = {"experiment": config.name, "checkpoint": os.path.abspath(checkpoint),
+              "model": config.model.name, "model_kwargs": dict(config.model.kwargs),
+              "metrics_protocol": config.metrics_protocol}
+  if max_depth and max_depth > DEFAULT_MIN_DEPTH:
+    metadata["depth_range"] = [DEFAULT_MIN_DEPTH, float(max_depth)]
+  return report_lib.export_and_report(
+      network, metadata, fmt, output_dir, test_images=test_images, test_depths=test_depths,
+      protocol=config.metrics_protocol, representative_dataset=representative,
+      io_dtype=io_dtype, qat_options=qat_options, num_runs=num_runs)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments {argv[1:]}")
+  if not FLAGS.experiment or not FLAGS.checkpoint or not FLAGS.output_dir:
+    raise app.UsageError("pass --experiment, --checkpoint and --output_dir")
+  rep = export_experiment(
+      FLAGS.experiment, FLAGS.checkpoint, FLAGS.format, FLAGS.output_dir, FLAGS.override,
+      FLAGS.data_dir, FLAGS.num_test, FLAGS.num_calibration, FLAGS.num_runs, FLAGS.io_dtype,
+      FLAGS.qat_epochs, FLAGS.qat_train_images, FLAGS.target_sparsity)
+  print(report_lib.report_markdown(rep))
+
+
+def run():
+  """Console-script entry point (`tfdepth-export`)."""
+  _define_flags()
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

@@ -1,0 +1,221 @@
+"""Export one model to one format and report size, latency and accuracy next to the Keras model.
+
+`export_and_report(model, metadata, fmt, output_dir, ...)` is the core of `tfdepth-export`
+(`export.cli`), independent of the experiment registry: it writes the artefact and
+``export_report.json`` / ``export_report.md`` with
+
+* ``size_bytes``: the artefact's size on disk (a SavedModel directory: all its files);
+* ``latency``: single-image latency at the model's size, median over ``num_runs`` runs (plus p10 /
+  p90), for each thread count (1 and 2 by default). TFLite runs in this process (LiteRT's
+  ``num_threads``); a SavedModel runs in a fresh subprocess per thread count, because TensorFlow
+  fixes its thread pools when its runtime starts;
+* ``metrics``: the standard metrics (`tfdepth.metrics.evaluate_predictions`, per image then the
+  mean, under the given protocol) of the Keras model and of the exported model on the same
+  images, side by side.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+
+from export import litert_runner
+from export import tflite as tflite_lib
+from export._common import ExportError, check_images
+from export.saved_model import export_saved_model
+from tfdepth.errors import InvalidInputError
+
+FORMATS = ("saved_model",) + tflite_lib.TFLITE_FORMATS + ("tflite_qat",)
+DEFAULT_THREADS = (1, 2)
+# Timed runs per latency figure (after litert_runner.DEFAULT_WARMUP_RUNS warm-up runs).
+DEFAULT_NUM_RUNS = 50
+REPORT_JSON = "export_report.json"
+REPORT_MD = "export_report.md"
+_LATENCY_TIMEOUT_S = 600
+
+
+def check_format(fmt):
+  """Raises InvalidInputError listing the valid formats unless ``fmt`` is one of them."""
+  if fmt not in FORMATS:
+    raise InvalidInputError(f"unknown export format {fmt!r}; valid formats: {FORMATS}")
+  return fmt
+
+
+def artefact_size(path):
+  """Bytes on disk of a file, or of all files under a directory."""
+  if os.path.isdir(path):
+    return sum(os.path.getsize(os.path.join(root, f))
+               for root, _, files in os.walk(path) for f in files)
+  return os.path.getsize(path)
+
+
+def make_runner(path, fmt, num_threads=1):
+  """A runner (`predict`, `latency`) for an artefact of format ``fmt``."""
+  if fmt == "saved_model":
+    return litert_runner.SavedModelRunner(path)
+  return litert_runner.LiteRTRunner(path, num_threads=num_threads)
+
+
+def _saved_model_latency(path, num_runs, num_threads):
+  """Latency of a SavedModel measured in a fresh process with ``num_threads`` TF threads."""
+  code = ("import json, sys; from export.litert_runner import SavedModelRunner; "
+          "r = SavedModelRunner(sys.argv[1], num_threads=int(sys.argv[3])); "
+          "print('LATENCY_JSON=' + json.dumps(r.latency(int(sys.argv[2]))))")
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join([repo] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH")
+                                                else []))
+  proc = subprocess.run([sys.executable, "-c", code, path, str(num_runs), str(num_threads)],
+                        capture_output=True, text=True, env=env, timeout=_LATENCY_TIMEOUT_S,
+                        check=False)
+  for line in proc.stdout.splitlines():
+    if line.startswith("LATENCY_JSON="):
+      return json.loads(line[len("LATENCY_JSON="):])
+  raise ExportError(f"SavedModel latency subprocess failed (exit {proc.returncode}): "
+                    f"{proc.stderr[-2000:]}")
+
+
+def measure_latency(path, fmt, num_runs=DEFAULT_NUM_RUNS, threads=DEFAULT_THREADS):
+  """``{str(num_threads): latency_stats}`` of an artefact for each thread count."""
+  out = {}
+  for n in threads:
+    if fmt == "saved_model":
+      out[str(n)] = _saved_model_latency(path, num_runs, n)
+    else:
+      out[str(n)] = make_runner(path, fmt, n).latency(num_runs)
+  return out
+
+
+def metric_table(gts, preds, protocol):
+  """``{metric: mean over images}`` of depth predictions (N, H, W, 1) against gts (0 = invalid).
+
+  Predictions are clamped below to the protocol's ``min_depth`` first (the evaluator needs
+  positive depths and clamps to [min, max] itself, Monodepth2 ``evaluate_depth.py``).
+  """
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  min_depth = metrics.get_protocol(protocol).min_depth
+  preds = np.maximum(np.asarray(preds, np.float32), min_depth)
+  table, _ = metrics.evaluate_predictions(list(np.asarray(gts)[..., 0]), list(preds[..., 0]),
+                                          protocol)
+  return {k: float(v) for k, v in table.items()}
+
+
+def _keras_predict(model, images, batch_size=8):
+  out = []
+  for i in range(0, len(images), batch_size):
+    out.append(np.asarray(model(images[i:i + batch_size], training=False)["depth"], np.float32))
+  return np.concatenate(out)
+
+
+def export_artefact(model, metadata, fmt, output_dir, representative_dataset=None,
+                    io_dtype="uint8", qat_options=None):
+  """Writes the artefact of ``fmt`` under ``output_dir``; returns its path.
+
+  Args:
+    model: Keras 3 depth model (float32 [0, 1] in, ``{"depth"}`` out).
+    metadata: export metadata (``"experiment"`` required; see `export._common.make_metadata`).
+    fmt: one of ``FORMATS``.
+    output_dir: directory for the artefact (``saved_model/`` or ``model_<fmt>.tflite``).
+    representative_dataset: calibration images for ``tflite_int8`` (required there).
+    io_dtype: ``tflite_int8`` I/O dtype name (``"uint8"``, ``"int8"``, ``"float32"``).
+    qat_options: for ``tflite_qat``: kwargs of `export.qat.quantization_aware_training` with at
+      least ``builder``, ``builder_kwargs`` and ``train_data``.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  check_format(fmt)
+  os.makedirs(output_dir, exist_ok=True)
+  if fmt == "saved_model":
+    path = os.path.join(output_dir, "saved_model")
+    export_saved_model(model, path, metadata)
+    return path
+  path = os.path.join(output_dir, f"model_{fmt}.tflite")
+  if fmt == "tflite_qat":
+    from export import qat  # pylint: disable=g-import-not-at-top
+    options = dict(qat_options or {})
+    missing = [k for k in ("builder", "train_data") if k not in options]
+    if missing:
+      raise InvalidInputError(f"tflite_qat needs qat_options with {missing}, got "
+                              f"{sorted(options)}")
+    options.setdefault("io_dtype", io_dtype)
+    return qat.quantization_aware_training(model, output_path=path, **options)
+  flatbuffer = tflite_lib.convert_to_tflite(
+      model, fmt, representative_dataset=representative_dataset,
+      io_dtype=tf.as_dtype(io_dtype) if fmt == "tflite_int8" else tf.float32)
+  with open(path, "wb") as f:
+    f.write(flatbuffer)
+  with open(path + ".metadata.json", "w") as f:
+    json.dump(metadata, f, indent=2, sort_keys=True)
+  return path
+
+
+def export_and_report(model, metadata, fmt, output_dir, test_images=None, test_depths=None,
+                      protocol=None, representative_dataset=None, io_dtype="uint8",
+                      qat_options=None, num_runs=DEFAULT_NUM_RUNS, threads=DEFAULT_THREADS):
+  """Exports ``model`` as ``fmt`` and writes the report next to it.
+
+  Args:
+    model, metadata, fmt, output_dir, representative_dataset, io_dtype, qat_options: see
+      `export_artefact`.
+    test_images: float32 [0, 1] (N, H, W, 3) at the model's size, or None (no metrics).
+    test_depths: float32 ground truth (N, H, W, 1) metres, 0 = invalid.
+    protocol: `tfdepth.metrics` protocol name for the metrics.
+    num_runs: timed runs per latency figure.
+    threads: thread counts to time.
+  Returns:
+    The report dict (also written to ``output_dir/export_report.{json,md}``).
+  """
+  if test_images is not None:
+    test_images = check_images(test_images, "test_images")
+    if test_depths is None or protocol is None:
+      raise InvalidInputError("test_images need test_depths and protocol, got "
+                              f"test_depths={type(test_depths).__name__}, protocol={protocol!r}")
+    if np.shape(test_depths) != test_images.shape[:3] + (1,):
+      raise InvalidInputError(f"test_depths must be {test_images.shape[:3] + (1,)}, got "
+                              f"{np.shape(test_depths)}")
+  path = export_artefact(model, metadata, fmt, output_dir, representative_dataset, io_dtype,
+                         qat_options)
+  report = {"format": fmt, "artefact": os.path.abspath(path), "metadata": metadata,
+            "size_bytes": artefact_size(path),
+            "latency": measure_latency(path, fmt, num_runs, threads)}
+  if test_images is not None:
+    exported = make_runner(path, fmt).predict(test_images)
+    report["num_test_images"] = int(len(test_images))
+    report["protocol"] = protocol
+    report["metrics"] = {"keras": metric_table(test_depths, _keras_predict(model, test_images),
+                                               protocol),
+                         fmt: metric_table(test_depths, exported, protocol)}
+  write_report(report, output_dir)
+  return report
+
+
+def report_markdown(report):
+  """A Markdown summary of a report dict."""
+  lines = [f"# Export report: `{report['format']}`", "",
+           f"- artefact: `{report['artefact']}`",
+           f"- size: {report['size_bytes'] / 1e6:.3f} MB", ""]
+  lines += ["| threads | median ms | p10 ms | p90 ms |", "|---|---|---|---|"]
+  for n, s in report["latency"].items():
+    lines.append(f"| {n} | {s['median_ms']:.3f} | {s['p10_ms']:.3f} | {s['p90_ms']:.3f} |")
+  if "metrics" in report:
+    names = list(next(iter(report["metrics"].values())))
+    lines += ["", f"Metrics on {report['num_test_images']} test images "
+              f"(protocol `{report['protocol']}`):", "",
+              "| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    for row, table in report["metrics"].items():
+      lines.append(f"| {row} | " + " | ".join(f"{table[k]:.4f}" for k in names) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def write_report(report, output_dir):
+  """Writes ``export_report.json`` and ``export_report.md``; returns their paths."""
+  os.makedirs(output_dir, exist_ok=True)
+  json_path = os.path.join(output_dir, REPORT_JSON)
+  md_path = os.path.join(output_dir, REPORT_MD)
+  with open(json_path, "w") as f:
+    json.dump(report, f, indent=2)
+    f.write("\n")
+  with open(md_path, "w") as f:
+    f.write(report_markdown(report))
+  return json_path, md_path

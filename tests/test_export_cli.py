@@ -1,0 +1,97 @@
+"""Tests of export.report and export.cli: artefact + report, and the CLI's error paths."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from export import cli
+from export import report as report_lib
+from export._testing import spread_fastdepth
+from tfdepth.errors import ConfigError, InvalidInputError
+
+INPUT_SIZE = (64, 64)
+PROTOCOL = "synthetic_street"
+# float32 TFLite vs Keras: 1e-4 relative per pixel (tests/test_export_tflite.py), so AbsRel
+# against ground truth equal to the Keras prediction is at most 1e-4.
+FP32_ABS_REL = 1e-4
+
+
+@pytest.fixture(scope="module")
+def model():
+  return spread_fastdepth(INPUT_SIZE)
+
+
+def _data(model, n=4, seed=0):
+  images = np.random.default_rng(seed).uniform(size=(n,) + INPUT_SIZE + (3,)).astype(np.float32)
+  return images, model(images)["depth"].numpy()
+
+
+def test_tflite_report(model, tmp_path):
+  images, depths = _data(model)
+  rep = report_lib.export_and_report(model, {"experiment": "t"}, "tflite_fp32", str(tmp_path),
+                                     test_images=images, test_depths=depths, protocol=PROTOCOL,
+                                     num_runs=3)
+  path = tmp_path / "model_tflite_fp32.tflite"
+  assert rep["size_bytes"] == os.path.getsize(path)
+  assert set(rep["latency"]) == {"1", "2"}
+  assert all(s["num_runs"] == 3 and s["median_ms"] > 0 for s in rep["latency"].values())
+  keras_table, tflite_table = rep["metrics"]["keras"], rep["metrics"]["tflite_fp32"]
+  # Ground truth = the Keras prediction: the Keras row is exact, TFLite within float rounding.
+  assert keras_table["abs_rel"] == 0.0 and keras_table["delta1"] == 1.0
+  assert tflite_table["abs_rel"] <= FP32_ABS_REL and tflite_table["delta1"] == 1.0
+  with open(tmp_path / "export_report.json") as f:
+    assert json.load(f)["size_bytes"] == rep["size_bytes"]
+  md = (tmp_path / "export_report.md").read_text()
+  assert "tflite_fp32" in md and "| 2 |" in md
+  with open(str(path) + ".metadata.json") as f:
+    assert json.load(f) == {"experiment": "t"}
+
+
+def test_saved_model_report_times_in_subprocess(model, tmp_path):
+  rep = report_lib.export_and_report(model, {"experiment": "t"}, "saved_model", str(tmp_path),
+                                     num_runs=2, threads=(1,))
+  assert rep["size_bytes"] == report_lib.artefact_size(str(tmp_path / "saved_model"))
+  assert rep["size_bytes"] > 4 * model.count_params() * 0.9  # float32 variables are in there
+  assert rep["latency"]["1"]["num_runs"] == 2
+  assert "metrics" not in rep
+
+
+def test_artefact_size_sums_directory(tmp_path):
+  (tmp_path / "a").write_bytes(b"x" * 10)
+  (tmp_path / "d").mkdir()
+  (tmp_path / "d" / "b").write_bytes(b"y" * 5)
+  assert report_lib.artefact_size(str(tmp_path)) == 15
+  assert report_lib.artefact_size(str(tmp_path / "a")) == 10
+
+
+def test_bad_inputs(model, tmp_path):
+  images, depths = _data(model, n=2)
+  with pytest.raises(InvalidInputError, match=r"'onnx'.*saved_model.*tflite_qat"):
+    report_lib.check_format("onnx")
+  with pytest.raises(InvalidInputError, match="empty"):
+    report_lib.export_artefact(model, {"experiment": "t"}, "tflite_int8", str(tmp_path),
+                               representative_dataset=[])
+  with pytest.raises(InvalidInputError, match="qat_options"):
+    report_lib.export_artefact(model, {"experiment": "t"}, "tflite_qat", str(tmp_path))
+  with pytest.raises(InvalidInputError, match="test_depths must be"):
+    report_lib.export_and_report(model, {"experiment": "t"}, "tflite_fp32", str(tmp_path),
+                                 test_images=images, test_depths=depths[:1], protocol=PROTOCOL)
+  with pytest.raises(InvalidInputError, match="'onnx'"):
+    cli.export_experiment("fastdepth_synthetic_street", "x.h5", "onnx", str(tmp_path))
+  with pytest.raises(ConfigError, match="no_such_experiment"):
+    cli.export_experiment("no_such_experiment", "x.h5", "saved_model", str(tmp_path))
+  with pytest.raises(InvalidInputError, match="does not exist"):
+    cli.export_experiment("fastdepth_synthetic_street", str(tmp_path / "none.weights.h5"),
+                          "saved_model", str(tmp_path))
+
+
+def test_checkpoint_of_another_model_is_refused(model, tmp_path):
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "other.weights.h5")
+  model.save_weights(path)  # a 64x64 FastDepth-0.25: not the experiment's FastDepth-0.5
+  config = experiments.get_experiment("fastdepth_synthetic_street")
+  with pytest.raises(InvalidInputError, match=r"does not match the model of experiment "
+                                              r"'fastdepth_synthetic_street'"):
+    cli.load_experiment_network(config, path)

@@ -1,0 +1,241 @@
+"""Tests of `tfdepth-predict` (trainers/predict.py) with a tiny FastDepth saved as .keras."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from absl import flags
+from PIL import Image
+
+from tfdepth import io as io_lib
+from tfdepth.errors import DataError
+from tfdepth.geometry import pointcloud
+from trainers import predict
+
+MODEL_HW = (64, 64)  # FastDepth needs multiples of 32
+MODEL_MAX_DEPTH = 10.0  # metres; sigmoid head, so every prediction is in (0, 10)
+EXIF_ORIENTATION_TAG = 0x0112
+EXIF_ROTATE_90_CW = 6
+
+
+@pytest.fixture(scope="module")
+def keras_model_and_path(tmp_path_factory):
+  from tfdepth.models import build_fastdepth  # pylint: disable=g-import-not-at-top
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = build_fastdepth(input_shape=MODEL_HW + (3,), width_multiplier=0.25,
+                          depth_activation="sigmoid", max_depth=MODEL_MAX_DEPTH)
+  path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
+  model.save(path)
+  return model, path
+
+
+@pytest.fixture(scope="module")
+def keras_model(keras_model_and_path):
+  return keras_model_and_path[1]
+
+
+@pytest.fixture(scope="module")
+def predictor(keras_model):
+  return predict.load_predictor(model=keras_model)
+
+
+def _images(folder):
+  """Writes the awkward inputs; returns {name: displayed (H, W)}."""
+  os.makedirs(folder, exist_ok=True)
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(0, 255, (37, 50), dtype=np.uint8), mode="L").save(
+      os.path.join(folder, "gray.png"))
+  Image.fromarray(rng.integers(0, 255, (70, 45, 4), dtype=np.uint8), mode="RGBA").save(
+      os.path.join(folder, "rgba.png"))
+  rot = Image.fromarray(rng.integers(0, 255, (30, 40, 3), dtype=np.uint8))
+  exif = rot.getexif()
+  exif[EXIF_ORIENTATION_TAG] = EXIF_ROTATE_90_CW
+  rot.save(os.path.join(folder, "rotated.jpg"), exif=exif.tobytes())
+  Image.fromarray(rng.integers(0, 255, (33, 71, 3), dtype=np.uint8)).save(
+      os.path.join(folder, "odd.bmp"))
+  return {"gray": (37, 50), "rgba": (70, 45), "rotated": (40, 30), "odd": (33, 71)}
+
+
+def test_outputs_have_input_size(tmp_path, predictor):
+  sizes = _images(tmp_path / "in")
+  out = tmp_path / "out"
+  summary = predict.predict([str(tmp_path / "in")], str(out), predictor,
+                            predict.PredictOptions(batch_size=3, panel=True, save_ply=True,
+                                                   progress=False))
+  assert summary["num_errors"] == 0 and summary["num_ok"] == 4
+  assert summary["model"]["input_size"] == list(MODEL_HW)
+  assert summary["model"]["depth_type"] == "metric"
+  assert summary["model"]["depth_type_source"] == "assumed"
+  for record in summary["frames"]:
+    h, w = sizes[record["name"]]
+    assert record["size"] == [h, w]
+    depth = np.load(record["outputs"]["depth_npy"])
+    assert depth.shape == (h, w) and depth.dtype == np.float32
+    # Sigmoid head: (0, 10) m at model size; bilinear disparity resizing stays inside the range.
+    assert 0.0 < depth.min() and depth.max() < MODEL_MAX_DEPTH
+    with Image.open(record["outputs"]["depth_color"]) as im:
+      assert im.size == (w, h) and im.mode == "RGB"
+    with Image.open(record["outputs"]["panel"]) as im:
+      assert im.size == (2 * w, h)
+    mm = io_lib.read_depth_png(record["outputs"]["depth_mm_png"])
+    assert np.max(np.abs(mm - depth)) <= 0.5e-3 + 1e-6  # mm rounding (+ float32 of depth)
+    points, colors = pointcloud.read_ply(record["outputs"]["ply"])
+    assert points.shape == (h * w, 3) and colors.shape == (h * w, 3)
+    assert record["intrinsics"]["source"] == predict.INTRINSICS_HFOV
+  written = json.loads((out / predict.PREDICTIONS_JSON).read_text())
+  assert written["num_ok"] == 4
+
+
+def test_keras_predictor_matches_model_at_model_size(predictor, keras_model_and_path):
+  # The predictor (reloaded from .keras with safe_mode=True) equals the in-memory model.
+  model = keras_model_and_path[0]
+  x = np.random.default_rng(3).uniform(size=(2,) + MODEL_HW + (3,)).astype(np.float32)
+  expected = model(x, training=False)["depth"].numpy()
+  got = predictor.predict_fn(x)
+  assert got.shape == (2,) + MODEL_HW + (1,)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)  # same weights; graph vs eager
+  # Resizing back as disparity: a constant-depth map stays exactly constant at any size.
+  const = predict.resize_depth_back(np.full((4, 4, 1), 2.5, np.float32), (7, 9))
+  np.testing.assert_allclose(const, np.full((7, 9), 2.5), rtol=1e-6)  # 1/(1/2.5) in float32
+
+
+def test_point_cloud_back_projection_hand_computed(tmp_path):
+  # K with fx = 2, fy = 4, cx = 1, cy = 0.5 (pixels); a 2 x 3 depth map.
+  k, info = predict.resolve_intrinsics(2, 3, fx=2.0, fy=4.0, cx=1.0, cy=0.5)
+  assert info["source"] == predict.INTRINSICS_FLAGS
+  depth = np.array([[2.0, 4.0, 6.0], [1.0, 0.0, 8.0]], np.float32)
+  image = np.arange(18, dtype=np.uint8).reshape(2, 3, 3)
+  points, colors = pointcloud.depth_to_point_cloud(depth[..., None], k, image=image)
+  # x = z (u - cx) / fx, y = z (v - cy) / fy, row-major order, the depth-0 pixel dropped:
+  # (u, v, z) = (0,0,2): (-1, -0.25, 2); (1,0,4): (0, -0.5, 4); (2,0,6): (3, -0.75, 6);
+  # (0,1,1): (-0.5, 0.125, 1); (2,1,8): (4, 1, 8).
+  expected = [[-1.0, -0.25, 2.0], [0.0, -0.5, 4.0], [3.0, -0.75, 6.0], [-0.5, 0.125, 1.0],
+              [4.0, 1.0, 8.0]]
+  np.testing.assert_allclose(points, expected, rtol=0, atol=1e-6)  # float32 arithmetic
+  np.testing.assert_array_equal(colors, image.reshape(6, 3)[[0, 1, 2, 3, 5]])
+  # Defaults: fy = fx, principal point at the pixel-centre image centre ((W-1)/2, (H-1)/2).
+  k2, _ = predict.resolve_intrinsics(5, 8, fx=10.0)
+  np.testing.assert_array_equal(k2, [[10, 0, 3.5], [0, 10, 2], [0, 0, 1]])
+  # HFOV guess: 90° -> fx = (W / 2) / tan(45°) = W / 2.
+  k3, info3 = predict.resolve_intrinsics(4, 6, hfov_deg=90.0)
+  assert k3[0, 0] == pytest.approx(3.0, rel=1e-6) and info3["hfov_deg"] == 90.0
+  # A calibration file wins over the HFOV guess.
+  (tmp_path / "k.txt").write_text("5 0 2\n0 6 1\n0 0 1\n")
+  k4, info4 = predict.resolve_intrinsics(3, 4, calibration=str(tmp_path / "k.txt"))
+  np.testing.assert_array_equal(k4, [[5, 0, 2], [0, 6, 1], [0, 0, 1]])
+  assert info4["source"] == predict.INTRINSICS_CALIBRATION
+
+
+def test_ply_from_predict_matches_depth_and_flags_k(tmp_path, predictor):
+  Image.fromarray(np.full((6, 8, 3), 120, np.uint8)).save(tmp_path / "flat.png")
+  summary = predict.predict([str(tmp_path / "flat.png")], str(tmp_path / "o"), predictor,
+                            predict.PredictOptions(save_ply=True, fx=7.0, fy=9.0, cx=3.0,
+                                                   cy=2.0, progress=False))
+  rec = summary["frames"][0]
+  depth = np.load(rec["outputs"]["depth_npy"])
+  points, _ = pointcloud.read_ply(rec["outputs"]["ply"])
+  v, u = np.mgrid[0:6, 0:8]
+  expected = np.stack([depth * (u - 3.0) / 7.0, depth * (v - 2.0) / 9.0, depth], -1)
+  np.testing.assert_allclose(points, expected.reshape(-1, 3), rtol=1e-6, atol=1e-6)  # float32
+  assert rec["intrinsics"]["K"] == [[7.0, 0.0, 3.0], [0.0, 9.0, 2.0], [0.0, 0.0, 1.0]]
+
+
+def test_bad_file_in_folder_is_an_error_entry(tmp_path, predictor):
+  _images(tmp_path / "in")
+  (tmp_path / "in" / "corrupt.png").write_bytes(b"\x89PNG broken")
+  (tmp_path / "in" / "clip.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42")
+  (tmp_path / "in" / "notes.txt").write_text("ignored: not an image extension")
+  os.makedirs(tmp_path / "empty")
+  summary = predict.predict([str(tmp_path / "in"), str(tmp_path / "empty"),
+                             str(tmp_path / "missing.jpg")], str(tmp_path / "out"), predictor,
+                            predict.PredictOptions(batch_size=2, progress=False))
+  by_name = {r["name"]: r for r in summary["frames"]}
+  assert summary["num_ok"] == 4 and summary["num_errors"] == 4
+  assert sorted(by_name) == ["clip", "corrupt", "empty", "gray", "missing", "odd", "rgba",
+                             "rotated"]
+  assert by_name["corrupt"]["status"] == "error" and "corrupt.png" in by_name["corrupt"]["error"]
+  assert "clip.mp4" in by_name["clip"]["error"] and "supported" in by_name["clip"]["error"]
+  assert "no image or video file" in by_name["empty"]["error"]
+  assert "does not exist" in by_name["missing"]["error"]
+  for name in ("gray", "odd", "rgba", "rotated"):
+    assert by_name[name]["status"] == "ok"
+    assert os.path.isfile(by_name[name]["outputs"]["depth_npy"])
+
+
+def test_animated_gif_is_a_frame_sequence(tmp_path, predictor):
+  frames = [Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)) for i in range(3)]
+  frames[0].save(tmp_path / "seq.gif", save_all=True, append_images=frames[1:])
+  summary = predict.predict([str(tmp_path / "seq.gif")], str(tmp_path / "o"), predictor,
+                            predict.PredictOptions(progress=False, frame_stride=2))
+  assert [r["name"] for r in summary["frames"]] == ["seq_000000", "seq_000002"]
+  assert all(r["size"] == [20, 30] for r in summary["frames"])
+
+
+def test_known_depth_median_alignment(tmp_path, predictor):
+  Image.fromarray(np.random.default_rng(1).integers(0, 255, (16, 24, 3), np.uint8)).save(
+      tmp_path / "a.png")
+  opts = predict.PredictOptions(alignment="median", known_depths=((5, 7, 42.0),),
+                                progress=False)
+  rec = predict.predict([str(tmp_path / "a.png")], str(tmp_path / "o"), predictor,
+                        opts)["frames"][0]
+  depth = np.load(rec["outputs"]["depth_npy"])
+  # One reference point: ratio = 42 / pred(5, 7), so the aligned depth there is 42 m
+  # (float32 product: rel 1e-6).
+  assert depth[7, 5] == pytest.approx(42.0, rel=1e-6)
+  assert rec["alignment"]["applied"] and rec["alignment"]["num_points"] == 1
+  assert rec["depth_type"] == "metric"
+  # Without a reference the frame is still written, unaligned, and says so.
+  rec2 = predict.predict([str(tmp_path / "a.png")], str(tmp_path / "o2"), predictor,
+                         predict.PredictOptions(alignment="scale_shift",
+                                                progress=False))["frames"][0]
+  assert rec2["status"] == "ok" and rec2["alignment"]["applied"] is False
+
+
+def test_load_predictor_errors(tmp_path):
+  with pytest.raises(DataError, match="nope.keras"):
+    predict.load_predictor(model=str(tmp_path / "nope.keras"))
+  (tmp_path / "m.onnx").write_bytes(b"x")
+  with pytest.raises(DataError, match="m.onnx"):
+    predict.load_predictor(model=str(tmp_path / "m.onnx"))
+
+
+def _run_main(argv):
+  predict._define_flags()  # pylint: disable=protected-access
+  fl = flags.FLAGS
+  try:
+    fl(["tfdepth-predict"] + argv)
+    return predict.main(["tfdepth-predict"])
+  finally:
+    fl.unparse_flags()
+
+
+def test_cli_exit_codes(tmp_path, keras_model, capsys):
+  _images(tmp_path / "in")
+  (tmp_path / "in" / "corrupt.jpg").write_bytes(b"garbage")
+  out = tmp_path / "out"
+  rc = _run_main([f"--input={tmp_path / 'in'}", f"--model={keras_model}", f"--output_dir={out}",
+                  "--noprogress", "--nosave_npy"])
+  assert rc == 1  # one bad file -> non-zero, the others written
+  summary = json.loads((out / predict.PREDICTIONS_JSON).read_text())
+  assert summary["num_ok"] == 4 and summary["num_errors"] == 1
+  assert "depth_npy" not in summary["frames"][-1]["outputs"]
+  assert "corrupt.jpg" in capsys.readouterr().err
+  rc = _run_main([f"--input={tmp_path / 'in' / 'gray.png'}", f"--model={tmp_path / 'x.keras'}",
+                  f"--output_dir={out}"])
+  assert rc == 2
+  assert "x.keras" in capsys.readouterr().err
+
+
+def test_help_lists_flags():
+  # --help must not need TensorFlow to start (fast) and must document every flag.
+  result = subprocess.run([sys.executable, "-m", "trainers.predict", "--helpshort"],
+                          capture_output=True, text=True, timeout=120, check=False,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  for flag in ("--input", "--model", "--model_dir", "--checkpoint", "--alignment",
+               "--known_depth", "--sparse_depth", "--calibration", "--hfov_deg", "--save_ply",
+               "--panel", "--batch_size", "--depth_type"):
+    assert flag in result.stdout, flag

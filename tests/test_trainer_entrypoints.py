@@ -1,0 +1,82 @@
+"""Tests of the tfdepth-train / tfdepth-eval code paths on a tiny synthetic experiment."""
+
+import json
+import os
+
+from absl import flags
+import numpy as np
+import pytest
+
+from tfdepth.errors import ConfigError
+from trainers import common
+from trainers import evaluate as evaluate_lib
+from trainers import experiments
+from trainers import train as train_lib
+
+TINY_OVERRIDES = [
+    "data.height=32", "data.width=64", "data.builder_kwargs.height=32",
+    "data.builder_kwargs.width=64", "data.builder_kwargs.num_train=8",
+    "data.builder_kwargs.num_validation=2", "data.builder_kwargs.num_test=3",
+    "model.kwargs.width_multiplier=0.25", "train.batch_size=4", "train.epochs=1",
+    "train.steps_per_epoch=2",
+]
+
+
+def test_train_then_evaluate_through_the_flags(tmp_path):
+  data_dir, model_dir = str(tmp_path / "tfds"), str(tmp_path / "run")
+  config = experiments.apply_overrides(
+      experiments.get_experiment("fastdepth_synthetic_street"), TINY_OVERRIDES)
+  model, history, _ = train_lib.train(config, model_dir, data_dir=data_dir, verbose=0)
+  assert {"loss", "silog_loss", "l1_loss", "val_loss", "val_abs_rel"} <= set(history.history)
+  assert experiments.load_resolved_config(model_dir) == config
+  for name in (common.LAST_CHECKPOINT, common.BEST_CHECKPOINT):
+    assert os.path.exists(os.path.join(model_dir, common.CHECKPOINT_DIR, name))
+  with open(os.path.join(model_dir, train_lib.HISTORY_FILENAME)) as f:
+    assert json.load(f)["loss"] == pytest.approx(history.history["loss"])
+
+  # tfdepth-eval --model_dir=... (config and best checkpoint read from the model_dir).
+  evaluate_lib._define_flags()  # pylint: disable=protected-access
+  flags.FLAGS(["tfdepth-eval", f"--model_dir={model_dir}", f"--data_dir={data_dir}"])
+  try:
+    evaluate_lib.main([])
+  finally:
+    flags.FLAGS.unparse_flags()
+  with open(os.path.join(model_dir, evaluate_lib.METRICS_JSON)) as f:
+    table = json.load(f)["results"][config.name]
+  with open(os.path.join(model_dir, evaluate_lib.METRICS_MD)) as f:
+    assert f"| {config.name} |" in f.read()
+  # The offline table and the streaming Keras metrics implement the same protocol (per-image
+  # means): on the same checkpoint they agree up to float32 vs float64 rounding.
+  model.load_weights(common.find_checkpoint(model_dir))
+  builder = common.prepare_builder(config.data, data_dir)
+  test_ds = common.make_datasets(config, builder, ("test",))["test"]
+  streaming = model.evaluate(test_ds, verbose=0, return_dict=True)
+  for key in ("abs_rel", "rmse", "delta1"):
+    assert table[key] == pytest.approx(streaming[key], rel=1e-4, abs=1e-6)
+
+
+def test_entrypoint_errors():
+  with pytest.raises(ConfigError, match="unknown strategy 'gpu'"):
+    common.get_strategy("gpu")
+  with pytest.raises(ConfigError, match="no checkpoint"):
+    common.find_checkpoint("/nonexistent/run")
+  cfg = experiments.apply_overrides(experiments.get_experiment("fastdepth_synthetic_street"),
+                                    ["optimizer.schedule=step"])
+  with pytest.raises(ConfigError, match="constant|cosine|polynomial"):
+    common.build_optimizer(cfg.optimizer, 10)
+  data = experiments.apply_overrides(experiments.get_experiment("fastdepth_synthetic_street"),
+                                     ["data.tfds_name=kitti_depth"]).data
+  with pytest.raises(ConfigError, match="builder_kwargs is only supported"):
+    common.prepare_builder(data, "/tmp/unused")
+
+
+def test_cosine_schedule_decays_to_the_end_factor():
+  cfg = experiments.get_experiment("fastdepth_synthetic_street").optimizer
+  opt = common.build_optimizer(cfg, total_steps=100)
+  lr = opt.learning_rate   # the schedule evaluated at iteration 0
+  assert float(lr) == pytest.approx(cfg.learning_rate)
+  schedule = opt._learning_rate  # pylint: disable=protected-access
+  assert float(schedule(100)) == pytest.approx(cfg.learning_rate * cfg.end_learning_rate_factor)
+  assert np.isclose(float(schedule(50)),
+                    cfg.learning_rate * (cfg.end_learning_rate_factor
+                                         + (1 - cfg.end_learning_rate_factor) * 0.5))

@@ -1,0 +1,664 @@
+"""Depth in dynamic scenes: Li et al. 2021 motion fields, occlusion-aware consistency, learned K.
+
+Li, Gordon, Zhao, Casser, Angelova, "Unsupervised Monocular Depth Learning in Dynamic Scenes",
+CoRL 2020 (released code `google-research/depth_and_motion_learning`:
+`depth_motion_field_model.py`, `losses/loss_aggregator.py`, `consistency_losses.py`,
+`transform_depth_map.py`). `DynamicDepthModel` trains a depth network and the motion-field
+network (`tfdepth.models.motion_net.build_motion_net`) with `model.fit` on batches of
+`tfdepth.data.video.make_self_supervised_dataset` (`frames` (B, 3, H, W, 3) [t−1, t, t+1],
+`frames_aug`, `intrinsics` (B, 3, 3); `depth` for metrics).
+
+Per step:
+* Depth of all three frames from the depth net (Monodepth2 family, `disp_0` sigmoid ->
+  `disp_to_depth` 0.1 / 100 m; the released depth net is a ResNet-18 U-Net with its own head).
+* Directed pairs `PAIRS` = (t→t−1, t−1→t, t→t+1, t+1→t). The motion net sees
+  `[rgb_a, depth_a, rgb_b, depth_b]` (jittered frames, predicted depths: released `cascade=True`)
+  and returns b_from_a as Euler angles, a camera translation and a residual translation field at
+  a's pixels. Released `auto_mask`: the residual is zeroed where its magnitude is below its mean
+  (per image here; over the batch in the released code). Burn-in (released
+  `motion_field_burnin_steps`): the residual is multiplied by clip(2·step / N − 1, 0, 1), step =
+  `optimizer.iterations` (a variable, so the step has no Python side effects): zero for the first
+  N/2 steps, then a linear ramp to 1 at N.
+* Warp (`motion_warp_coords`): p_b = R·(D_a·K⁻¹[u, v, 1]) + t + δt(u, v), projected with K.
+* Losses per directed pair (`tfdepth.losses.motion`, read their docstrings): occlusion-aware RGB L1
+  and weighted SSIM (`occlusion_aware_photometric_consistency`, frame b's depth under stop-gradient,
+  released `target_depth_stop_gradient`), depth consistency, rotation and translation cycle
+  consistency against the reverse pair (`motion_cycle_consistency`, masked by "in frame and not
+  occluded"), group smoothness + L1/2 sparsity of the normalised residual field
+  (`normalize_motion_map`; smoothness wraps around exactly when the sparsity weight is 0); and the
+  edge-aware smoothness of the mean-normalised disparity of each frame (released
+  `joint_bilateral_smoothing`). Per-image values are the mean over the 4 directed pairs (resp. the 3
+  frames), the batch mean of the released per-pair stacking.
+* Total = Σ_k 2·w_k·f_k·L_k (released aggregator: `self._losses[k] *= w * 2`; f = 0.5 for SSIM,
+  1 otherwise). Trackers log the un-weighted L_k (global-batch means).
+
+Learned intrinsics (`learn_intrinsics=True`): the batch's `intrinsics` are ignored; each directed
+pair's motion net predicts K (`intrinsics_from_raw`), and the clip's K is the mean over its 4
+directed pairs (the released model averages the two directions of its pair). This is "one learned K
+per clip from the motion net, averaged"; no global/per-video K variable.
+
+Distribution / precision / non-finite handling mirror `trainers.self_supervised`: per-image losses
+through `_global_batch_mean`, `optimizer.scale_loss`, zero update on a non-finite step,
+`NonFiniteLossCheck` in every `fit`; gradient clipping is the optimizer's `global_clipnorm`
+(released: 10). BatchNormalization of the depth net normalises with per-replica statistics under
+`MirroredStrategy` (Keras behaviour); the motion net has no normalisation.
+
+Not implemented: the 3D geometric (ICP-like point-cloud alignment) loss of Mahjourian et al. 2018;
+the released model's randomized layer normalisation of the depth net, its multi-scale option
+(`num_scales`, default 1 = what is done here), the optional segmentation mask of the residual field
+(`use_mask`, default off) and its random-crop augmentation (tfdepth's video pipeline resizes,
+flips and colour-jitters instead).
+"""
+
+import dataclasses
+import json
+import os
+from typing import Mapping
+
+import keras
+import tensorflow as tf
+
+from tfdepth import geometry
+from tfdepth import losses as losses_lib
+from tfdepth.errors import ConfigError, InvalidInputError
+from trainers.supervised import NonFiniteLossCheck
+from trainers.supervised import TERM_SUFFIX
+from trainers.supervised import TOTAL_LOSS_NAME
+from trainers.supervised import _global_batch_mean
+from trainers.supervised import _num_replicas
+
+
+@dataclasses.dataclass(frozen=True)
+class Li2021Defaults:
+  """Training constants of the released Li et al. 2021 model (`depth_motion_field_model.py`
+  `DEFAULT_PARAMS`; the loss aggregator's own defaults differ, the model's set is the one trained).
+
+  Weights are the released `loss_weights`; the aggregator multiplies each term by 2·weight and the
+  SSIM term additionally by 0.5.
+  """
+  rgb_weight: float = 1.0                    # 'rgb_consistency'
+  ssim_weight: float = 3.0                   # 'ssim'
+  depth_consistency_weight: float = 0.0      # 'depth_consistency'
+  depth_smoothing_weight: float = 1e-3       # 'depth_smoothing'
+  rotation_cycle_weight: float = 1e-3        # 'rotation_cycle_consistency'
+  translation_cycle_weight: float = 5e-2     # 'translation_cycle_consistency'
+  motion_smoothing_weight: float = 1.0       # 'motion_smoothing'
+  motion_sparsity_weight: float = 0.2        # 'motion_drift'
+  aggregator_scale: float = 2.0              # loss_aggregator: `self._losses[k] *= w * 2`
+  ssim_factor: float = 0.5                   # loss_aggregator: `0.5 * loss_endpoints['ssim_error']`
+  motion_field_burnin_steps: int = 20000     # 'motion_field_burnin_steps'
+  height: int = 128                          # 'image_preprocessing.image_height'
+  width: int = 416                           # 'image_preprocessing.image_width'
+  learning_rate: float = 2e-4                # released training setup (issue 6)
+  gradient_clip_norm: float = 10.0           # released training setup (issue 6), global norm
+
+
+LI2021 = Li2021Defaults()
+# Index of the target frame t in `frames` [t−1, t, t+1].
+TARGET_INDEX = 1
+NUM_FRAMES = 3
+# Directed pairs (a, b) into `frames`: the motion net maps frame-a points into frame b's camera.
+PAIRS = ((1, 0), (0, 1), (1, 2), (2, 1))
+# Position in PAIRS of each pair's reverse.
+REVERSE = (1, 0, 3, 2)
+NUM_PAIRS = len(PAIRS)
+# Loss-term names (trackers `<name>_loss`) in order.
+TERM_NAMES = ("rgb", "ssim", "depth_consistency", "depth_smoothing", "rotation_cycle",
+              "translation_cycle", "motion_smoothing", "motion_sparsity")
+HISTORY_FILENAME = "history.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class DynamicConfig:
+  """Loss weights and switches of `DynamicDepthModel` (defaults: `LI2021`).
+
+  Attributes:
+    rgb_weight … motion_sparsity_weight: weights of `TERM_NAMES` (dimensionless, >= 0).
+    motion_field_burnin_steps: N of the residual-field burn-in (0 = residual on from step 0).
+    learn_intrinsics: learn K with the motion net (ignore the batch's `intrinsics`).
+    auto_mask: released `auto_mask` of the residual field.
+    target_depth_stop_gradient: stop the gradient through frame b's depth (released: True).
+    min_depth, max_depth: metres of `disp_to_depth` for the depth net's sigmoid output.
+  """
+  rgb_weight: float = LI2021.rgb_weight
+  ssim_weight: float = LI2021.ssim_weight
+  depth_consistency_weight: float = LI2021.depth_consistency_weight
+  depth_smoothing_weight: float = LI2021.depth_smoothing_weight
+  rotation_cycle_weight: float = LI2021.rotation_cycle_weight
+  translation_cycle_weight: float = LI2021.translation_cycle_weight
+  motion_smoothing_weight: float = LI2021.motion_smoothing_weight
+  motion_sparsity_weight: float = LI2021.motion_sparsity_weight
+  motion_field_burnin_steps: int = LI2021.motion_field_burnin_steps
+  learn_intrinsics: bool = False
+  auto_mask: bool = True
+  target_depth_stop_gradient: bool = True
+  min_depth: float = geometry.MONODEPTH2_MIN_DEPTH
+  max_depth: float = geometry.MONODEPTH2_MAX_DEPTH
+
+  def __post_init__(self):
+    for name in TERM_NAMES:
+      value = getattr(self, f"{name}_weight")
+      if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise InvalidInputError(f"{name}_weight expected a number >= 0, received {value!r}")
+    n = self.motion_field_burnin_steps
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+      raise InvalidInputError(f"motion_field_burnin_steps expected an int >= 0, received {n!r}")
+    for name in ("learn_intrinsics", "auto_mask", "target_depth_stop_gradient"):
+      if not isinstance(getattr(self, name), bool):
+        raise InvalidInputError(f"{name} expected a bool, received {getattr(self, name)!r}")
+    if not 0 < self.min_depth < self.max_depth:
+      raise InvalidInputError(f"expected 0 < min_depth < max_depth, received "
+                              f"{self.min_depth!r}, {self.max_depth!r}")
+
+  @property
+  def term_weights(self):
+    """{term: total multiplier 2·w·f} of the released aggregator."""
+    out = {}
+    for name in TERM_NAMES:
+      factor = LI2021.ssim_factor if name == "ssim" else 1.0
+      out[name] = LI2021.aggregator_scale * factor * float(getattr(self, f"{name}_weight"))
+    return out
+
+  def to_dict(self):
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d):
+    return cls(**dict(d))
+
+
+# ----------------------------------------------------------------------------- pure pieces
+def residual_gate(step, burnin_steps):
+  """Released burn-in factor clip(2·step / N − 1, 0, 1) (1 when N = 0), float32 scalar."""
+  if burnin_steps == 0:
+    return tf.constant(1.0, tf.float32)
+  step = tf.cast(step, tf.float32)
+  return tf.clip_by_value(2.0 * step / float(burnin_steps) - 1.0, 0.0, 1.0)
+
+
+def auto_mask_residual(residual):
+  """Released `auto_mask`: keep δt where |δt| > mean |δt| (per image here), else 0.
+
+  Args:
+    residual: (B, H, W, 3) float residual translation field.
+  Returns:
+    (B, H, W, 3) float32; the mask itself carries no gradient.
+  """
+  residual = tf.cast(residual, tf.float32)
+  norm = tf.sqrt(tf.reduce_sum(tf.square(residual), axis=-1, keepdims=True))
+  mean = tf.reduce_mean(norm, axis=[1, 2], keepdims=True)
+  return residual * tf.stop_gradient(tf.cast(norm > mean, tf.float32))
+
+
+def motion_warp_coords(depth, rotation, translation, intrinsics):
+  """Where each frame-a pixel lands in frame b under rigid + per-pixel translation motion.
+
+  p_b = R·(D·K⁻¹[u, v, 1]) + T(u, v), then (u', v') = project(K, p_b) (released
+  `transform_depth_map.using_motion_vector`; projection divides by z + 1e-7 as
+  `tfdepth.geometry.project`).
+
+  Args:
+    depth: (B, H, W, 1) z-depth of frame a, metres.
+    rotation: (B, 3) Euler angles (R = Rx·Ry·Rz) or (B, 3, 3) rotation matrices of b_from_a.
+    translation: (B, 3) translation or (B, H, W, 3) translation field at frame-a pixels, metres.
+    intrinsics: (B, 3, 3) K in pixels of (H, W) (both frames).
+  Returns:
+    (coords (B, H, W, 2) (u, v) in frame b, z (B, H, W, 1) metres in frame b's camera).
+  Raises:
+    InvalidInputError: wrong shapes.
+  """
+  rotation = tf.cast(tf.convert_to_tensor(rotation), tf.float32)
+  if rotation.shape.rank == 2 and rotation.shape[-1] == 3:
+    rotation = geometry.euler_to_matrix(rotation)
+  elif not (rotation.shape.rank == 3 and rotation.shape[-2:] == (3, 3)):
+    raise InvalidInputError(
+        f"rotation: expected (B, 3) Euler angles or (B, 3, 3) matrices, received {rotation.shape}")
+  translation = tf.cast(tf.convert_to_tensor(translation), tf.float32)
+  if translation.shape.rank == 2 and translation.shape[-1] == 3:
+    translation = translation[:, None, None, :]
+  elif not (translation.shape.rank == 4 and translation.shape[-1] == 3):
+    raise InvalidInputError(
+        f"translation: expected (B, 3) or (B, H, W, 3), received {translation.shape}")
+  points = geometry.backproject(depth, intrinsics)
+  rigid = geometry.pose_from_rotation_translation(rotation, tf.zeros_like(rotation[:, :, 0]))
+  moved = geometry.transform_points(points, rigid) + translation
+  return geometry.project(moved, intrinsics)
+
+
+def _merge_leading(x):
+  """(B, N, ...) -> (B·N, ...) keeping static trailing dims."""
+  tail = x.shape[2:]
+  if tail.is_fully_defined():
+    return tf.reshape(x, [-1] + tail.as_list())
+  return tf.reshape(x, tf.concat([[-1], tf.shape(x)[2:]], axis=0))
+
+
+def _split_leading(x, n):
+  """(n·B, ...) pair-major -> (n, B, ...)."""
+  tail = x.shape[1:]
+  if tail.is_fully_defined():
+    return tf.reshape(x, [n, -1] + tail.as_list())
+  return tf.reshape(x, tf.concat([[n, -1], tf.shape(x)[1:]], axis=0))
+
+
+def _pairs_of(frames_like):
+  """(B, 3, ...) -> ((4B, ...) frame a of each pair, (4B, ...) frame b), pair-major."""
+  a = tf.concat([frames_like[:, i] for i, _ in PAIRS], axis=0)
+  b = tf.concat([frames_like[:, j] for _, j in PAIRS], axis=0)
+  return a, b
+
+
+def _reverse_pairs(x):
+  """(4B, ...) pair-major -> the same with each pair's block replaced by its reverse's."""
+  return tf.concat([_split_leading(x, NUM_PAIRS)[r] for r in REVERSE], axis=0)
+
+
+def _pair_mean(x):
+  """(4B,) pair-major per-pair values -> (B,) mean over the 4 directed pairs."""
+  return tf.reduce_mean(tf.reshape(x, [NUM_PAIRS, -1]), axis=0)
+
+
+def motion_net_inputs(frames, depths):
+  """`[rgb_a, depth_a, rgb_b, depth_b]` (4B, H, W, 8) of the directed pairs, pair-major.
+
+  Args:
+    frames: (B, 3, H, W, 3) float [0, 1] (the jittered frames the networks see).
+    depths: (B, 3, H, W, 1) metres.
+  """
+  rgbd = tf.concat([tf.cast(frames, tf.float32), tf.cast(depths, tf.float32)], axis=-1)
+  a, b = _pairs_of(rgbd)
+  return tf.concat([a, b], axis=-1)
+
+
+def clip_intrinsics(pair_intrinsics):
+  """(4B, 3, 3) per-pair learned K -> (B, 3, 3): the mean over each clip's 4 directed pairs."""
+  return tf.reduce_mean(_split_leading(tf.cast(pair_intrinsics, tf.float32), NUM_PAIRS), axis=0)
+
+
+def dynamic_losses(frames, depths, motion, intrinsics, config, gate=1.0):
+  """All loss terms of one batch, per image (un-weighted).
+
+  Args:
+    frames: (B, 3, H, W, 3) float32 [0, 1] un-jittered frames [t−1, t, t+1].
+    depths: (B, 3, H, W, 1) predicted depths of the three frames, metres.
+    motion: dict of the motion net on `motion_net_inputs` (pair-major, 4B): "rotation" (4B, 3),
+      "translation" (4B, 3), "residual_translation" (4B, H, W, 3).
+    intrinsics: (B, 3, 3) K in pixels of (H, W) (given or `clip_intrinsics`).
+    config: `DynamicConfig`.
+    gate: burn-in factor of the residual field (`residual_gate`), scalar.
+  Returns:
+    dict of (B,) float32 for every name in `TERM_NAMES`, plus "closer_mask" (4B, H, W, 1) and
+    "translation_field" (4B, H, W, 3) (after auto-mask and gate) for inspection.
+  """
+  frames = tf.cast(frames, tf.float32)
+  depths = tf.cast(depths, tf.float32)
+  if frames.shape.rank != 5 or frames.shape[1] != NUM_FRAMES or frames.shape[-1] != 3:
+    raise InvalidInputError(f"frames expected shape (B, 3, H, W, 3), received {frames.shape}")
+  if depths.shape.rank != 5 or depths.shape[1] != NUM_FRAMES or depths.shape[-1] != 1:
+    raise InvalidInputError(f"depths expected shape (B, 3, H, W, 1), received {depths.shape}")
+  for key in ("rotation", "translation", "residual_translation"):
+    if key not in motion:
+      raise InvalidInputError(f"motion expected key {key!r}, received {sorted(motion)}")
+  rotation = tf.cast(motion["rotation"], tf.float32)
+  background = tf.cast(motion["translation"], tf.float32)
+  residual = tf.cast(motion["residual_translation"], tf.float32)
+  if config.auto_mask:
+    residual = auto_mask_residual(residual)
+  residual = residual * tf.cast(gate, tf.float32)
+  translation = residual + background[:, None, None, :]
+
+  k = tf.cast(intrinsics, tf.float32)
+  k_pairs = tf.concat([k] * NUM_PAIRS, axis=0)
+  rgb_a, rgb_b = _pairs_of(frames)
+  depth_a, depth_b = _pairs_of(depths)
+  if config.target_depth_stop_gradient:
+    depth_b = tf.stop_gradient(depth_b)
+  coords, z = motion_warp_coords(depth_a, rotation, translation, k_pairs)
+  photo = losses_lib.occlusion_aware_photometric_consistency(rgb_a, rgb_b, depth_b, coords, z)
+  rot_err, trans_err = losses_lib.motion_cycle_consistency(
+      rotation, translation, _reverse_pairs(rotation), _reverse_pairs(translation),
+      mask=photo["closer_mask"], coords=coords)
+  normalized = losses_lib.normalize_motion_map(residual, translation)
+  smoothing = losses_lib.group_smoothness(
+      normalized, wrap_around=config.motion_sparsity_weight == 0)
+  sparsity = losses_lib.l1_2_sparsity(normalized)
+
+  disp = 1.0 / _merge_leading(depths)
+  disp_smooth = losses_lib.edge_aware_smoothness(disp, _merge_leading(frames))
+  disp_smooth = tf.reduce_mean(tf.reshape(disp_smooth, [-1, NUM_FRAMES]), axis=1)
+  return {
+      "rgb": _pair_mean(photo["rgb_error"]),
+      "ssim": _pair_mean(photo["ssim_error"]),
+      "depth_consistency": _pair_mean(photo["depth_error"]),
+      "depth_smoothing": disp_smooth,
+      "rotation_cycle": _pair_mean(rot_err),
+      "translation_cycle": _pair_mean(trans_err),
+      "motion_smoothing": _pair_mean(smoothing),
+      "motion_sparsity": _pair_mean(sparsity),
+      "closer_mask": photo["closer_mask"],
+      "translation_field": translation,
+  }
+
+
+# ----------------------------------------------------------------------------- the model
+@keras.saving.register_keras_serializable(package="tfdepth")
+class DynamicDepthModel(keras.Model):
+  """Li et al. 2021 trainer: depth net + motion-field net, self-supervised in dynamic scenes.
+
+  Args:
+    depth_net: `keras.Model`, image (B, H, W, 3) float32 [0, 1] -> dict with "disp_0"
+      (B, H, W, 1) sigmoid disparity (`disp_to_depth` with config.min/max_depth), e.g.
+      `build_monodepth2_depth_net(scales=(0,))`.
+    motion_net: `keras.Model` (B, H, W, 8) -> {"rotation", "translation", "residual_translation"
+      [, "intrinsics"]}, e.g. `build_motion_net(learn_intrinsics=config.learn_intrinsics)`.
+    config: `DynamicConfig` (or its dict).
+    depth_metrics: streaming metrics updated with (batch["depth"], depth of frame t) when the
+      batch has ground truth (use a median-scaling protocol).
+  """
+
+  def __init__(self, depth_net, motion_net, config=None, depth_metrics=(), **kwargs):
+    super().__init__(**kwargs)
+    for name, net in (("depth_net", depth_net), ("motion_net", motion_net)):
+      if not isinstance(net, keras.Model):
+        raise InvalidInputError(f"{name} expected a keras.Model, received {type(net)}")
+    if config is None:
+      config = DynamicConfig()
+    elif isinstance(config, Mapping):
+      config = DynamicConfig.from_dict(config)
+    if not isinstance(config, DynamicConfig):
+      raise InvalidInputError(f"config expected a DynamicConfig, received {type(config)}")
+    if config.learn_intrinsics and "intrinsics" not in motion_net.output:
+      raise InvalidInputError(
+          "config.learn_intrinsics=True needs a motion net with an 'intrinsics' output "
+          f"(build_motion_net(learn_intrinsics=True)); its outputs are {sorted(motion_net.output)}")
+    self.depth_net = depth_net
+    self.motion_net = motion_net
+    self.config = config
+    self.term_names = list(TERM_NAMES)
+    self.total_tracker = keras.metrics.Mean(name=TOTAL_LOSS_NAME)
+    self.term_trackers = [keras.metrics.Mean(name=n + TERM_SUFFIX) for n in self.term_names]
+    self.depth_metrics = list(depth_metrics)
+
+  @property
+  def metrics(self):
+    return [self.total_tracker] + self.term_trackers + self.depth_metrics
+
+  def call(self, inputs, training=False):
+    """image (B, H, W, 3) (or a batch dict) -> depth-net outputs + "depth" (B, H, W, 1) metres."""
+    if isinstance(inputs, Mapping):
+      inputs = inputs["image"] if "image" in inputs else inputs["frames"][:, TARGET_INDEX]
+    outputs = {k: tf.cast(v, tf.float32)
+               for k, v in dict(self.depth_net(inputs, training=training)).items()}
+    _, outputs["depth"] = geometry.disp_to_depth(outputs["disp_0"], self.config.min_depth,
+                                                 self.config.max_depth)
+    return outputs
+
+  def predict_depths(self, frames, training=False):
+    """(B, 3, H, W, 3) -> (B, 3, H, W, 1) depth of every frame, metres."""
+    frames = tf.cast(frames, tf.float32)
+    depth = self(_merge_leading(frames), training=training)["depth"]
+    tail = depth.shape[1:]
+    shape = ([-1, NUM_FRAMES] + tail.as_list() if tail.is_fully_defined()
+             else tf.concat([[-1, NUM_FRAMES], tf.shape(depth)[1:]], axis=0))
+    return tf.reshape(depth, shape)
+
+  def predict_motion(self, frames, depths, training=False):
+    """Motion-net outputs (float32, pair-major 4B) for the `PAIRS` of a batch."""
+    out = self.motion_net(motion_net_inputs(frames, depths), training=training)
+    return {k: tf.cast(v, tf.float32) for k, v in dict(out).items()}
+
+  def residual_gate(self):
+    """Burn-in factor at the optimizer's current step (1 without optimizer or burn-in)."""
+    if self.optimizer is None:
+      return tf.constant(1.0, tf.float32)
+    return residual_gate(self.optimizer.iterations, self.config.motion_field_burnin_steps)
+
+  def intrinsics_for(self, batch, motion):
+    """(B, 3, 3) K: learned (mean over the clip's pairs) or the batch's."""
+    if self.config.learn_intrinsics:
+      return clip_intrinsics(motion["intrinsics"])
+    return tf.cast(batch["intrinsics"], tf.float32)
+
+  def get_config(self):
+    return {
+        **super().get_config(),
+        "depth_net": keras.saving.serialize_keras_object(self.depth_net),
+        "motion_net": keras.saving.serialize_keras_object(self.motion_net),
+        "config": self.config.to_dict(),
+    }
+
+  @classmethod
+  def from_config(cls, config):
+    config = dict(config)
+    config["depth_net"] = keras.saving.deserialize_keras_object(config["depth_net"])
+    config["motion_net"] = keras.saving.deserialize_keras_object(config["motion_net"])
+    return cls(**config)
+
+  def fit(self, *args, callbacks=None, **kwargs):
+    """`keras.Model.fit` with `NonFiniteLossCheck` appended (as `SupervisedDepthModel.fit`)."""
+    kwargs.setdefault("shuffle", False)
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
+      callbacks.append(NonFiniteLossCheck())
+    return super().fit(*args, callbacks=callbacks, **kwargs)
+
+  # ----------------------------------------------------------------- steps
+  def _unpack(self, data):
+    if isinstance(data, (tuple, list)) and data and isinstance(data[0], Mapping):
+      data = data[0]
+    if not isinstance(data, Mapping) or "frames" not in data:
+      raise InvalidInputError(
+          "DynamicDepthModel expected a batch dict with 'frames' (B, 3, H, W, 3), received "
+          f"{type(data)} {sorted(data) if isinstance(data, Mapping) else ''}")
+    if not self.config.learn_intrinsics and "intrinsics" not in data:
+      raise InvalidInputError(
+          "DynamicDepthModel with learn_intrinsics=False expected batch['intrinsics'] (B, 3, 3), "
+          f"received keys {sorted(data)}")
+    return data
+
+  def compute_loss_terms(self, batch, depths, motion, gate):
+    """Per-replica weighted total and `{term: global-batch-mean contribution}` (float32)."""
+    per_image = dynamic_losses(batch["frames"], depths, motion, self.intrinsics_for(batch, motion),
+                               self.config, gate)
+    terms = {n: _global_batch_mean(per_image[n]) for n in self.term_names}
+    weights = self.config.term_weights
+    total = tf.add_n([tf.constant(weights[n], tf.float32) * v for n, v in terms.items()])
+    if self.losses:
+      reg = tf.add_n([tf.cast(tf.reduce_sum(l), tf.float32) for l in self.losses])
+      total += reg / tf.cast(_num_replicas(), tf.float32)
+    return total, terms
+
+  def _update_trackers(self, total, terms, batch_size):
+    replicas = tf.cast(_num_replicas(), tf.float32)
+    self.total_tracker.update_state(total * replicas, sample_weight=batch_size)
+    for tracker, name in zip(self.term_trackers, self.term_names):
+      tracker.update_state(terms[name] * replicas, sample_weight=batch_size)
+
+  def _update_metrics(self, batch, depths):
+    if self.depth_metrics and "depth" in batch:
+      for m in self.depth_metrics:
+        m.update_state(tf.cast(batch["depth"], tf.float32), depths[:, TARGET_INDEX])
+
+  def train_step(self, data):
+    batch = self._unpack(data)
+    frames_aug = tf.cast(batch.get("frames_aug", batch["frames"]), tf.float32)
+    batch_size = tf.shape(frames_aug)[0]
+    gate = self.residual_gate()
+    with tf.GradientTape() as tape:
+      depths = self.predict_depths(frames_aug, training=True)
+      motion = self.predict_motion(frames_aug, depths, training=True)
+      total, terms = self.compute_loss_terms(batch, depths, motion, gate)
+      scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
+    variables = self.trainable_variables
+    grads = tape.gradient(scaled, variables)
+    finite = tf.reduce_all(tf.math.is_finite(tf.stack([total] + list(terms.values()))))
+    grads = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in grads]
+    self.optimizer.apply(grads, variables)
+    self._update_trackers(total, terms, batch_size)
+    self._update_metrics(batch, depths)
+    return {m.name: m.result() for m in self.metrics}
+
+  def test_step(self, data):
+    batch = self._unpack(data)
+    frames = tf.cast(batch["frames"], tf.float32)
+    depths = self.predict_depths(frames, training=False)
+    motion = self.predict_motion(frames, depths, training=False)
+    total, terms = self.compute_loss_terms(batch, depths, motion, self.residual_gate())
+    self._update_trackers(total, terms, tf.shape(frames)[0])
+    self._update_metrics(batch, depths)
+    return {m.name: m.result() for m in self.metrics}
+
+  def predict_step(self, data):
+    if isinstance(data, Mapping):
+      x = data["image"] if "image" in data else data["frames"][:, TARGET_INDEX]
+    else:
+      x = data[0] if isinstance(data, (tuple, list)) else data
+    return self(x, training=False)
+
+
+def make_optimizer(learning_rate=LI2021.learning_rate, clip_norm=LI2021.gradient_clip_norm):
+  """Adam with global-norm gradient clipping (released: lr 2e-4, clip 10)."""
+  return keras.optimizers.Adam(learning_rate, global_clipnorm=clip_norm)
+
+
+# ----------------------------------------------------------------------------- experiments
+# ExperimentConfig.model.name handled by this module.
+DYNAMIC_MODEL = "li2021_dynamic"
+# ExperimentConfig loss-term names are TERM_NAMES; their weights set `<name>_weight`.
+MODEL_KWARGS = ("num_layers", "base_channels")
+
+
+def is_dynamic(config):
+  """True when `config` (an `ExperimentConfig`) is trained by this module."""
+  return getattr(getattr(config, "model", None), "name", None) == DYNAMIC_MODEL
+
+
+def dynamic_config(config):
+  """`DynamicConfig` from an `ExperimentConfig` (loss names = `TERM_NAMES`; any term's `kwargs`
+  may set the other DynamicConfig fields, e.g. `losses.rgb.kwargs.learn_intrinsics=true`)."""
+  fields = {f.name for f in dataclasses.fields(DynamicConfig)}
+  values = {f"{n}_weight": 0.0 for n in TERM_NAMES}
+  for term in config.losses:
+    if term.name not in TERM_NAMES:
+      raise ConfigError(f"dynamic loss term {term.name!r} is not one of {list(TERM_NAMES)}")
+    values[f"{term.name}_weight"] = float(term.weight)
+    for key, value in dict(term.kwargs).items():
+      if key not in fields:
+        raise ConfigError(f"losses.{term.name}.kwargs.{key} is not a DynamicConfig field; "
+                          f"valid: {sorted(fields)}")
+      values[key] = value
+  try:
+    return DynamicConfig(**values)
+  except InvalidInputError as e:
+    raise ConfigError(str(e)) from None
+
+
+def build_networks(config, learn_intrinsics):
+  """`(depth_net, motion_net)` for an experiment (model kwargs: num_layers, base_channels)."""
+  from tfdepth.models import monodepth2  # pylint: disable=g-import-not-at-top
+  from tfdepth.models import motion_net  # pylint: disable=g-import-not-at-top
+  kwargs = dict(config.model.kwargs)
+  unknown = sorted(set(kwargs) - set(MODEL_KWARGS))
+  if unknown:
+    raise ConfigError(f"unknown model.kwargs {unknown}; expected a subset of {list(MODEL_KWARGS)}")
+  h, w = config.data.height, config.data.width
+  depth = monodepth2.build_monodepth2_depth_net((h, w, 3), int(kwargs.get("num_layers", 18)),
+                                                scales=(0,), name="dynamic_depth")
+  motion = motion_net.build_motion_net(
+      (h, w, motion_net.MOTION_INPUT_CHANNELS), learn_intrinsics=learn_intrinsics,
+      base_channels=int(kwargs.get("base_channels", motion_net.MOTION_BASE_CHANNELS)),
+      name="dynamic_motion")
+  return depth, motion
+
+
+def build_dynamic_trainer(config, total_steps=None, strategy=None, with_metrics=True):
+  """Builds and compiles a `DynamicDepthModel` for `config` inside `strategy.scope()`.
+
+  The optimizer is Adam with `config.optimizer.learning_rate` and global-norm clipping at
+  `config.optimizer.clipnorm` (or `LI2021.gradient_clip_norm`); `total_steps` is unused (constant
+  learning rate, as released).
+  """
+  del total_steps
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import self_supervised  # pylint: disable=g-import-not-at-top
+  strategy = strategy or tf.distribute.get_strategy()
+  common.set_precision(config.train.mixed_precision)
+  keras.utils.set_random_seed(config.train.seed)
+  dyn = dynamic_config(config)
+  with strategy.scope():
+    depth, motion = build_networks(config, dyn.learn_intrinsics)
+    model = DynamicDepthModel(
+        depth, motion, dyn,
+        depth_metrics=(metrics.standard_metrics(self_supervised.eval_protocol(config))
+                       if with_metrics else ()),
+        name="dynamic")
+    clip = config.optimizer.clipnorm or LI2021.gradient_clip_norm
+    model.compile(optimizer=make_optimizer(config.optimizer.learning_rate, clip),
+                  jit_compile=config.train.jit_compile)
+    h, w = config.data.height, config.data.width
+    frames = tf.zeros([1, NUM_FRAMES, h, w, 3])
+    model.predict_motion(frames, model.predict_depths(frames))
+  return model
+
+
+def video_frames_to_dynamic(example):
+  """`video_frames` example -> video element (frames float32 [0, 1]; K zeros without a K file)."""
+  from tfdepth.data import adapters  # pylint: disable=g-import-not-at-top
+  return {"frames": adapters.image_to_float(example["frames"], "frames"),
+          "intrinsics": tf.cast(example["intrinsics"], tf.float32)}
+
+
+def _video_adapter(config):
+  from tfdepth.data import video  # pylint: disable=g-import-not-at-top
+  name = config.data.tfds_name
+  if name.startswith("kitti_depth"):
+    return video.kitti_to_self_supervised
+  if name.startswith("video_frames"):
+    return video_frames_to_dynamic
+  return video.synthetic_world_to_self_supervised
+
+
+def make_datasets(config, builder, splits=("train", "validation"), cache=True):
+  """`{role: dataset}` of `make_self_supervised_dataset` for roles train / validation / test."""
+  from tfdepth.data import video  # pylint: disable=g-import-not-at-top
+  d, t = config.data, config.train
+  names = {"train": d.train_split, "validation": d.validation_split, "test": d.test_split}
+  out = {}
+  for role in splits:
+    training = role == "train"
+    out[role] = video.make_self_supervised_dataset(
+        builder, split=names[role], batch_size=t.batch_size, height=d.height, width=d.width,
+        training=training, seed=t.seed, augment_data=training and d.augment,
+        drop_remainder=training and t.drop_remainder, shuffle_buffer=d.shuffle_buffer,
+        cache=cache, adapter=_video_adapter(config))
+  return out
+
+
+def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
+  """`tfdepth-train` for dynamic experiments; returns `(model, History, builder)`."""
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  strategy = common.get_strategy(strategy_name)
+  experiments.save_resolved_config(config, model_dir)
+  builder = common.prepare_builder(config.data, data_dir)
+  splits = ("train", "validation") if config.data.validation_split else ("train",)
+  datasets = make_datasets(config, builder, splits)
+  steps = common.steps_per_epoch(config, builder)
+  model = build_dynamic_trainer(config, steps * config.train.epochs, strategy)
+  history = model.fit(datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
+                      validation_data=datasets.get("validation"),
+                      validation_steps=config.train.validation_steps or None,
+                      callbacks=common.checkpoint_callbacks(model_dir), verbose=verbose)
+  with open(os.path.join(model_dir, HISTORY_FILENAME), "w") as f:
+    json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
+  return model, history, builder
+
+
+__all__ = [
+    "DYNAMIC_MODEL", "DynamicConfig", "DynamicDepthModel", "LI2021", "Li2021Defaults", "PAIRS",
+    "TERM_NAMES", "auto_mask_residual", "build_dynamic_trainer", "build_networks",
+    "clip_intrinsics", "dynamic_config", "dynamic_losses", "is_dynamic", "make_datasets",
+    "make_optimizer", "motion_net_inputs", "motion_warp_coords", "residual_gate", "train",
+    "video_frames_to_dynamic",
+]
