@@ -30,7 +30,8 @@ def _build(strategy, weights=None):
         _tiny_depth_net(),
         motion_net.build_motion_net((H, W, 8), learn_intrinsics=True, base_channels=2, name="mn"),
         dynamic.DynamicConfig(motion_field_burnin_steps=BURNIN_STEPS, learn_intrinsics=True))
-    model.compile(optimizer=dynamic.make_optimizer())
+    # No XLA: compiling the graph costs more than the one step it runs.
+    model.compile(optimizer=dynamic.make_optimizer(), jit_compile=False)
     frames = tf.zeros([1, 3, H, W, 3])
     model.predict_motion(frames, model.predict_depths(frames))
     if weights is not None:

@@ -239,3 +239,22 @@ def test_help_lists_flags():
                "--known_depth", "--sparse_depth", "--calibration", "--hfov_deg", "--save_ply",
                "--panel", "--batch_size", "--depth_type"):
     assert flag in result.stdout, flag
+
+
+def test_tflite_source_matches_keras(tmp_path, keras_model_and_path, predictor):
+  # (The SavedModel source goes through the same `_run_native` runner interface; its export takes
+  # ~30 s on 2 cores, so it is checked by export's own tests, not here.)
+  from export import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
+  tflite_path = tmp_path / "m.tflite"
+  tflite_path.write_bytes(tflite_lib.convert_to_tflite(keras_model_and_path[0], "tflite_fp32"))
+  Image.fromarray(np.random.default_rng(2).integers(0, 255, (30, 41, 3), np.uint8)).save(
+      tmp_path / "a.png")
+  ref = predict.predict([str(tmp_path / "a.png")], str(tmp_path / "k"), predictor,
+                        predict.PredictOptions(progress=False))["frames"][0]
+  p = predict.load_predictor(model=str(tflite_path))
+  assert p.source == "tflite" and p.input_size == MODEL_HW and p.depth_type_source == "assumed"
+  rec = predict.predict([str(tmp_path / "a.png")], str(tmp_path / "t"), p,
+                        predict.PredictOptions(progress=False))["frames"][0]
+  # Same float32 network through another runtime: kernels differ in summation order only.
+  np.testing.assert_allclose(np.load(rec["outputs"]["depth_npy"]),
+                             np.load(ref["outputs"]["depth_npy"]), rtol=1e-4)

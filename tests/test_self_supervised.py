@@ -270,7 +270,7 @@ def _batch(n=2, seg=False):
   return batch
 
 
-def _model(strategy=None, seg=False, config=None):
+def _model(strategy=None, seg=False, config=None, run_eagerly=False):
   strategy = strategy or tf.distribute.get_strategy()
   keras.utils.set_random_seed(0)
   with strategy.scope():
@@ -278,7 +278,7 @@ def _model(strategy=None, seg=False, config=None):
         scales=(0, 1), automask_noise_scale=0.0, segmentation_weight=5e-4 if seg else 0.0)
     model = ss.SelfSupervisedDepthModel(_tiny_depth_net(seg_classes=19 if seg else 0),
                                         _tiny_pose_net(), cfg)
-    model.compile(optimizer=keras.optimizers.SGD(0.5))
+    model.compile(optimizer=keras.optimizers.SGD(0.5), run_eagerly=run_eagerly)
   return model
 
 
@@ -320,7 +320,9 @@ def test_one_step_fit_mirrored_over_two_devices_matches_one_device():
   batch = _batch(2)
 
   def run(strategy):
-    model = _model(strategy)
+    # Eager steps: the same replica-context code path without two costly traces (the graph-mode
+    # fit is covered by test_fit_logs_weighted_terms_and_updates_both_networks).
+    model = _model(strategy, run_eagerly=True)
     hist = model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0).history
     return [w.numpy() for w in model.trainable_weights], hist
 
@@ -336,7 +338,7 @@ def test_one_step_fit_mirrored_over_two_devices_matches_one_device():
 
 
 def test_non_finite_loss_skips_the_update_and_raises():
-  model = _model()
+  model = _model(run_eagerly=True)
   batch = _batch()
   frames = batch["frames"].numpy()
   frames[0, 1, 3, 3, 0] = np.nan

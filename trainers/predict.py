@@ -727,9 +727,24 @@ def main(argv):
   return 1 if summary["num_errors"] else 0
 
 
+def _make_help_complete():
+  """Makes `--help` of the console script list this module's flags and usage.
+
+  absl's `--help` shows the key flags of the module named by `sys.argv[0]` and the docstring of
+  `__main__`; under the setuptools console-script wrapper both are the wrapper's, which has
+  neither, so `--help` would print only "Try --helpfull".
+  """
+  main_module = sys.modules.get("__main__")
+  if main_module is not None and not getattr(main_module, "__doc__", None):
+    main_module.__doc__ = __doc__
+  for flag in FLAGS.get_flags_for_module(__name__):
+    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+
+
 def run():
   """Console-script entry point (`tfdepth-predict`)."""
   _define_flags()
+  _make_help_complete()
   app.run(main)
 
 
