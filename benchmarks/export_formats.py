@@ -1,9 +1,9 @@
 """Export formats compared: size on disk and CPU latency (1 and 2 threads), optionally accuracy.
 
-    python -m benchmarks.export_formats                       # FastDepth 224x224 (+ Monodepth2)
+    python -m benchmarks.export_formats                    # FastDepth 224x224 (+ Monodepth2)
     python -m benchmarks.export_formats --models=fastdepth --num_runs=20
     python -m benchmarks.export_formats --experiment=fastdepth_synthetic_street \
-        --checkpoint=runs/street/best.weights.h5                # + AbsRel / delta1 on the test split
+        --checkpoint=runs/street/best.weights.h5     # + AbsRel / delta1 on the test split
 
 Without a checkpoint the networks have random weights (FastDepth's head set by
 `export._testing.spread_fastdepth` so that depth ~ 5 +- 1 m; Monodepth2-R18 at 192x640 wrapped by

@@ -1,1 +1,11 @@
-"""Export of tfdepth models: SavedModel with serving signatures, TFLite (float / int8), QAT."""
+"""Export of tfdepth models: SavedModel with serving signatures, TFLite (float / int8), QAT.
+
+Modules (imported explicitly; this package imports nothing heavy):
+  saved_model    export_saved_model / load_saved_model: ``serving_default`` (uint8, any size),
+                 ``native`` (float32 at model size) and ``metadata`` signatures
+  tflite         convert_to_tflite(model, fmt) for tflite_fp32 / fp16 / dynamic / int8, builtin
+                 ops only; representative_dataset_from for int8 calibration
+  litert_runner  LiteRTRunner (ai_edge_litert) and SavedModelRunner: predict + latency
+  qat            quantization_aware_training: tf_keras + tfmot in a subprocess (_qat_worker)
+  report, cli    export_and_report and the ``tfdepth-export`` entry point
+"""

@@ -20,7 +20,8 @@ METADATA_FILENAME = "tfdepth_metadata.json"
 METADATA_DIR = "assets.extra"
 
 # Normalisation performed by the exported pre-processing: uint8 RGB -> float32 [0, 1]
-# (the model then applies its own normalisation inside, docs/DESIGN.md "Models normalise internally").
+# (the model then applies its own normalisation inside: docs/DESIGN.md, "Models normalise
+# internally").
 UINT8_MAX = 255.0
 DEFAULT_NORMALIZATION = "rgb_float32_0_1"
 

@@ -1,7 +1,8 @@
 """`tfdepth-export`: export a trained experiment and report size, latency and metrics.
 
-    tfdepth-export --experiment=fastdepth_synthetic_street --checkpoint=runs/street/best.weights.h5 \
-        --format=tflite_int8 --output_dir=exports/street_int8
+    tfdepth-export --experiment=fastdepth_synthetic_street \
+        --checkpoint=runs/street/best.weights.h5 --format=tflite_int8 \
+        --output_dir=exports/street_int8
 
 Formats: saved_model, tflite_fp32, tflite_fp16, tflite_dynamic, tflite_int8, tflite_qat.
 The model is the experiment's network (float32 policy) with the checkpoint's weights (a

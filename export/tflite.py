@@ -7,9 +7,9 @@ the TensorFlow Lite post-training quantization guide
 (https://ai.google.dev/edge/litert/models/post_training_quantization):
 
 ``tflite_fp32``     no optimisation.
-``tflite_fp16``     weights stored as float16 (``Optimize.DEFAULT`` + ``supported_types=[float16]``).
+``tflite_fp16``     float16 weights (``Optimize.DEFAULT`` + ``supported_types=[float16]``).
 ``tflite_dynamic``  dynamic-range: int8 weights, float activations (``Optimize.DEFAULT`` alone).
-``tflite_int8``     full-integer: int8 weights and activations calibrated on a representative
+``tflite_int8``     full-integer: int8 weights and activations calibrated on representative
                     dataset, ``TFLITE_BUILTINS_INT8`` only; I/O int8, uint8 or float32
                     (``io_dtype``).
 """
@@ -91,23 +91,27 @@ def representative_dataset_from(ds, num_samples=DEFAULT_NUM_CALIBRATION_SAMPLES,
     ds: an iterable or `tf.data.Dataset` whose elements are float32 [0, 1] images (H, W, 3) or
       batches (N, H, W, 3), or dicts with key ``"image"`` / tuples whose first item is the image
       (e.g. the training pipeline's output on a TFDS split).
-    num_samples: number of images to draw (positive int).
+    num_samples: number of images to draw (positive int), or None for all of them.
     input_size: optional ``(H, W)``: images of another size are resized (bilinear) to it.
   Returns:
-    `RepresentativeDataset` holding ``min(num_samples, len(ds))`` images.
+    `RepresentativeDataset` holding ``min(num_samples, len(ds))`` images (all if None).
   Raises:
     InvalidInputError: non-positive ``num_samples``, bad images, or an empty dataset.
   """
-  if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-    raise InvalidInputError(f"num_samples must be a positive int, got {num_samples!r}")
+  if num_samples is not None and (isinstance(num_samples, bool) or
+                                  not isinstance(num_samples, int) or num_samples < 1):
+    raise InvalidInputError(f"num_samples must be a positive int or None, got {num_samples!r}")
+  limit = float("inf") if num_samples is None else num_samples
   images, count = [], 0
   for element in ds:
     batch = _to_image_batch(element)
     if input_size is not None and tuple(batch.shape[1:3]) != tuple(input_size):
       batch = tf.image.resize(batch, tuple(input_size), method="bilinear").numpy()
-    images.append(batch[:num_samples - count])
-    count += len(images[-1])
-    if count >= num_samples:
+    if limit != float("inf"):
+      batch = batch[:limit - count]
+    images.append(batch)
+    count += len(batch)
+    if count >= limit:
       break
   if count == 0:
     raise InvalidInputError(
@@ -126,10 +130,10 @@ def _as_representative(representative_dataset, input_size):
     if len(rep) == 0:
       raise InvalidInputError("representative dataset is empty (0 calibration images)")
   elif callable(representative_dataset):  # converter-style generator function
-    rep = representative_dataset_from(representative_dataset(), num_samples=10**9,
+    rep = representative_dataset_from(representative_dataset(), num_samples=None,
                                       input_size=input_size)
   else:
-    rep = representative_dataset_from(representative_dataset, num_samples=10**9,
+    rep = representative_dataset_from(representative_dataset, num_samples=None,
                                       input_size=input_size)
   if tuple(rep.images.shape[1:3]) != tuple(input_size):
     raise InvalidInputError(
@@ -141,7 +145,9 @@ def depth_concrete_function(model):
   """Concrete function (1, H, W, 3) float32 -> depth (1, H, W, 1) float32 of a Keras model."""
   h, w = model_input_size(model)
 
-  @tf.function(input_signature=[tf.TensorSpec((1, h, w, 3), tf.float32, name="images")])
+  # No Python control flow inside: autograph off (it only adds tracing time and warnings).
+  @tf.function(input_signature=[tf.TensorSpec((1, h, w, 3), tf.float32, name="images")],
+               autograph=False)
   def depth_fn(images):
     return tf.cast(depth_output(model(images, training=False)), tf.float32)
 

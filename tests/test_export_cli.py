@@ -49,15 +49,6 @@ def test_tflite_report(model, tmp_path):
     assert json.load(f) == {"experiment": "t"}
 
 
-def test_saved_model_report_times_in_subprocess(model, tmp_path):
-  rep = report_lib.export_and_report(model, {"experiment": "t"}, "saved_model", str(tmp_path),
-                                     num_runs=2, threads=(1,))
-  assert rep["size_bytes"] == report_lib.artefact_size(str(tmp_path / "saved_model"))
-  assert rep["size_bytes"] > 4 * model.count_params() * 0.9  # float32 variables are in there
-  assert rep["latency"]["1"]["num_runs"] == 2
-  assert "metrics" not in rep
-
-
 def test_artefact_size_sums_directory(tmp_path):
   (tmp_path / "a").write_bytes(b"x" * 10)
   (tmp_path / "d").mkdir()

@@ -143,3 +143,13 @@ def test_saved_model_runner(exported):
   # The thread pools of this process are already running: a thread count cannot be applied.
   with pytest.raises(InvalidInputError, match="fresh process"):
     SavedModelRunner(path, num_threads=7)
+
+
+def test_report_times_saved_model_in_subprocess(exported):
+  _, path, _, _ = exported
+  from export import report as report_lib  # pylint: disable=g-import-not-at-top
+  # TF thread pools are fixed per process: SavedModel latency is measured in a fresh one.
+  stats = report_lib.measure_latency(path, "saved_model", num_runs=2, threads=(1,))
+  assert list(stats) == ["1"] and stats["1"]["num_runs"] == 2 and stats["1"]["median_ms"] > 0
+  size = report_lib.artefact_size(path)
+  assert size > 4 * exported[0].count_params() * 0.9  # the float32 variables are in there

@@ -195,6 +195,30 @@ def test_known_depth_median_alignment(tmp_path, predictor):
   assert rec2["status"] == "ok" and rec2["alignment"]["applied"] is False
 
 
+def test_sparse_depth_folder_scale_shift(tmp_path, predictor):
+  Image.fromarray(np.random.default_rng(4).integers(0, 255, (16, 24, 3), np.uint8)).save(
+      tmp_path / "b.png")
+  raw = predict.predict([str(tmp_path / "b.png")], str(tmp_path / "raw"), predictor,
+                        predict.PredictOptions(progress=False))["frames"][0]
+  pred = np.load(raw["outputs"]["depth_npy"]).astype(np.float64)
+  # A metric reference related to the prediction by disparity scale 3 and shift 0.02 1/m, known
+  # on every 4th pixel, stored in a folder as <input name>.npy.
+  ref = np.zeros_like(pred)
+  ref[::4, ::4] = 1.0 / (3.0 / pred[::4, ::4] + 0.02)
+  os.makedirs(tmp_path / "sparse")
+  np.save(tmp_path / "sparse" / "b.npy", ref.astype(np.float32))
+  rec = predict.predict([str(tmp_path / "b.png")], str(tmp_path / "al"), predictor,
+                        predict.PredictOptions(alignment="scale_shift",
+                                               sparse_depth=str(tmp_path / "sparse"),
+                                               progress=False))["frames"][0]
+  assert rec["alignment_reference"].endswith("b.npy")
+  # float32 storage of pred and ref (rel 6e-8 each) bounds the fit error well below 1e-4.
+  assert rec["alignment"]["scale"] == pytest.approx(3.0, rel=1e-4)
+  assert rec["alignment"]["shift"] == pytest.approx(0.02, rel=1e-3)
+  aligned = np.load(rec["outputs"]["depth_npy"])
+  np.testing.assert_allclose(aligned, 1.0 / (3.0 / pred + 0.02), rtol=1e-4)
+
+
 def test_load_predictor_errors(tmp_path):
   with pytest.raises(DataError, match="nope.keras"):
     predict.load_predictor(model=str(tmp_path / "nope.keras"))

@@ -4,6 +4,7 @@ Everything is driven by an `trainers.experiments.ExperimentConfig`; the entry po
 (`trainers.train`, `trainers.evaluate`, `trainers.demo`) only add flags and reporting.
 """
 
+import json
 import os
 
 import keras
@@ -29,6 +30,11 @@ def get_strategy(name="default"):
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
+    # Without GPUs, MirroredStrategy() uses /cpu:0 only; mirror over the logical CPU devices
+    # when several are configured (tests and benchmarks/strategy_scaling.py do).
+    cpus = tf.config.list_logical_devices("CPU")
+    if not tf.config.list_logical_devices("GPU") and len(cpus) > 1:
+      return tf.distribute.MirroredStrategy([d.name for d in cpus])
     return tf.distribute.MirroredStrategy()
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
@@ -99,7 +105,21 @@ def make_datasets(config, builder, splits=("train", "validation"), cache=True):
         width=d.width, training=training, seed=t.seed, augment_data=training and d.augment,
         drop_remainder=training and t.drop_remainder, shuffle_buffer=d.shuffle_buffer,
         cache=cache, min_crop_fraction=d.min_crop_fraction)
+    out[role] = out[role].with_options(data_sharding_options())
   return out
+
+
+def data_sharding_options():
+  """`tf.data.Options` with auto-shard policy DATA for multi-worker input.
+
+  Every worker runs the full (deterministic) pipeline and keeps its share of each global batch,
+  so a multi-worker step sees exactly the batch a single process would (FILE sharding would
+  hand workers different files, i.e. different examples and order). Batches are per-global-batch
+  (`train.batch_size`); the strategy splits them into per-replica batches.
+  """
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return options
 
 
 def split_size(builder, split):
@@ -166,17 +186,154 @@ def build_trainer(config, total_steps, strategy=None):
   return model
 
 
+# ------------------------------------------------------------------ multi-worker and fault tolerance
+# Non-chief workers of MultiWorkerMirroredStrategy write their (identical) checkpoints and backups
+# under `<model_dir>/workers/<task_type>_<task_id>` so that no two processes write one file
+# (TensorFlow's multi-worker guide: only the chief saves to the real location).
+WORKERS_DIR = "workers"
+# BackupAndRestore files (AtomicBackupAndRestore): the metadata JSON is the commit record; it names
+# the weights file of the last completed epoch.
+BACKUP_METADATA = "training_metadata.json"
+BACKUP_WEIGHTS_PATTERN = "epoch_{epoch}.weights.h5"
+# Prefix of temporary files; they are renamed into place when complete and never loaded.
+TMP_PREFIX = ".tmp-"
+
+
+def cluster_task():
+  """`(task_type, task_id)` of this process from the `TF_CONFIG` environment variable.
+
+  `TF_CONFIG` is TensorFlow's JSON cluster description
+  (`{"cluster": {"worker": ["host:port", ...]}, "task": {"type": "worker", "index": 0}}`);
+  `(None, None)` when it is unset (single process).
+  """
+  tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+  task = tf_config.get("task", {})
+  return task.get("type"), task.get("index")
+
+
+def is_chief():
+  """True for the process that writes `model_dir` (TF_CONFIG "chief", else worker 0, or none)."""
+  tf_config = json.loads(os.environ.get("TF_CONFIG", "{}") or "{}")
+  task_type, task_id = cluster_task()
+  if task_type is None or task_type == "chief":
+    return True
+  has_chief = bool(tf_config.get("cluster", {}).get("chief"))
+  return task_type == "worker" and not has_chief and int(task_id or 0) == 0
+
+
+def worker_model_dir(model_dir):
+  """`model_dir` for the chief; `<model_dir>/workers/<type>_<index>` for the other workers."""
+  if is_chief():
+    return model_dir
+  task_type, task_id = cluster_task()
+  return os.path.join(model_dir, WORKERS_DIR, f"{task_type}_{task_id}")
+
+
+def _tmp_weights_path(path):
+  """Temporary name next to `path` (still ending in ".weights.h5", which Keras requires)."""
+  head, tail = os.path.split(path)
+  return os.path.join(head, f"{TMP_PREFIX}{os.getpid()}-{tail}")
+
+
+def save_weights_atomic(model, path):
+  """`model.save_weights(path)` through a temporary file and `os.replace` (atomic on POSIX).
+
+  A process killed while writing leaves only a temporary file behind, never a truncated `path`.
+  """
+  tmp = _tmp_weights_path(path)
+  model.save_weights(tmp, overwrite=True)
+  os.replace(tmp, path)
+
+
+def _write_json_atomic(path, data):
+  tmp = os.path.join(os.path.dirname(path), f"{TMP_PREFIX}{os.getpid()}-{os.path.basename(path)}")
+  with open(tmp, "w") as f:
+    json.dump(data, f)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+class AtomicModelCheckpoint(keras.callbacks.ModelCheckpoint):
+  """`keras.callbacks.ModelCheckpoint(save_weights_only=True)` whose writes are atomic."""
+
+  def _save_model(self, epoch, batch, logs):
+    filepath = self._get_file_path(epoch, batch, logs)
+    if self._should_save_model(epoch, batch, logs, filepath):
+      os.makedirs(os.path.dirname(filepath) or ".", exist_ok=True)
+      save_weights_atomic(self.model, filepath)
+
+
+class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
+  """`keras.callbacks.BackupAndRestore` (save at epoch ends) with crash-consistent files.
+
+  Keras writes `latest.weights.h5` in place and then the metadata, so a kill during or between
+  the two writes leaves a truncated file or weights of epoch e+1 labelled epoch e. Here each
+  epoch's weights go to `epoch_<e>.weights.h5` (temporary name + rename), then the metadata
+  `{"epoch": e, "weights": file}` is replaced atomically: whatever the kill point, the metadata
+  names a complete weights file of the epoch it records. Temporary files are never loaded.
+  """
+
+  def _load_model(self):
+    metadata = read_backup_metadata(self.backup_dir)
+    if metadata is None:
+      return
+    if self.model.optimizer is not None and not self.model.optimizer.built:
+      self.model.optimizer.build(self.model.trainable_variables)
+    self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
+    self.model._initial_epoch = metadata["epoch"]  # pylint: disable=protected-access
+
+  def _save_model(self):
+    os.makedirs(self.backup_dir, exist_ok=True)
+    name = BACKUP_WEIGHTS_PATTERN.format(epoch=self._current_epoch)
+    save_weights_atomic(self.model, os.path.join(self.backup_dir, name))
+    _write_json_atomic(os.path.join(self.backup_dir, BACKUP_METADATA),
+                       {"epoch": self._current_epoch, "weights": name})
+    for old in os.listdir(self.backup_dir):  # earlier epochs and stale temporary files
+      if old != name and (old.startswith(TMP_PREFIX) or old.endswith(".weights.h5")):
+        os.remove(os.path.join(self.backup_dir, old))
+
+
+def read_backup_metadata(backup_dir):
+  """`{"epoch": completed epochs, "weights": file name}` of a backup, or None if there is none."""
+  path = os.path.join(backup_dir, BACKUP_METADATA)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def restored_epoch(model_dir):
+  """Number of epochs completed by the backup of this worker under `model_dir` (0 if none)."""
+  metadata = read_backup_metadata(os.path.join(worker_model_dir(model_dir), BACKUP_DIR))
+  return int(metadata["epoch"]) if metadata else 0
+
+
+def resume_dataset(dataset, model_dir, steps_per_epoch_):
+  """Skips the batches that the restored epochs consumed, so a resumed run sees the same stream.
+
+  `fit` restarts the (repeated, deterministically shuffled and augmented) training dataset from
+  its first batch after a restart; an uninterrupted run would be `epochs * steps` batches further.
+  Skipping keeps the two runs identical (the skipped batches are read, not trained on).
+  """
+  done = restored_epoch(model_dir)
+  return dataset.skip(done * steps_per_epoch_) if done else dataset
+
+
 def checkpoint_callbacks(model_dir, monitor="val_loss"):
-  """ModelCheckpoint (last + best on `monitor`) and BackupAndRestore under `model_dir`."""
+  """ModelCheckpoint (last + best on `monitor`) and BackupAndRestore under `model_dir`.
+
+  All writes are atomic (temporary file + rename). Non-chief multi-worker processes write under
+  `worker_model_dir(model_dir)`.
+  """
+  model_dir = worker_model_dir(model_dir)
   ckpt = os.path.join(model_dir, CHECKPOINT_DIR)
   os.makedirs(ckpt, exist_ok=True)
   return [
-      keras.callbacks.ModelCheckpoint(os.path.join(ckpt, LAST_CHECKPOINT),
-                                      save_weights_only=True),
-      keras.callbacks.ModelCheckpoint(os.path.join(ckpt, BEST_CHECKPOINT),
-                                      save_weights_only=True, save_best_only=True,
-                                      monitor=monitor, mode="min"),
-      keras.callbacks.BackupAndRestore(os.path.join(model_dir, BACKUP_DIR)),
+      AtomicModelCheckpoint(os.path.join(ckpt, LAST_CHECKPOINT), save_weights_only=True),
+      AtomicModelCheckpoint(os.path.join(ckpt, BEST_CHECKPOINT), save_weights_only=True,
+                            save_best_only=True, monitor=monitor, mode="min"),
+      AtomicBackupAndRestore(os.path.join(model_dir, BACKUP_DIR)),
   ]
 
 

@@ -341,7 +341,7 @@ register_experiment(ExperimentConfig(
     optimizer=OptimizerConfig("adam", learning_rate=2e-3, schedule="cosine"),
     losses=(LossConfig("silog", 1.0, kwargs={"variance_focus": BTS_VARIANCE_FOCUS}),
             LossConfig("l1", 0.1)),
-    train=TrainConfig(batch_size=16, epochs=24, mixed_precision="float32", seed=0),
+    train=TrainConfig(batch_size=16, epochs=40, mixed_precision="float32", seed=0),
     metrics_protocol="synthetic_street",
     max_depth=SYNTHETIC_STREET_MAX_DEPTH,
 ))

@@ -12,10 +12,12 @@ same flags) and `history.json`.
 
 import json
 import os
+import signal
 
 from absl import app
 from absl import flags
 from absl import logging
+import keras
 
 from trainers import common
 from trainers import experiments
@@ -40,6 +42,25 @@ def _define_flags():
 
 
 HISTORY_FILENAME = "history.json"
+# Test-only hook (tests/test_fault_tolerance.py): when set to k, the process SIGKILLs itself at
+# the end of epoch k (after that epoch's backup), simulating a preempted machine.
+CRASH_AFTER_EPOCH_ENV = "TFDEPTH_TEST_CRASH_AFTER_EPOCH"
+
+
+class _CrashAfterEpoch(keras.callbacks.Callback):
+
+  def __init__(self, epoch):
+    super().__init__()
+    self.epoch = epoch
+
+  def on_epoch_end(self, epoch, logs=None):
+    if epoch + 1 == self.epoch:
+      os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _test_crash_callbacks():
+  value = os.environ.get(CRASH_AFTER_EPOCH_ENV)
+  return [_CrashAfterEpoch(int(value))] if value else []
 
 
 def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
@@ -48,10 +69,13 @@ def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
   if self_supervised.is_self_supervised(config):  # Monodepth2 / segdepth experiments (issue 5)
     return self_supervised.train(config, model_dir, strategy_name, data_dir, verbose)
   strategy = common.get_strategy(strategy_name)
-  experiments.save_resolved_config(config, model_dir)
+  if common.is_chief():  # multi-worker: only the chief writes model_dir itself
+    experiments.save_resolved_config(config, model_dir)
   builder = common.prepare_builder(config.data, data_dir)
   datasets = common.make_datasets(config, builder, ("train", "validation"))
   steps = common.steps_per_epoch(config, builder)
+  # After a restart from a backup, continue the input stream where the killed run was.
+  datasets["train"] = common.resume_dataset(datasets["train"], model_dir, steps)
   model = common.build_trainer(config, steps * config.train.epochs, strategy)
   logging.info("training %s for %d epochs x %d steps (global batch %d, %d replicas)",
                config.name, config.train.epochs, steps, config.train.batch_size,
@@ -60,8 +84,9 @@ def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
       datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
       validation_data=datasets["validation"],
       validation_steps=config.train.validation_steps or None,
-      callbacks=common.checkpoint_callbacks(model_dir), verbose=verbose)
-  with open(os.path.join(model_dir, HISTORY_FILENAME), "w") as f:
+      callbacks=common.checkpoint_callbacks(model_dir) + _test_crash_callbacks(),
+      verbose=verbose)
+  with open(os.path.join(common.worker_model_dir(model_dir), HISTORY_FILENAME), "w") as f:
     json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
   return model, history, builder
 

@@ -256,13 +256,14 @@ def make_self_supervised_dataset(builder_or_ds, split="train", batch_size=4, hei
                                           or frames.shape[-1] != 3):
       raise InvalidInputError(
           f"frames expected shape (3, H, W, 3) [t-1, t, t+1], received {frames.shape}")
-    if (sparse_depth and "depth" not in e) or (segmentation and "semantic" not in e):
-      raise InvalidInputError(
-          f"sparse_depth needs 'depth' and segmentation needs 'semantic'; the element has "
-          f"{sorted(e)}")
     return e
 
   ds = ds.map(_adapt, num_parallel_calls=num_parallel_calls, deterministic=True)
+  keys = set(ds.element_spec)
+  if (sparse_depth and "depth" not in keys) or (segmentation and "semantic" not in keys):
+    raise InvalidInputError(
+        f"sparse_depth needs 'depth' and segmentation needs 'semantic'; the adapted element has "
+        f"{sorted(keys)}")
   if cache:
     ds = ds.cache()
   if training:
