@@ -1,6 +1,7 @@
-"""Monodepth2 vs Li et al. 2021 (motion fields) on the synthetic street with moving cars, same CPU budget.
+"""Monodepth2 vs Li et al. 2021 (motion fields) on the synthetic street with moving cars.
 
-    python -m benchmarks.dynamic_learning [--minutes=6] [--variants=monodepth2,li2021,li2021_learned_k]
+    python -m benchmarks.dynamic_learning [--minutes=6] \
+        [--variants=monodepth2,li2021,li2021_learned_k] [--burnin_steps=100]
 
 Every variant trains from scratch for the same training wall-clock budget (evaluation excluded) at
 64x192, batch 8, Adam 2e-4, no XLA, on clips rendered by `tfds_builders.synthetic_world.clips`:
@@ -30,7 +31,7 @@ NAME = "dynamic_learning"
 HEIGHT, WIDTH = 64, 192
 NUM_TRAIN, NUM_TEST = 300, 50
 BATCH_SIZE = 8
-# Same as benchmarks/monodepth2_learning.py (from scratch: 2x Monodepth2's 1e-4) and Li et al.'s 2e-4.
+# As benchmarks/monodepth2_learning.py (from scratch: 2x Monodepth2's 1e-4) = Li et al.'s 2e-4.
 LEARNING_RATE = 2e-4
 CHUNK_STEPS = 50
 DEFAULT_MINUTES = 6.0
@@ -152,8 +153,8 @@ def main():
   test_clips = clips_by_kind["known"][1]
   gt = np.stack([c["depth"] for c in test_clips])
   moving = np.stack([c["moving_mask"][..., 0] > 0 for c in test_clips])
-  baseline, _ = metrics.evaluate_predictions(list(gt[..., 0]), [np.ones_like(g[..., 0]) for g in gt],
-                                             protocol)
+  constant = [np.ones_like(g[..., 0]) for g in gt]
+  baseline, _ = metrics.evaluate_predictions(list(gt[..., 0]), constant, protocol)
   figures = {
       "height": HEIGHT, "width": WIDTH, "num_train_clips": args.num_train,
       "num_test_clips": args.num_test, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,

@@ -9,6 +9,9 @@ fixed in-memory batch (no input-pipeline cost).
 """
 
 import argparse
+import json
+import os
+import sys
 import time
 
 import numpy as np
@@ -63,13 +66,21 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--steps", type=int, default=3)
   parser.add_argument("--configs", default=",".join(CONFIGS))
+  parser.add_argument("--merge", action="store_true",
+                      help="keep the other configs of an existing results JSON")
   args = parser.parse_args()
   figures = {"height": HEIGHT, "width": WIDTH, "batch": BATCH, "steps": args.steps,
              "device": "CPU", "results": {}}
+  path = os.path.join(common.RESULTS_DIR, f"{NAME}.json")
+  if args.merge and os.path.exists(path):
+    with open(path) as f:
+      figures["results"] = json.load(f)["figures"]["results"]
+  command = " ".join(["python -m benchmarks.selfsup_throughput"] + sys.argv[1:])
   rows = []
   for name in args.configs.split(","):
     policy, jit = CONFIGS[name]
     r = measure(policy, jit, args.steps)
+    r["command"] = command
     figures["results"][name] = r
     rows.append([name, policy, jit, r["images_per_s"], r["s_per_step"], r["warmup_s"]])
     print(name, r, flush=True)

@@ -104,7 +104,8 @@ def test_serialization_round_trip_and_batch_errors():
   known_k = dynamic.DynamicDepthModel(
       _tiny_depth_net(), motion_net.build_motion_net((H, W, 8), base_channels=1),
       dynamic.DynamicConfig())
+  unpack = known_k._unpack  # pylint: disable=protected-access
   with pytest.raises(InvalidInputError, match="intrinsics"):
-    known_k._unpack({"frames": np.zeros((1, 3, H, W, 3), np.float32)})  # pylint: disable=protected-access
+    unpack({"frames": np.zeros((1, 3, H, W, 3), np.float32)})
   with pytest.raises(InvalidInputError, match="frames"):
-    known_k._unpack({"image": np.zeros((1, H, W, 3), np.float32)})  # pylint: disable=protected-access
+    unpack({"image": np.zeros((1, H, W, 3), np.float32)})

@@ -234,6 +234,19 @@ def _resize(x, size, antialias=False):
   return tf.image.resize(x, size, method="bilinear", antialias=antialias)
 
 
+def _downsample(image, scale):
+  """`image` (B, H, W, C) reduced by 2^scale: 2^s x 2^s box average (area filter, the antialiased
+  resize of Monodepth2's PIL image pyramid for factors of 2) when H and W divide, else an
+  antialiased bilinear resize. The box filter is XLA-compatible (ScaleAndTranslate is not)."""
+  if scale == 0:
+    return image
+  f = 2 ** scale
+  h, w = image.shape[1], image.shape[2]
+  if h is not None and w is not None and h % f == 0 and w % f == 0:
+    return tf.nn.avg_pool2d(image, f, f, "VALID")
+  return _resize(image, tf.shape(image)[1:3] // f, antialias=True)
+
+
 def self_supervised_losses(frames, intrinsics, disps, source_from_target, config, seed=0,
                            sparse_depth=None, seg_logits=None, seg_labels=None, seg_weights=None):
   """All loss terms of one batch, per image.
@@ -277,7 +290,6 @@ def self_supervised_losses(frames, intrinsics, disps, source_from_target, config
   first_mask = None
   for s in config.scales:
     disp = tf.cast(disps[s], tf.float32)
-    scale_size = tf.shape(disp)[1:3]
     scale_seed = tf.random.experimental.stateless_fold_in(seed, s)
     if config.use_full_res_multiscale:
       disp_full = _resize(disp, full_size)
@@ -285,8 +297,8 @@ def self_supervised_losses(frames, intrinsics, disps, source_from_target, config
       tgt, srcs, k = target, sources, intrinsics
     else:
       _, depth = geometry.disp_to_depth(disp, config.min_depth, config.max_depth)
-      tgt = _resize(target, scale_size, antialias=True)
-      srcs = {f: _resize(x, scale_size, antialias=True) for f, x in sources.items()}
+      tgt = _downsample(target, s)
+      srcs = {f: _downsample(x, s) for f, x in sources.items()}
       k = k_pyramid[s]
     warped = warp_sources(srcs, depth, source_from_target, k)
     loss_map, mask = photometric_loss_map(tgt, srcs, {f: v[0] for f, v in warped.items()},
@@ -294,7 +306,7 @@ def self_supervised_losses(frames, intrinsics, disps, source_from_target, config
     if first_mask is None:
       first_mask = mask
     photometric.append(tf.reduce_mean(loss_map, axis=[1, 2, 3]))
-    color = target if s == 0 else _resize(target, scale_size, antialias=True)
+    color = _downsample(target, s)
     smoothness.append(losses_lib.edge_aware_smoothness(disp, color) / (2.0 ** s))
     if sparse_depth is not None and config.supervised_weight > 0:
       d_full = depth if config.use_full_res_multiscale else _resize(depth, full_size)
@@ -652,16 +664,19 @@ def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
   from trainers import common  # pylint: disable=g-import-not-at-top
   from trainers import experiments  # pylint: disable=g-import-not-at-top
   strategy = common.get_strategy(strategy_name)
-  experiments.save_resolved_config(config, model_dir)
+  if common.is_chief():  # multi-worker: only the chief writes model_dir itself (as trainers.train)
+    experiments.save_resolved_config(config, model_dir)
   builder = common.prepare_builder(config.data, data_dir)
   datasets = make_datasets(config, builder, ("train", "validation"))
   steps = common.steps_per_epoch(config, builder)
+  # After a restart from a backup, continue the input stream where the killed run was.
+  datasets["train"] = common.resume_dataset(datasets["train"], model_dir, steps)
   model = build_self_supervised_trainer(config, steps * config.train.epochs, strategy)
   history = model.fit(datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
                       validation_data=datasets["validation"],
                       validation_steps=config.train.validation_steps or None,
                       callbacks=common.checkpoint_callbacks(model_dir), verbose=verbose)
-  with open(os.path.join(model_dir, HISTORY_FILENAME), "w") as f:
+  with open(os.path.join(common.worker_model_dir(model_dir), HISTORY_FILENAME), "w") as f:
     json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
   return model, history, builder
 

@@ -148,8 +148,40 @@ def _num_replicas():
   return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def step_logs(step_metrics):
+  """`{metric name: result}` returned by a custom `train_step` / `test_step`.
+
+  Multi-worker: Keras 3 reduces step outputs with `strategy.reduce("MEAN", v, axis=0)`
+  (`keras/src/backend/tensorflow/trainer.py::reduce_per_replica`), which rejects scalars; the
+  results are returned as `(1,)` there, and that reduction turns them back into scalars.
+  """
+  logs = {m.name: m.result() for m in step_metrics}
+  extended = tf.distribute.get_strategy().extended
+  if getattr(extended, "_in_multi_worker_mode", lambda: False)():
+    logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
+  return logs
+
+
+class MultiWorkerFitMixin:
+  """Makes a custom-`train_step` `keras.Model` trainable under MultiWorkerMirroredStrategy.
+
+  Use as `class M(MultiWorkerFitMixin, keras.Model)` and return `step_logs(self.metrics)` from
+  the steps. Keras 3 (`keras/src/backend/tensorflow/trainer.py::_maybe_symbolic_build`) takes
+  one batch from the training iterator before `fit` and `strategy.reduce`s it:
+  MultiWorkerMirroredStrategy raises ValueError on a dict batch, and the drawn batch is never
+  trained on. A built model compiled without Keras losses / metrics needs no data to finish
+  building, so the iterator is not touched then.
+  """
+
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    if (self._compile_loss is None and self._compile_metrics is None
+        and all(layer.built for layer in self._flatten_layers())):
+      iterator = None
+    return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+
 @keras.saving.register_keras_serializable(package="tfdepth")
-class SupervisedDepthModel(keras.Model):
+class SupervisedDepthModel(MultiWorkerFitMixin, keras.Model):
   """Trains a depth network with a weighted sum of supervised loss terms.
 
   Args:
@@ -215,19 +247,6 @@ class SupervisedDepthModel(keras.Model):
     if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
       callbacks.append(NonFiniteLossCheck())
     return super().fit(*args, callbacks=callbacks, **kwargs)
-
-  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-    """Keras' pre-`fit` build, without drawing a batch from the distributed input iterator.
-
-    Keras 3 (`keras/src/backend/tensorflow/trainer.py`) takes one batch from the training
-    iterator and `strategy.reduce`s it: MultiWorkerMirroredStrategy raises ValueError on a dict
-    batch, and the drawn batch is never trained on. A built model compiled without Keras losses
-    / metrics (as `trainers.common.build_trainer` does) needs no data to finish building.
-    """
-    if (self._compile_loss is None and self._compile_metrics is None
-        and all(layer.built for layer in self._flatten_layers())):
-      iterator = None
-    return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
   # ---------------------------------------------------------------- steps
   @staticmethod
@@ -314,7 +333,7 @@ class SupervisedDepthModel(keras.Model):
     self.optimizer.apply(grads, variables)
     self._update_trackers(total, terms, batch_size)
     self._update_metrics(y, y_pred)
-    return self._step_logs()
+    return step_logs(self.metrics)
 
   def test_step(self, data):
     x, y = self._unpack(data)
@@ -322,20 +341,7 @@ class SupervisedDepthModel(keras.Model):
     total, terms = self.compute_loss_terms(y, y_pred)
     self._update_trackers(total, terms, tf.shape(x)[0])
     self._update_metrics(y, y_pred)
-    return self._step_logs()
-
-  def _step_logs(self):
-    """`{metric name: result}` of a step.
-
-    Multi-worker: Keras 3 reduces step outputs with `strategy.reduce("MEAN", v, axis=0)`
-    (`keras/src/backend/tensorflow/trainer.py::reduce_per_replica`), which rejects scalars; the
-    results are returned as `(1,)` there, and that reduction turns them back into scalars.
-    """
-    logs = {m.name: m.result() for m in self.metrics}
-    extended = tf.distribute.get_strategy().extended
-    if getattr(extended, "_in_multi_worker_mode", lambda: False)():
-      logs = {k: tf.reshape(v, [1]) for k, v in logs.items()}
-    return logs
+    return step_logs(self.metrics)
 
   def predict_step(self, data):
     x = data["image"] if isinstance(data, Mapping) else (

@@ -4,7 +4,7 @@
 
 `TFDEPTH_TEST_LOGICAL_CPUS=N` (N > 1) splits the CPU into N logical devices before TensorFlow
 initialises, so that `--strategy=mirrored` runs N replicas on a CPU-only machine (as in
-tests/conftest.py). Everything else is the real command line.
+tests/conftest.py). Everything else is the real command line; `tests._workers.tiny_experiment` is registered first.
 """
 
 import os
@@ -26,5 +26,6 @@ def _configure_logical_cpus():
 
 if __name__ == "__main__":
   _configure_logical_cpus()
+  from tests._workers import tiny_experiment  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   from trainers import train  # pylint: disable=g-import-not-at-top
   train.run()

@@ -1,6 +1,7 @@
-"""Motion-field network of Li et al. 2021 (Li, Gordon, Zhao, Casser, Angelova, "Unsupervised Monocular
-Depth Learning in Dynamic Scenes", CoRL 2020; released code `google-research/depth_and_motion_learning`,
-`object_motion_nets.py::motion_field_net`, `add_intrinsics_head`, `create_scales`).
+"""Motion-field network of Li et al. 2021 (Li, Gordon, Zhao, Casser, Angelova, "Unsupervised
+Monocular Depth Learning in Dynamic Scenes", CoRL 2020; released code
+`google-research/depth_and_motion_learning`, `object_motion_nets.py::motion_field_net`,
+`add_intrinsics_head`, `create_scales`).
 
 The network sees a pair of frames with their predicted depths stacked on the channel axis,
 `[rgb_1, depth_1, rgb_2, depth_2]` (8 channels, the released model's `cascade=True` input), and
@@ -80,8 +81,8 @@ def intrinsics_from_raw(raw_focal, raw_offset, height, width):
     cx = (0.5 + (sigmoid(b_x) − 0.5))·W = sigmoid(b_x)·W,   cy = sigmoid(b_y)·H,
 
   released `add_intrinsics_head` with the bounds described in the module docstring. For any
-  non-NaN input (±inf included) fx, fy ∈ [0.01·W, 100.01·W] (resp. H) and (cx, cy) ∈ [0, W] × [0, H];
-  raw = 0 gives the released initial point fx = 0.703·W, cx = 0.5·W.
+  non-NaN input (±inf included) fx, fy ∈ [0.01·W, 100.01·W] (resp. H) and
+  (cx, cy) ∈ [0, W] × [0, H]; raw = 0 gives the released initial point fx = 0.703·W, cx = 0.5·W.
 
   Args:
     raw_focal: (B, 2) float, raw focal outputs (x, y).

@@ -57,6 +57,16 @@ def png_header(data: bytes, name: str = "<bytes>"):
   return width, height, bit_depth, colour_type
 
 
+def _decode(decode, name, what):
+  """Runs a `tf.io.decode_*` call; a truncated or corrupt file raises `CorruptFileError`."""
+  try:
+    return decode().numpy()
+  except tf.errors.InvalidArgumentError as e:
+    raise errors.CorruptFileError(
+        f"{name} could not be decoded as {what} ({e.message.strip()}): the file is truncated "
+        "or corrupt. Re-download or re-extract it.") from None
+
+
 def decode_png16(data: bytes, name: str = "<bytes>", *, flag_low_range: bool = True,
                  channels: int = 0) -> np.ndarray:
   """Decodes a 16-bit PNG to a `uint16` array of shape `(H, W, C)`.
@@ -77,7 +87,8 @@ def decode_png16(data: bytes, name: str = "<bytes>", *, flag_low_range: bool = T
     raise errors.CorruptFileError(
         f"{name} is a {bit_depth}-bit PNG; a 16-bit PNG was expected (an 8-bit file cannot hold "
         "this map's values). Use the original file from the dataset archive.")
-  array = tf.io.decode_png(data, channels=channels, dtype=tf.uint16).numpy()
+  array = _decode(lambda: tf.io.decode_png(data, channels=channels, dtype=tf.uint16), name,
+                  "a 16-bit PNG")
   if flag_low_range and int(array.max(initial=0)) <= MAX_UINT8:
     raise errors.CorruptFileError(
         f"{name} is a 16-bit PNG whose maximum value is {int(array.max(initial=0))} <= "
@@ -99,12 +110,13 @@ def decode_rgb(data: bytes, name: str = "<bytes>") -> np.ndarray:
   photograph and raises `CorruptFileError`).
   """
   if data[:2] == JPEG_SIGNATURE:
-    return tf.io.decode_jpeg(data, channels=3, dct_method=EXACT_DCT_METHOD).numpy()
+    return _decode(lambda: tf.io.decode_jpeg(data, channels=3, dct_method=EXACT_DCT_METHOD),
+                   name, "a JPEG")
   _, _, bit_depth, _ = png_header(data, name)
   if bit_depth != 8:
     raise errors.CorruptFileError(
         f"{name} is a {bit_depth}-bit PNG; an 8-bit RGB image was expected.")
-  return tf.io.decode_png(data, channels=3).numpy()
+  return _decode(lambda: tf.io.decode_png(data, channels=3), name, "an 8-bit PNG")
 
 
 def read_rgb(path) -> np.ndarray:
