@@ -15,7 +15,6 @@ import time
 
 import numpy as np
 import scipy.ndimage
-import tensorflow as tf
 
 from benchmarks import common
 

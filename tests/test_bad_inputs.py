@@ -171,7 +171,8 @@ CASES = [
     ("rgb_16bit_png", lambda t: images.decode_rgb(_png16(), "i.png"),
      Corrupt, r"i\.png is a 16-bit PNG; an 8-bit RGB image was expected"),
     ("rgb_truncated_jpeg", lambda t: images.read_rgb(
-        _write(t, "i.jpg", _jpeg()[:len(_jpeg()) // 2])), Corrupt, r"i\.jpg could not be decoded as a JPEG"),
+        _write(t, "i.jpg", _jpeg()[:len(_jpeg()) // 2])),
+     Corrupt, r"i\.jpg could not be decoded as a JPEG"),
     ("rgb_corrupt_jpeg", lambda t: images.decode_rgb(b"\xff\xd8" + b"\0" * 50, "c.jpg"),
      Corrupt, r"c\.jpg could not be decoded as a JPEG"),
     ("encode_png_float", lambda t: images.encode_png(np.zeros((2, 2, 1), np.float32)),
@@ -232,7 +233,8 @@ CASES = [
     ("io_truncated_jpeg", lambda t: tfdepth_io.load_rgb(
         _write(t, "h.jpg", _jpeg()[:len(_jpeg()) // 2])), errors.DataError, r"h\.jpg'"),
     ("io_truncated_depth_png", lambda t: tfdepth_io.read_depth_png(
-        _write(t, "d.png", _png16()[:40])), errors.DataError, r"cannot decode depth PNG '.*d\.png'"),
+        _write(t, "d.png", _png16()[:40])),
+     errors.DataError, r"cannot decode depth PNG '.*d\.png'"),
     ("io_intrinsics_zero_focal", lambda t: tfdepth_io.read_intrinsics(
         _write(t, "k.txt", "0 0 31.5\n0 50 15.5\n0 0 1\n")),
      errors.DataError, r"invalid K \[\[0\.0, 0\.0, 31\.5\]"),
@@ -248,7 +250,8 @@ CASES = [
     ("validate_k_zero_focal", lambda t: geometry.validate_intrinsics(tf.constant(ZERO_FOCAL_K)),
      Invalid, r"fx > 0 and fy > 0 \(pixels\), got fx=0\.0, fy=50\.0"),
     ("validate_k_nan", lambda t: geometry.validate_intrinsics(
-        tf.constant([[np.nan, 0, 1], [0, 5, 1], [0, 0, 1]], tf.float32)), Invalid, r"finite, got \[\[nan"),
+        tf.constant([[np.nan, 0, 1], [0, 5, 1], [0, 0, 1]], tf.float32)),
+     Invalid, r"finite, got \[\[nan"),
     ("validate_k_shape", lambda t: geometry.validate_intrinsics(tf.eye(4)), Invalid, r"\(4, 4\)"),
     ("predict_zero_fx", lambda t: predict.resolve_intrinsics(64, 64, fx=0.0),
      Invalid, r"fx=0\.0"),
@@ -275,7 +278,8 @@ CASES = [
     ("invalid_depth_mode", lambda t: adapters.sanitize_depth(tf.ones([2, 2, 1]), "drop"),
      Invalid, r"received 'drop'"),
     ("pipeline_batch_0", lambda t: pipeline.make_supervised_dataset(
-        tf.data.Dataset.range(3), batch_size=0), Invalid, r"batch_size expected a positive int, received 0"),
+        tf.data.Dataset.range(3), batch_size=0),
+     Invalid, r"batch_size expected a positive int, received 0"),
     ("pipeline_batch_float", lambda t: pipeline.make_supervised_dataset(
         tf.data.Dataset.range(3), batch_size=2.5), Invalid, r"received 2\.5"),
     ("pipeline_height_only", lambda t: pipeline.make_supervised_dataset(
@@ -292,7 +296,8 @@ CASES = [
     ("fastdepth_width_0", lambda t: models.build_fastdepth(input_shape=(64, 64, 3),
                                                            width_multiplier=0.0),
      Invalid, r"got 0\.0"),
-    ("monodepth2_100x100", lambda t: models.get_model("monodepth2_depth", input_shape=(100, 100, 3)),
+    ("monodepth2_100x100", lambda t: models.get_model("monodepth2_depth",
+                                                      input_shape=(100, 100, 3)),
      Invalid, r"got H=100, W=100"),
     ("fcrn_100x90", lambda t: models.get_model("fcrn", input_shape=(100, 90, 3)),
      Invalid, r"got H=100, W=90"),
@@ -309,7 +314,8 @@ CASES = [
                                                    tf.ones([1, 1, 1, 1])),
      Invalid, r"received dtype string"),
     ("silog_focus_2", lambda t: losses.scale_invariant_log_loss(
-        tf.ones([1, 4, 4, 1]), tf.ones([1, 4, 4, 1]), variance_focus=2.0), Invalid, r"received 2\.0"),
+        tf.ones([1, 4, 4, 1]), tf.ones([1, 4, 4, 1]), variance_focus=2.0),
+     Invalid, r"received 2\.0"),
     ("ordinal_edges_unsorted", lambda t: losses.ordinal_regression_loss(
         tf.zeros([1, 4, 4, 2]), tf.ones([1, 4, 4, 1]), [1.0, 3.0, 2.0]),
      Invalid, r"received \[1\.0, 3\.0, 2\.0\]"),
@@ -321,13 +327,15 @@ CASES = [
         [("l1", float("nan"))]), Invalid, r"received nan"),
     # --- metrics
     ("metrics_shape_mismatch", lambda t: functional.compute_depth_errors(
-        tf.ones([1, 4, 4, 1]), tf.ones([1, 4, 5, 1])), Invalid, r"gt \(1, 4, 4, 1\) and pred \(1, 4, 5, 1\)"),
+        tf.ones([1, 4, 4, 1]), tf.ones([1, 4, 5, 1])),
+     Invalid, r"gt \(1, 4, 4, 1\) and pred \(1, 4, 5, 1\)"),
     ("metrics_rank2", lambda t: functional.compute_depth_errors(tf.ones([4, 4]), tf.ones([4, 4])),
      Invalid, r"got \(4, 4\)"),
     ("metrics_int_gt", lambda t: functional.compute_depth_errors(
         tf.ones([1, 4, 4, 1], tf.int32), tf.ones([1, 4, 4, 1])), Invalid, r"got dtype int32"),
     ("metrics_nan_pred", lambda t: functional.compute_depth_errors_numpy(
-        np.ones((4, 4)), np.full((4, 4), np.nan)), Invalid, r"got np\.float64\(nan\) at flat index 0"),
+        np.ones((4, 4)), np.full((4, 4), np.nan)),
+     Invalid, r"got np\.float64\(nan\) at flat index 0"),
     ("metrics_protocol", lambda t: metrics.standard_metrics("martian"),
      errors.ConfigError, r"'martian'"),
     # --- export

@@ -102,3 +102,32 @@ def test_two_localhost_workers_match_single_process_training(tmp_path):
   assert experiments.load_resolved_config(mw_dir) == config
   assert not os.path.exists(os.path.join(mw_dir, common.WORKERS_DIR, "worker_1",
                                          experiments.RESOLVED_CONFIG_FILENAME))
+
+
+# ------------------------------------------------------------------------------ plumbing
+@pytest.mark.parametrize("tf_config, chief, subdir", [
+    (None, True, None),                                                   # single process
+    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 0}}, True, None),
+    ({"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}},
+     False, "worker_1"),
+    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "chief", "index": 0}},
+     True, None),
+    ({"cluster": {"chief": ["c:0"], "worker": ["a:1"]}, "task": {"type": "worker", "index": 0}},
+     False, "worker_0"),                          # with an explicit chief, worker 0 is not it
+])
+def test_chief_and_worker_directories_follow_tf_config(tf_config, chief, subdir, monkeypatch):
+  if tf_config is None:
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+  else:
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+  assert common.is_chief() is chief
+  expected = "/run" if subdir is None else os.path.join("/run", common.WORKERS_DIR, subdir)
+  assert common.worker_model_dir("/run") == expected
+
+
+def test_mirrored_strategy_uses_the_logical_cpus_and_data_sharding_is_by_data():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  # tests/conftest.py configures two logical CPU devices and no GPU is present.
+  assert common.get_strategy("mirrored").num_replicas_in_sync == 2
+  policy = common.data_sharding_options().experimental_distribute.auto_shard_policy
+  assert policy == tf.data.experimental.AutoShardPolicy.DATA

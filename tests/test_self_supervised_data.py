@@ -3,7 +3,6 @@ tfdepth/models/segdepth.py (segmentation head on the shared decoder, DispToDepth
 
 import math
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf

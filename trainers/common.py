@@ -186,7 +186,7 @@ def build_trainer(config, total_steps, strategy=None):
   return model
 
 
-# ------------------------------------------------------------------ multi-worker and fault tolerance
+# --------------------------------------------------------------- multi-worker and fault tolerance
 # Non-chief workers of MultiWorkerMirroredStrategy write their (identical) checkpoints and backups
 # under `<model_dir>/workers/<task_type>_<task_id>` so that no two processes write one file
 # (TensorFlow's multi-worker guide: only the chief saves to the real location).

@@ -45,7 +45,7 @@ not implemented (separate pose net only, Monodepth2's default).
 import dataclasses
 import json
 import os
-from typing import Mapping, Optional, Tuple
+from typing import Mapping, Tuple
 
 import keras
 import numpy as np

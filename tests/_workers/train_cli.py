@@ -4,7 +4,8 @@
 
 `TFDEPTH_TEST_LOGICAL_CPUS=N` (N > 1) splits the CPU into N logical devices before TensorFlow
 initialises, so that `--strategy=mirrored` runs N replicas on a CPU-only machine (as in
-tests/conftest.py). Everything else is the real command line; `tests._workers.tiny_experiment` is registered first.
+tests/conftest.py). Everything else is the real command line; the test experiment of
+`tests._workers.tiny_experiment` is registered first.
 """
 
 import os
@@ -26,6 +27,7 @@ def _configure_logical_cpus():
 
 if __name__ == "__main__":
   _configure_logical_cpus()
-  from tests._workers import tiny_experiment  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+  # pylint: disable-next=g-import-not-at-top,unused-import
+  from tests._workers import tiny_experiment  # noqa: F401
   from trainers import train  # pylint: disable=g-import-not-at-top
   train.run()
