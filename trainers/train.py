@@ -63,15 +63,32 @@ def _test_crash_callbacks():
   return [_CrashAfterEpoch(int(value))] if value else []
 
 
+TENSORBOARD_DIR = "tensorboard"
+
+
+def tensorboard_callback(model_dir, validation_dataset):
+  """TensorBoard scalars, depth images and histograms under `<model_dir>/tensorboard/`."""
+  from trainers import callbacks  # pylint: disable=g-import-not-at-top
+  return callbacks.DepthTensorBoard(
+      os.path.join(common.worker_model_dir(model_dir), TENSORBOARD_DIR),
+      sample_batch=validation_dataset.take(1))
+
+
 def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
   """Trains `config`; returns `(trainer model, keras History, prepared builder)`."""
   from trainers import self_supervised  # pylint: disable=g-import-not-at-top
+  from trainers import dynamic  # pylint: disable=g-import-not-at-top
   if self_supervised.is_self_supervised(config):  # Monodepth2 / segdepth experiments (issue 5)
     return self_supervised.train(config, model_dir, strategy_name, data_dir, verbose)
+  if dynamic.is_dynamic(config):  # Li et al. 2021 experiments (issue 6)
+    return dynamic.train(config, model_dir, strategy_name, data_dir, verbose)
   strategy = common.get_strategy(strategy_name)
   if common.is_chief():  # multi-worker: only the chief writes model_dir itself
     experiments.save_resolved_config(config, model_dir)
   builder = common.prepare_builder(config.data, data_dir)
+  # tf.data's seeded shuffle also depends on the global seed: fix it before building the input
+  # so the sample order does not depend on what ran earlier in the process.
+  keras.utils.set_random_seed(config.train.seed)
   datasets = common.make_datasets(config, builder, ("train", "validation"))
   steps = common.steps_per_epoch(config, builder)
   # After a restart from a backup, continue the input stream where the killed run was.
@@ -84,7 +101,8 @@ def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
       datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
       validation_data=datasets["validation"],
       validation_steps=config.train.validation_steps or None,
-      callbacks=common.checkpoint_callbacks(model_dir) + _test_crash_callbacks(),
+      callbacks=(common.checkpoint_callbacks(model_dir) + _test_crash_callbacks()
+                 + [tensorboard_callback(model_dir, datasets["validation"])]),
       verbose=verbose)
   with open(os.path.join(common.worker_model_dir(model_dir), HISTORY_FILENAME), "w") as f:
     json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
