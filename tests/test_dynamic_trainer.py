@@ -9,6 +9,7 @@ import tensorflow as tf
 from tfdepth.errors import InvalidInputError
 from tfdepth.models import motion_net
 from trainers import dynamic
+from tests._strategies import cpu_mirrored_strategy
 
 H, W, BATCH = 32, 64, 2
 # Gate = clip(2·0/10 − 1, 0, 1) = 0 at the first step: the residual field is off.
@@ -60,7 +61,7 @@ def test_one_step_mirrored_matches_one_device(single_device_run):
   single, before, hist = single_device_run
   devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
   assert len(devices) == 2, devices
-  mirrored = _build(tf.distribute.MirroredStrategy(devices), weights=before)
+  mirrored = _build(cpu_mirrored_strategy(devices), weights=before)
   mhist = mirrored.fit(_dataset(), epochs=1, verbose=0).history
   # Loss: the global-batch mean either way (per-replica sums / global batch, then summed);
   # float32 reduction order only.

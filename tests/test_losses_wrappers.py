@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfdepth import losses
 from tfdepth.errors import InvalidInputError
+from tests._strategies import cpu_mirrored_strategy
 
 EDGES = [0.5, 1.0, 2.0, 4.0, 8.0]  # K = 4
 # The same float32 computation is run twice; Keras' mean over the batch adds one reduction.
@@ -67,7 +68,7 @@ def test_non_default_values_survive():
 
 
 def test_compile_fit_under_mirrored_strategy_and_save(tmp_path):
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  strategy = cpu_mirrored_strategy(["/cpu:0", "/cpu:1"])
   rng = np.random.default_rng(1)
   x = rng.uniform(size=(8, 4, 6, 3)).astype(np.float32)
   y = rng.uniform(1.0, 5.0, (8, 4, 6, 1)).astype(np.float32)

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from tfdepth import errors
 from tfdepth import metrics as M
+from tests._strategies import cpu_mirrored_strategy
 
 # float32 accumulation vs the float64 NumPy evaluator over <= 8 images of <= 1000 pixels:
 # ~1e-7 relative per image (see test_metrics_functional), 2e-6 leaves room for the sums.
@@ -141,7 +142,7 @@ def test_mirrored_strategy_equals_single_device():
   reference = _results(_update_all(_subset("kitti_eigen_mono"), gt, pred))
   devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
   assert len(devices) == 2  # tests/conftest.py splits the CPU in two logical devices
-  strategy = tf.distribute.MirroredStrategy(devices)
+  strategy = cpu_mirrored_strategy(devices)
   with strategy.scope():
     metrics = _subset("kitti_eigen_mono")
   dataset = tf.data.Dataset.from_tensor_slices((gt, pred)).batch(4)
@@ -197,7 +198,7 @@ def test_custom_test_step_in_model_evaluate(mirrored, jit):
   reference = _results(_update_all(_subset("kitti_eigen_mono"), gt, 0.05 * x))
   if mirrored:
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
-    strategy = tf.distribute.MirroredStrategy(devices)
+    strategy = cpu_mirrored_strategy(devices)
   else:
     strategy = tf.distribute.get_strategy()
   with strategy.scope():

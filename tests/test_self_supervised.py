@@ -19,6 +19,7 @@ from tfdepth.errors import ConfigError, InvalidInputError, NonFiniteError
 from tfds_builders.synthetic_world import clips
 from trainers import experiments
 from trainers import self_supervised as ss
+from tests._strategies import cpu_mirrored_strategy
 
 H, W = 64, 192
 # Train clip 2 of the street scene: 13.8% of its pixels are independently moving cars.
@@ -327,7 +328,7 @@ def test_one_step_fit_mirrored_over_two_devices_matches_one_device():
     return [w.numpy() for w in model.trainable_weights], hist
 
   one_w, one_h = run(tf.distribute.OneDeviceStrategy(devices[0].name))
-  two_w, two_h = run(tf.distribute.MirroredStrategy([d.name for d in devices[:2]]))
+  two_w, two_h = run(cpu_mirrored_strategy([d.name for d in devices[:2]]))
   # Same float32 math split over replicas (sum of two half-batch means vs one mean): round-off only.
   for a, b in zip(two_w, one_w):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -10,6 +10,7 @@ from tfdepth import metrics as depth_metrics
 from tfdepth.errors import InvalidInputError, NonFiniteError
 from trainers import supervised
 from trainers.supervised import LossTerm, SupervisedDepthModel
+from tests._strategies import cpu_mirrored_strategy
 
 H, W = 16, 16
 # Softplus head offset (metres) keeping predicted depth strictly positive for the log losses.
@@ -112,7 +113,7 @@ def test_mirrored_strategy_matches_single_device():
   devices = [d.name for d in tf.config.list_logical_devices("CPU")]
   assert len(devices) >= 2, "tests/conftest.py configures two logical CPUs"
   single_w, single_h = _train_weights(tf.distribute.OneDeviceStrategy(devices[0]))
-  mirror_w, mirror_h = _train_weights(tf.distribute.MirroredStrategy(devices[:2]))
+  mirror_w, mirror_h = _train_weights(cpu_mirrored_strategy(devices[:2]))
   for a, b in zip(single_w, mirror_w):
     # Same global-batch mean gradient; only the summation order differs (float32): 1e-5.
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

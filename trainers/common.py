@@ -34,7 +34,10 @@ def get_strategy(name="default"):
     # when several are configured (tests and benchmarks/strategy_scaling.py do).
     cpus = tf.config.list_logical_devices("CPU")
     if not tf.config.list_logical_devices("GPU") and len(cpus) > 1:
-      return tf.distribute.MirroredStrategy([d.name for d in cpus])
+      # Reduce to one device: collective all-reduce (the CPU default) of separate strategy
+      # objects in one process collides on instance keys and aborts.
+      return tf.distribute.MirroredStrategy(
+          [d.name for d in cpus], cross_device_ops=tf.distribute.ReductionToOneDevice())
     return tf.distribute.MirroredStrategy()
   if name == "multi_worker":
     return tf.distribute.MultiWorkerMirroredStrategy()
