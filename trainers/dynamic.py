@@ -61,7 +61,7 @@ import tensorflow as tf
 from tfdepth import geometry
 from tfdepth import losses as losses_lib
 from tfdepth.errors import ConfigError, InvalidInputError
-from trainers.supervised import NonFiniteLossCheck
+from trainers.supervised import GuardedFitMixin
 from trainers.supervised import TERM_SUFFIX
 from trainers.supervised import TOTAL_LOSS_NAME
 from trainers.supervised import _global_batch_mean
@@ -342,7 +342,7 @@ def dynamic_losses(frames, depths, motion, intrinsics, config, gate=1.0):
 
 # ----------------------------------------------------------------------------- the model
 @keras.saving.register_keras_serializable(package="tfdepth")
-class DynamicDepthModel(keras.Model):
+class DynamicDepthModel(GuardedFitMixin, keras.Model):
   """Li et al. 2021 trainer: depth net + motion-field net, self-supervised in dynamic scenes.
 
   Args:
@@ -433,14 +433,6 @@ class DynamicDepthModel(keras.Model):
     config["depth_net"] = keras.saving.deserialize_keras_object(config["depth_net"])
     config["motion_net"] = keras.saving.deserialize_keras_object(config["motion_net"])
     return cls(**config)
-
-  def fit(self, *args, callbacks=None, **kwargs):
-    """`keras.Model.fit` with `NonFiniteLossCheck` appended (as `SupervisedDepthModel.fit`)."""
-    kwargs.setdefault("shuffle", False)
-    callbacks = list(callbacks or [])
-    if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
-      callbacks.append(NonFiniteLossCheck())
-    return super().fit(*args, callbacks=callbacks, **kwargs)
 
   # ----------------------------------------------------------------- steps
   def _unpack(self, data):

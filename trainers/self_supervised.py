@@ -54,7 +54,7 @@ import tensorflow as tf
 from tfdepth import geometry
 from tfdepth import losses as losses_lib
 from tfdepth.errors import ConfigError, InvalidInputError
-from trainers.supervised import NonFiniteLossCheck
+from trainers.supervised import GuardedFitMixin
 from trainers.supervised import TERM_SUFFIX
 from trainers.supervised import TOTAL_LOSS_NAME
 from trainers.supervised import _global_batch_mean
@@ -372,7 +372,7 @@ def snippet_positions(target_from_source):
 
 # ----------------------------------------------------------------------------- the model
 @keras.saving.register_keras_serializable(package="tfdepth")
-class SelfSupervisedDepthModel(keras.Model):
+class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
   """Monodepth2 trainer: depth net + separate pose net, self-supervised by view synthesis.
 
   Args:
@@ -452,14 +452,6 @@ class SelfSupervisedDepthModel(keras.Model):
     config["depth_net"] = keras.saving.deserialize_keras_object(config["depth_net"])
     config["pose_net"] = keras.saving.deserialize_keras_object(config["pose_net"])
     return cls(**config)
-
-  def fit(self, *args, callbacks=None, **kwargs):
-    """`keras.Model.fit` with `NonFiniteLossCheck` appended (as `SupervisedDepthModel.fit`)."""
-    kwargs.setdefault("shuffle", False)
-    callbacks = list(callbacks or [])
-    if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
-      callbacks.append(NonFiniteLossCheck())
-    return super().fit(*args, callbacks=callbacks, **kwargs)
 
   # ----------------------------------------------------------------- steps
   @staticmethod

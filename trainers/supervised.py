@@ -162,6 +162,21 @@ def step_logs(step_metrics):
   return logs
 
 
+class GuardedFitMixin:
+  """`fit` that never trains on NaN: appends `NonFiniteLossCheck` unless one is present.
+
+  Shared by every tfdepth trainer (`class M(GuardedFitMixin, keras.Model)`). `shuffle` defaults
+  to False: tfdepth pipelines shuffle (deterministically) themselves.
+  """
+
+  def fit(self, *args, callbacks=None, **kwargs):
+    kwargs.setdefault("shuffle", False)
+    callbacks = list(callbacks or [])
+    if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
+      callbacks.append(NonFiniteLossCheck())
+    return super().fit(*args, callbacks=callbacks, **kwargs)
+
+
 class MultiWorkerFitMixin:
   """Makes a custom-`train_step` `keras.Model` trainable under MultiWorkerMirroredStrategy.
 
@@ -181,7 +196,7 @@ class MultiWorkerFitMixin:
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")
-class SupervisedDepthModel(MultiWorkerFitMixin, keras.Model):
+class SupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
   """Trains a depth network with a weighted sum of supervised loss terms.
 
   Args:
@@ -236,17 +251,6 @@ class SupervisedDepthModel(MultiWorkerFitMixin, keras.Model):
     config = dict(config)
     config["network"] = keras.saving.deserialize_keras_object(config["network"])
     return cls(**config)
-
-  def fit(self, *args, callbacks=None, **kwargs):
-    """`keras.Model.fit`, with `NonFiniteLossCheck` appended unless one is already present.
-
-    `shuffle` defaults to False: tfdepth pipelines shuffle (deterministically) themselves.
-    """
-    kwargs.setdefault("shuffle", False)
-    callbacks = list(callbacks or [])
-    if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
-      callbacks.append(NonFiniteLossCheck())
-    return super().fit(*args, callbacks=callbacks, **kwargs)
 
   # ---------------------------------------------------------------- steps
   @staticmethod
