@@ -155,7 +155,9 @@ def main(argv):
 
 def run():
   """Console-script entry point (`tfdepth-export`)."""
+  from trainers import common  # pylint: disable=g-import-not-at-top
   _define_flags()
+  common.complete_help(__doc__, [f.name for f in FLAGS.get_flags_for_module(__name__)])
   app.run(main)
 
 

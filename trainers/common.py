@@ -5,6 +5,7 @@ Everything is driven by an `trainers.experiments.ExperimentConfig`; the entry po
 """
 
 import json
+import numbers
 import os
 
 import keras
@@ -363,11 +364,23 @@ def evaluate_to_table(model, dataset):
   return {k: float(v) for k, v in results.items()}
 
 
+def _cell(value):
+  """Numbers as "%.4f" (None / NaN as "nan"); anything else (e.g. a protocol name) as str."""
+  if value is None:
+    return "nan"
+  if isinstance(value, numbers.Real) and not isinstance(value, bool):
+    return f"{value:.4f}"
+  return str(value)
+
+
 def markdown_table(rows, columns):
-  """rows: {row name: {column: value}} -> GitHub Markdown table string."""
+  """rows: {row name: {column: value}} -> GitHub Markdown table string.
+
+  Numeric cells are written with 4 decimals, other cells (strings) as they are.
+  """
   lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
   for name, values in rows.items():
-    cells = [f"{values[c]:.4f}" if c in values else "" for c in columns]
+    cells = [_cell(values[c]) if c in values else "" for c in columns]
     lines.append(f"| {name} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
@@ -378,10 +391,40 @@ def define_flags(definitions):
   `definitions`: list of `(absl define function, name, default, help[, kwargs dict])`. Defining
   at import time would make `trainers.train`, `trainers.evaluate` and `trainers.demo` collide
   (absl raises DuplicateFlagError for one name defined by two modules) when imported together.
+  Returns the list of the flag names (defined now or before), for `complete_help`.
   """
   from absl import flags  # pylint: disable=g-import-not-at-top
+  names = []
   for item in definitions:
     fn, name, default, help_text = item[:4]
     kwargs = item[4] if len(item) > 4 else {}
     if name not in flags.FLAGS:
       fn(name, default, help_text, **kwargs)
+    else:  # defined by another entry point in this process: use this entry point's default
+      flags.FLAGS.set_default(name, default)
+    names.append(name)
+  return names
+
+
+def complete_help(doc, flag_names, program=None):
+  """Makes absl's `--help` of a console script list `flag_names` and print `doc` as usage.
+
+  absl's `--help` shows the key flags of the module named by `sys.argv[0]` (`program`) and the
+  docstring of `__main__`; under the setuptools console-script wrapper both are the wrapper's,
+  which has neither, so `--help` would print only "Try --helpfull". This registers the flags as
+  key flags of `program` and gives a docstring-less `__main__` the entry point's `doc`. Call it
+  in `run()` after defining the flags, before `app.run`.
+
+  Args:
+    doc: the entry point's module docstring (str).
+    flag_names: names of already-defined flags (e.g. the list `define_flags` returns).
+    program: module name the flags are registered for (default `sys.argv[0]`).
+  """
+  import sys  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  main_module = sys.modules.get("__main__")
+  if doc and main_module is not None and not getattr(main_module, "__doc__", None):
+    main_module.__doc__ = doc
+  program = program or sys.argv[0]
+  for name in flag_names:
+    flags.FLAGS.register_key_flag_for_module(program, flags.FLAGS[name])

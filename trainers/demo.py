@@ -58,7 +58,7 @@ BASELINE_FRACTION = 0.5
 
 
 def _define_flags():
-  common.define_flags([
+  return common.define_flags([
       (flags.DEFINE_string, "output_dir", "outputs/demo", "Output folder."),
       (flags.DEFINE_string, "data_dir", None, "TFDS data dir (default: <output_dir>/tfds)."),
       (flags.DEFINE_integer, "height", DEMO_HEIGHT, "Image height (multiple of 32)."),
@@ -269,7 +269,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`tfdepth-demo`)."""
-  _define_flags()
+  common.complete_help(__doc__, _define_flags())
   app.run(main)
 
 

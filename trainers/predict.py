@@ -635,7 +635,8 @@ def _define(definitions):
   """
   for item in definitions:
     fn, name, default, help_text = item[:4]
-    if name in FLAGS:
+    if name in FLAGS:  # defined by another entry point in this process: use our default
+      FLAGS.set_default(name, default)
       continue
     if len(item) > 4:
       fn(name, default, item[4], help_text)
@@ -727,24 +728,11 @@ def main(argv):
   return 1 if summary["num_errors"] else 0
 
 
-def _make_help_complete():
-  """Makes `--help` of the console script list this module's flags and usage.
-
-  absl's `--help` shows the key flags of the module named by `sys.argv[0]` and the docstring of
-  `__main__`; under the setuptools console-script wrapper both are the wrapper's, which has
-  neither, so `--help` would print only "Try --helpfull".
-  """
-  main_module = sys.modules.get("__main__")
-  if main_module is not None and not getattr(main_module, "__doc__", None):
-    main_module.__doc__ = __doc__
-  for flag in FLAGS.get_flags_for_module(__name__):
-    FLAGS.register_key_flag_for_module(sys.argv[0], flag)
-
-
 def run():
   """Console-script entry point (`tfdepth-predict`)."""
+  from trainers import common  # pylint: disable=g-import-not-at-top
   _define_flags()
-  _make_help_complete()
+  common.complete_help(__doc__, [f.name for f in FLAGS.get_flags_for_module(__name__)])
   app.run(main)
 
 

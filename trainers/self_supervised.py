@@ -746,14 +746,15 @@ def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
     raise ConfigError(f"split {split or config.data.test_split!r} of {config.data.tfds_name!r} "
                       "has no ground-truth depth to evaluate")
   protocol = eval_protocol(config)
-  table, _ = metrics.evaluate_predictions([g[..., 0] for g in result["gt"]],
-                                          [p[..., 0] for p in result["pred"]], protocol)
+  table, per_image = metrics.evaluate_predictions([g[..., 0] for g in result["gt"]],
+                                                  [p[..., 0] for p in result["pred"]], protocol)
   table = {k: float(v) for k, v in table.items()}
   extra = {"checkpoint": checkpoint, "split": split or config.data.test_split}
   if "ate" in result:
     extra[ATE_KEY] = {"mean": float(result["ate"].mean()), "std": float(result["ate"].std())}
   output_dir = output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
-  md = evaluate_lib.write_tables({config.name: table}, protocol.name, output_dir, extra)
+  md = evaluate_lib.write_tables({config.name: table}, protocol, output_dir, extra,
+                                 per_image=per_image)
   print(md)
   if "ate" in result:
     print(f"3-frame ATE: {extra[ATE_KEY]['mean']:.4f} ± {extra[ATE_KEY]['std']:.4f}")

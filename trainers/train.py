@@ -26,7 +26,7 @@ FLAGS = flags.FLAGS
 
 
 def _define_flags():
-  common.define_flags([
+  return common.define_flags([
       (flags.DEFINE_string, "experiment", None, "Registered experiment name."),
       (flags.DEFINE_string, "model_dir", None,
        "Directory for checkpoints and the resolved config."),
@@ -121,7 +121,7 @@ def main(argv):
 
 def run():
   """Console-script entry point (`tfdepth-train`)."""
-  _define_flags()
+  common.complete_help(__doc__, _define_flags())
   app.run(main)
 
 
