@@ -428,3 +428,16 @@ def complete_help(doc, flag_names, program=None):
   program = program or sys.argv[0]
   for name in flag_names:
     flags.FLAGS.register_key_flag_for_module(program, flags.FLAGS[name])
+
+
+TENSORBOARD_DIR = "tensorboard"
+
+
+def tensorboard_callback(model_dir, sample_dataset):
+  """TensorBoard scalars, depth images and histograms under `<model_dir>/tensorboard/`.
+
+  `sample_dataset`: the images are computed on its first batch (validation data).
+  """
+  from trainers import callbacks  # pylint: disable=g-import-not-at-top
+  return callbacks.DepthTensorBoard(os.path.join(worker_model_dir(model_dir), TENSORBOARD_DIR),
+                                    sample_batch=sample_dataset.take(1))

@@ -667,7 +667,10 @@ def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
   history = model.fit(datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
                       validation_data=datasets["validation"],
                       validation_steps=config.train.validation_steps or None,
-                      callbacks=common.checkpoint_callbacks(model_dir), verbose=verbose)
+                      callbacks=(common.checkpoint_callbacks(model_dir)
+                                 + [common.tensorboard_callback(model_dir,
+                                                                datasets["validation"])]),
+                      verbose=verbose)
   with open(os.path.join(common.worker_model_dir(model_dir), HISTORY_FILENAME), "w") as f:
     json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
   return model, history, builder

@@ -63,17 +63,6 @@ def _test_crash_callbacks():
   return [_CrashAfterEpoch(int(value))] if value else []
 
 
-TENSORBOARD_DIR = "tensorboard"
-
-
-def tensorboard_callback(model_dir, validation_dataset):
-  """TensorBoard scalars, depth images and histograms under `<model_dir>/tensorboard/`."""
-  from trainers import callbacks  # pylint: disable=g-import-not-at-top
-  return callbacks.DepthTensorBoard(
-      os.path.join(common.worker_model_dir(model_dir), TENSORBOARD_DIR),
-      sample_batch=validation_dataset.take(1))
-
-
 def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
   """Trains `config`; returns `(trainer model, keras History, prepared builder)`."""
   from trainers import self_supervised  # pylint: disable=g-import-not-at-top
@@ -102,7 +91,7 @@ def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
       validation_data=datasets["validation"],
       validation_steps=config.train.validation_steps or None,
       callbacks=(common.checkpoint_callbacks(model_dir) + _test_crash_callbacks()
-                 + [tensorboard_callback(model_dir, datasets["validation"])]),
+                 + [common.tensorboard_callback(model_dir, datasets["validation"])]),
       verbose=verbose)
   with open(os.path.join(common.worker_model_dir(model_dir), HISTORY_FILENAME), "w") as f:
     json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
