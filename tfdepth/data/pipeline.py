@@ -122,20 +122,9 @@ def make_supervised_dataset(builder_or_ds, split="train", batch_size=8, height=N
 
   ds = ds.map(_adapt, num_parallel_calls=num_parallel_calls, deterministic=True)
   ds = ds.map(lambda e: {k: e[k] for k in ("image", "depth", "intrinsics")})
-  if cache:
-    ds = ds.cache()
-  if training:
-    ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    ds = ds.repeat()
-  if augment_data:
-    ds = element_seeds(ds, seed)
-    ds = ds.map(lambda s, e: augment.augment_supervised(
-        e, s, height, width, min_crop_fraction, flip_probability, color_jitter_probability),
-                num_parallel_calls=num_parallel_calls, deterministic=True)
-  elif height is not None:
-    ds = ds.map(lambda e: augment.resize_for_eval(e, height, width),
-                num_parallel_calls=num_parallel_calls, deterministic=True)
+  ds = _cache_shuffle_augment(ds, cache, training, shuffle_buffer, seed, repeat, augment_data,
+                              height, width, min_crop_fraction, flip_probability,
+                              color_jitter_probability, num_parallel_calls)
   if height is not None:
     ds = ds.map(lambda e: {
         "image": tf.ensure_shape(e["image"], [height, width, 3]),
@@ -183,6 +172,19 @@ def make_video_dataset(builder_or_ds, split="train", batch_size=4, height=None, 
     return e
 
   ds = ds.map(_adapt, num_parallel_calls=num_parallel_calls, deterministic=True)
+  ds = _cache_shuffle_augment(ds, cache, training, shuffle_buffer, seed, repeat, augment_data,
+                              height, width, min_crop_fraction, flip_probability,
+                              color_jitter_probability, num_parallel_calls)
+  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  if prefetch:
+    ds = ds.prefetch(AUTOTUNE)
+  return ds
+
+
+def _cache_shuffle_augment(ds, cache, training, shuffle_buffer, seed, repeat, augment_data, height,
+                           width, min_crop_fraction, flip_probability, color_jitter_probability,
+                           num_parallel_calls):
+  """The steps both pipelines share: cache, seeded shuffle, repeat, then augment or resize."""
   if cache:
     ds = ds.cache()
   if training:
@@ -191,13 +193,10 @@ def make_video_dataset(builder_or_ds, split="train", batch_size=4, height=None, 
     ds = ds.repeat()
   if augment_data:
     ds = element_seeds(ds, seed)
-    ds = ds.map(lambda s, e: augment.augment_supervised(
+    return ds.map(lambda s, e: augment.augment_supervised(
         e, s, height, width, min_crop_fraction, flip_probability, color_jitter_probability),
-                num_parallel_calls=num_parallel_calls, deterministic=True)
-  elif height is not None:
-    ds = ds.map(lambda e: augment.resize_for_eval(e, height, width),
-                num_parallel_calls=num_parallel_calls, deterministic=True)
-  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-  if prefetch:
-    ds = ds.prefetch(AUTOTUNE)
+                  num_parallel_calls=num_parallel_calls, deterministic=True)
+  if height is not None:
+    return ds.map(lambda e: augment.resize_for_eval(e, height, width),
+                  num_parallel_calls=num_parallel_calls, deterministic=True)
   return ds
