@@ -7,7 +7,10 @@ init, 64x192, batch 8, Adam), evaluating the median-scaled test AbsRel (protocol
 `synthetic_street` + per-image median scaling, `tfdepth.metrics.evaluate_predictions`) after every
 chunk of steps (the learning curve). Reported beside it: the median-depth baseline (a constant
 prediction, which median scaling turns into the per-image GT median), AbsRel on the boundary
-region (pixels within `BOUNDARY_RADIUS_PX` of a semantic label change) and the 3-frame pose ATE.
+region (pixels within `BOUNDARY_RADIUS_PX` of a semantic label change), the 3-frame pose ATE and
+`pred_rel_std` (mean over test images of std / mean of the predicted depth: 0 for the constant
+depth of a saturated sigmoid, the failure this benchmark once showed; the ground truth's is
+`gt_rel_std` in the figures).
 """
 
 import argparse
@@ -72,10 +75,21 @@ def evaluate(model, test_ds, protocol):
           "rmse": float(table["rmse"]),
           "boundary_abs_rel": region_abs_rel(res["gt"], res["pred"], boundary_mask(res["semantic"]),
                                              protocol),
-          "ate_3frame": float(res["ate"].mean())}
+          "ate_3frame": float(res["ate"].mean()),
+          "pred_rel_std": rel_std(res["pred"], res["gt"])}
 
 
-def run_variant(variant, train_clips, test_ds, minutes, protocol, chunk_steps=CHUNK_STEPS):
+def rel_std(depth, gt):
+  """Mean over images of std / mean of `depth` (N, H, W, 1) on the pixels where `gt` > 0."""
+  vals = []
+  for d, g in zip(depth[..., 0], gt[..., 0]):
+    v = d[g > 0]
+    vals.append(float(np.std(v) / np.mean(v)) if v.size else 0.0)
+  return float(np.mean(vals))
+
+
+def run_variant(variant, train_clips, test_ds, minutes, protocol, chunk_steps=CHUNK_STEPS,
+                learning_rate=LEARNING_RATE):
   import keras  # pylint: disable=g-import-not-at-top
   from tfdepth.data import video  # pylint: disable=g-import-not-at-top
   from tfdepth.models import monodepth2, segdepth  # pylint: disable=g-import-not-at-top
@@ -93,7 +107,7 @@ def run_variant(variant, train_clips, test_ds, minutes, protocol, chunk_steps=CH
                                     segmentation_weight=ss.SEGDEPTH_SEGMENTATION_WEIGHT)
             if seg else ss.SelfSupervisedConfig())
   model = ss.SelfSupervisedDepthModel(depth, pose, config)
-  model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE))
+  model.compile(optimizer=keras.optimizers.Adam(learning_rate))
   curve = []
   train_s = 0.0  # training wall-clock (including the first trace); evaluation is excluded
   steps = 0
@@ -117,6 +131,7 @@ def main():
   parser.add_argument("--num_train", type=int, default=NUM_TRAIN)
   parser.add_argument("--num_test", type=int, default=NUM_TEST)
   parser.add_argument("--chunk_steps", type=int, default=CHUNK_STEPS)
+  parser.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
   args = parser.parse_args()
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   from tfdepth.data import video  # pylint: disable=g-import-not-at-top
@@ -131,19 +146,22 @@ def main():
   gt = np.stack([c["depth"] for c in test_clips])
   baseline, _ = metrics.evaluate_predictions(list(gt[..., 0]), [np.ones_like(g[..., 0]) for g in gt],
                                              protocol)
+  gt_rel_std = rel_std(gt, gt)
   sem = np.stack([c["semantic"] for c in test_clips])
   baseline_boundary = region_abs_rel(gt, np.ones_like(gt), boundary_mask(sem), protocol)
   figures = {"height": HEIGHT, "width": WIDTH, "num_train_clips": args.num_train,
-             "num_test_clips": args.num_test, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
+             "num_test_clips": args.num_test, "batch_size": BATCH_SIZE, "learning_rate": args.learning_rate,
              "minutes_per_variant": args.minutes, "render_seconds": round(render_s, 1),
              "protocol": protocol.describe(),
              "median_depth_baseline": {"abs_rel": float(baseline["abs_rel"]),
                                        "delta1": float(baseline["delta1"]),
                                        "boundary_abs_rel": baseline_boundary},
+             "gt_rel_std": gt_rel_std,
              "variants": {}}
   print("median-depth baseline", figures["median_depth_baseline"], flush=True)
   for variant in args.variants.split(","):
-    curve = run_variant(variant, train_clips, test_ds, args.minutes, protocol, args.chunk_steps)
+    curve = run_variant(variant, train_clips, test_ds, args.minutes, protocol, args.chunk_steps,
+                        args.learning_rate)
     best = min(curve, key=lambda r: r["abs_rel"])
     figures["variants"][variant] = {"final": curve[-1], "best": best, "curve": curve}
   rows = [["median-depth baseline", "-", figures["median_depth_baseline"]["abs_rel"],

@@ -5,7 +5,10 @@ Modules (imported explicitly; this package imports nothing heavy):
                  ``native`` (float32 at model size) and ``metadata`` signatures
   tflite         convert_to_tflite(model, fmt) for tflite_fp32 / fp16 / dynamic / int8, builtin
                  ops only; representative_dataset_from for int8 calibration
-  litert_runner  LiteRTRunner (ai_edge_litert) and SavedModelRunner: predict + latency
+  rewrite        tflite_friendly(model): bit-identical replacements of ReflectionPadding2D and
+                 nearest UpSampling2D whose TFLite ops (MIRROR_PAD, TILE) XNNPACK cannot run
+  litert_runner  LiteRTRunner (ai_edge_litert) and SavedModelRunner: predict + latency;
+                 op_summary(tflite): op types, float ops of int8 models, XNNPACK partitions
   qat            quantization_aware_training: tf_keras + tfmot in a subprocess (_qat_worker)
   report, cli    export_and_report and the ``tfdepth-export`` entry point
 """

@@ -22,6 +22,7 @@ under ``output_only_layers``. Dict outputs (``{"depth": ...}``) are kept by ``qu
 
 import importlib
 import json
+import re
 import sys
 import time
 
@@ -29,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 import tensorflow_model_optimization as tfmot
+from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_registry)
 
@@ -38,6 +40,12 @@ ACTIVATION_BITS = 8
 # Pruning mask update frequency in steps (tfmot ConstantSparsity default is 100; the few
 # fine-tuning steps here need an update every step so the target is reached).
 PRUNING_FREQUENCY = 1
+# Images of the range-initialisation pass (one batch, see `_initialize_ranges`): the activation
+# ranges become their min / max, as TFLite's post-training calibrator sets them.
+RANGE_INIT_IMAGES = 16
+# Names of activation-range variables of tfmot quantizers ("<layer>/post_activation_min:0",
+# "<layer>/output_max:0"); weight quantizers use "kernel_min" etc.
+_ACTIVATION_RANGE_RE = re.compile(r"(?:post_activation|output)_(min|max)(?::\d+)?$")
 
 
 class OutputOnlyQuantizeConfig(_Q.QuantizeConfig):
@@ -80,6 +88,44 @@ def _freeze_batch_norm(model):
     if isinstance(layer, tf_keras.layers.BatchNormalization):
       layer.trainable = False
   return model
+
+
+def _initialize_ranges(qat, images):
+  """Sets every moving-average activation range to its min / max on ``images`` (one batch).
+
+  tfmot 0.8's `MovingAverageQuantizer` starts every activation range at [-6, 6] and moves it by
+  an exponential moving average with the hard-coded decay 0.999 per training step, so a
+  fine-tuning of a few hundred steps keeps ranges near [-6, 6]: a depth output in (0, 80) m
+  would be clipped at ~6-10 m in the converted model. One forward pass in training mode with
+  decay 0 (the EMA then assigns the batch range itself) starts QAT from the calibrated ranges
+  instead (Jacob et al. 2018, Sec. 3.1, collect ranges during training; Krishnamoorthi 2018,
+  "Quantizing deep convolutional networks for efficient inference", Sec. 3.2: QAT from a
+  calibrated model). Batch norms are frozen (inference mode), so nothing else changes.
+  """
+  original = quant_ops.MovingAvgQuantize
+
+  def no_decay(*args, **kwargs):
+    kwargs["ema_decay"] = 0.0
+    return original(*args, **kwargs)
+
+  quant_ops.MovingAvgQuantize = no_decay
+  try:
+    qat(tf.constant(images[:RANGE_INIT_IMAGES]), training=True)
+  finally:
+    quant_ops.MovingAvgQuantize = original
+
+
+def _output_range(qat):
+  """[min, max] of the depth output's activation range after QAT (metres)."""
+  for layer in reversed(qat.layers):  # the output layer comes last in topological order
+    found = {}
+    for w in layer.weights:
+      match = _ACTIVATION_RANGE_RE.search(w.name)
+      if match:
+        found[match.group(1)] = float(np.asarray(w.numpy()).reshape(-1)[0])
+    if len(found) == 2:
+      return [found["min"], found["max"]]
+  return None
 
 
 def _load_builder(spec):
@@ -171,11 +217,14 @@ def run(spec):
     qat = (_Q.quantize_apply(annotated, scheme) if scheme is not None
            else _Q.quantize_apply(annotated))
   timings["quantize_apply"] = time.time() - start
+  _initialize_ranges(qat, images)
+  info["initial_output_range"] = _output_range(qat)
   qat.compile(optimizer=tf_keras.optimizers.Adam(spec["learning_rate"]),
               loss={"depth": masked_l1})
   history = qat.fit(images, {"depth": depth}, batch_size=spec["batch_size"],
                     epochs=spec["epochs"], shuffle=True, verbose=0)
   info["qat_loss"] = [float(v) for v in history.history["loss"]]
+  info["final_output_range"] = _output_range(qat)
   timings["fit"] = time.time() - start
 
   h, w = images.shape[1:3]

@@ -44,3 +44,29 @@ def spread_fastdepth(input_size=(64, 64), width_multiplier=0.25, seed=0, **kwarg
   mean = (float(np.mean(out)) - 1e3) * scale
   head.set_weights([kernel * scale, np.full_like(bias, HEAD_BIAS_M - mean)])
   return model
+
+
+def monodepth2_depth_model(input_size=(192, 640), num_layers=18, seed=0):
+  """Monodepth2 depth net (scale 0) with Monodepth2's ``disp_to_depth``: a depth model to export.
+
+  `tfdepth.models.build_monodepth2_depth_net` returns the sigmoid disparity ``disp_0``; the export
+  contract wants depth in metres, so a ``Lambda`` applies ``disp_to_depth`` (min 0.1 m, max 100 m,
+  Godard et al. 2019; shared/docs/reference-conventions.md), which converts to TFLite ``MUL`` /
+  ``ADD`` / ``DIV``. The tensors of the depth net are reused (the model is flat), so
+  `export.rewrite.tflite_friendly` sees its layers.
+
+  Args:
+    input_size: (H, W), multiples of 32, >= 64 (paper: 192x640).
+    num_layers: ResNet depth (18 = Monodepth2-R18).
+    seed: Keras seed of the random initialisation.
+  Returns:
+    Keras 3 model float32 (B, H, W, 3) in [0, 1] -> {"depth": (B, H, W, 1) metres in [0.1, 100]}.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  from tfdepth.geometry.intrinsics import disp_to_depth  # pylint: disable=g-import-not-at-top
+  from tfdepth.models import build_monodepth2_depth_net  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(seed)
+  net = build_monodepth2_depth_net(tuple(input_size) + (3,), num_layers=num_layers, scales=(0,))
+  depth = keras.layers.Lambda(lambda d: disp_to_depth(d)[1], name="to_depth")(
+      net.output["disp_0"])
+  return keras.Model(net.inputs, {"depth": depth}, name=f"monodepth2_r{num_layers}")

@@ -44,10 +44,53 @@ def _resize_back(depth, out_hw):
   return (1.0 / disp).astype(np.float32)
 
 
+# Ops that convert between float and integer tensors inside a quantised graph.
+_CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
+# Op name of a delegate (XNNPACK) partition in `Interpreter._get_ops_details()`.
+_DELEGATE_OP = "DELEGATE"
+
+
+def op_summary(path_or_bytes):
+  """Op types of a TFLite model as LiteRT prepares it (XNNPACK partitions included).
+
+  Args:
+    path_or_bytes: ``.tflite`` path or flatbuffer bytes.
+  Returns:
+    dict with ``op_counts`` ``{op name: count}`` of the model's own ops (delegate nodes left
+    out), ``float_ops`` ``{op name: count}`` of compute ops whose first input is float32 (for an
+    int8 model: the ops left unquantised; the float I/O ``QUANTIZE`` / ``DEQUANTIZE`` excluded),
+    ``num_quantize`` / ``num_dequantize``, and ``num_delegate_partitions`` (XNNPACK subgraphs
+    after `allocate_tensors`: 1 when the delegate runs the whole graph; every op it cannot run
+    splits the graph).
+  """
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  if isinstance(path_or_bytes, (bytes, bytearray)):
+    interpreter = Interpreter(model_content=bytes(path_or_bytes))
+  else:
+    interpreter = Interpreter(model_path=os.fspath(path_or_bytes))
+  interpreter.allocate_tensors()
+  dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
+  counts, float_ops, partitions = {}, {}, 0
+  for op in interpreter._get_ops_details():  # pylint: disable=protected-access
+    name = op["op_name"]
+    if name == _DELEGATE_OP:
+      partitions += 1
+      continue
+    counts[name] = counts.get(name, 0) + 1
+    first = next((i for i in op["inputs"] if i >= 0), None)
+    if (name not in _CONVERSION_OPS and first is not None
+        and dtypes.get(first) == np.float32):
+      float_ops[name] = float_ops.get(name, 0) + 1
+  return {"op_counts": dict(sorted(counts.items())), "float_ops": dict(sorted(float_ops.items())),
+          "num_quantize": counts.get("QUANTIZE", 0), "num_dequantize": counts.get("DEQUANTIZE", 0),
+          "num_delegate_partitions": partitions}
+
+
 class _Runner:
   """Shared predict / latency logic; subclasses implement `_run_native(images (N,H,W,3))`."""
 
   input_size = None
+  runs_in_calling_thread = False
 
   def predict(self, images):
     """float32 [0, 1] images (N, H_in, W_in, 3) -> depth float32 (N, H_in, W_in, 1) metres."""
@@ -61,19 +104,27 @@ class _Runner:
     """Times ``num_runs`` single-image inferences at model size (after ``warmup`` runs).
 
     Returns:
-      dict ``latency_stats``: ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms``, ``num_runs``.
+      dict ``latency_stats`` of wall time: ``median_ms``, ``p10_ms``, ``p90_ms``, ``mean_ms``,
+      ``num_runs``; for a runner whose whole inference runs in the calling thread
+      (``runs_in_calling_thread``: a 1-thread LiteRT interpreter) also ``median_cpu_ms``, the
+      median CPU time of that thread, which other processes competing for the cores do not
+      inflate (wall time on a shared machine is an upper bound).
     """
     _check_num_runs(num_runs)
     image = np.random.default_rng(0).uniform(
         size=(1,) + tuple(self.input_size) + (3,)).astype(np.float32)
     for _ in range(warmup):
       self._run_native(image)
-    times = []
+    times, cpu_times = [], []
     for _ in range(num_runs):
-      start = time.perf_counter()
+      start, cpu_start = time.perf_counter(), time.thread_time()
       self._run_native(image)
+      cpu_times.append(time.thread_time() - cpu_start)
       times.append(time.perf_counter() - start)
-    return latency_stats(times)
+    stats = latency_stats(times)
+    if self.runs_in_calling_thread:
+      stats["median_cpu_ms"] = float(np.median(cpu_times) * 1e3)
+    return stats
 
 
 class LiteRTRunner(_Runner):
@@ -111,6 +162,8 @@ class LiteRTRunner(_Runner):
       raise InvalidInputError(f"expected model input (1, H, W, 3), got {shape}")
     self.input_size = (int(shape[1]), int(shape[2]))
     self.num_threads = num_threads
+    # With one thread, LiteRT and its XNNPACK delegate run every op in the invoking thread.
+    self.runs_in_calling_thread = num_threads == 1
 
   @property
   def input_details(self):

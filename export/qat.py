@@ -10,7 +10,8 @@ files, and the worker
 3. optionally prunes to ``target_sparsity`` (`tfmot.sparsity.keras.prune_low_magnitude`,
    constant sparsity) for ``prune_epochs`` and strips the wrappers,
 4. applies `quantize_apply` (pruning-preserving scheme after pruning; see the worker's docstring
-   for the per-layer handling: Rescaling gets an output-only 8-bit QuantizeConfig),
+   for the per-layer handling: Rescaling gets an output-only 8-bit QuantizeConfig) and sets the
+   activation ranges from one batch of the data (tfmot would start them at [-6, 6]),
 5. fine-tunes ``epochs`` epochs with a masked L1 loss on depth (pixels with target > 0),
 6. converts to a full-integer TFLite model (``TFLITE_BUILTINS_INT8`` only, I/O ``io_dtype``).
 
@@ -77,11 +78,17 @@ def _check_builder_matches(model, builder, builder_kwargs):
   process) is one the worker would hit after its start-up.
   """
   import importlib  # pylint: disable=g-import-not-at-top
+  import inspect  # pylint: disable=g-import-not-at-top
   module_name, _, fn_name = builder.partition(":")
   try:
     fn = getattr(importlib.import_module(module_name), fn_name)
   except (ImportError, AttributeError) as e:
     raise InvalidInputError(f"builder {builder!r} cannot be imported: {e}") from None
+  if "layers" not in inspect.signature(fn).parameters:
+    raise InvalidInputError(
+        f"builder {builder!r} has no 'layers' parameter, so it cannot build the tf_keras twin "
+        "that QAT needs (tfmot works on tf_keras models only); builders that can: "
+        "tfdepth.models.fastdepth:build_fastdepth")
   reference = fn(**builder_kwargs)
   expected = [tuple(w.shape) for w in reference.get_weights()]
   received = [tuple(w.shape) for w in model.get_weights()]

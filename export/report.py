@@ -9,6 +9,8 @@
   p90), for each thread count (1 and 2 by default). TFLite runs in this process (LiteRT's
   ``num_threads``); a SavedModel runs in a fresh subprocess per thread count, because TensorFlow
   fixes its thread pools when its runtime starts;
+* ``ops`` (TFLite formats): `export.litert_runner.op_summary` (op types, ops left in float,
+  QUANTIZE / DEQUANTIZE counts, XNNPACK partitions);
 * ``metrics``: the standard metrics (`tfdepth.metrics.evaluate_predictions`, per image then the
   mean, under the given protocol) of the Keras model and of the exported model on the same
   images, side by side.
@@ -102,7 +104,8 @@ def metric_table(gts, preds, protocol):
   return {k: float(v) for k, v in table.items()}
 
 
-def _keras_predict(model, images, batch_size=8):
+def keras_predict(model, images, batch_size=8):
+  """Depth (N, H, W, 1) float32 of a Keras depth model on float [0, 1] images, in batches."""
   out = []
   for i in range(0, len(images), batch_size):
     out.append(np.asarray(model(images[i:i + batch_size], training=False)["depth"], np.float32))
@@ -152,7 +155,8 @@ def export_artefact(model, metadata, fmt, output_dir, representative_dataset=Non
 
 def export_and_report(model, metadata, fmt, output_dir, test_images=None, test_depths=None,
                       protocol=None, representative_dataset=None, io_dtype="uint8",
-                      qat_options=None, num_runs=DEFAULT_NUM_RUNS, threads=DEFAULT_THREADS):
+                      qat_options=None, num_runs=DEFAULT_NUM_RUNS, threads=DEFAULT_THREADS,
+                      reference_metrics=None):
   """Exports ``model`` as ``fmt`` and writes the report next to it.
 
   Args:
@@ -163,6 +167,8 @@ def export_and_report(model, metadata, fmt, output_dir, test_images=None, test_d
     protocol: `tfdepth.metrics` protocol name for the metrics.
     num_runs: timed runs per latency figure.
     threads: thread counts to time.
+    reference_metrics: optional ``metric_table`` of the Keras model on the same test data (the
+      ``"keras"`` row), to skip recomputing it when one model is exported to several formats.
   Returns:
     The report dict (also written to ``output_dir/export_report.{json,md}``).
   """
@@ -179,12 +185,15 @@ def export_and_report(model, metadata, fmt, output_dir, test_images=None, test_d
   report = {"format": fmt, "artefact": os.path.abspath(path), "metadata": metadata,
             "size_bytes": artefact_size(path),
             "latency": measure_latency(path, fmt, num_runs, threads)}
+  if fmt != "saved_model":
+    report["ops"] = litert_runner.op_summary(path)
   if test_images is not None:
     exported = make_runner(path, fmt).predict(test_images)
     report["num_test_images"] = int(len(test_images))
     report["protocol"] = protocol
-    report["metrics"] = {"keras": metric_table(test_depths, _keras_predict(model, test_images),
-                                               protocol),
+    if reference_metrics is None:
+      reference_metrics = metric_table(test_depths, keras_predict(model, test_images), protocol)
+    report["metrics"] = {"keras": dict(reference_metrics),
                          fmt: metric_table(test_depths, exported, protocol)}
   write_report(report, output_dir)
   return report
@@ -194,7 +203,13 @@ def report_markdown(report):
   """A Markdown summary of a report dict."""
   lines = [f"# Export report: `{report['format']}`", "",
            f"- artefact: `{report['artefact']}`",
-           f"- size: {report['size_bytes'] / 1e6:.3f} MB", ""]
+           f"- size: {report['size_bytes'] / 1e6:.3f} MB"]
+  if "ops" in report:
+    ops = report["ops"]
+    lines.append(f"- XNNPACK partitions: {ops['num_delegate_partitions']}; QUANTIZE / DEQUANTIZE: "
+                 f"{ops['num_quantize']} / {ops['num_dequantize']}; float ops: "
+                 f"{ops['float_ops'] if ops['num_quantize'] else 'all'}")
+  lines.append("")
   lines += ["| threads | median ms | p10 ms | p90 ms |", "|---|---|---|---|"]
   for n, s in report["latency"].items():
     lines.append(f"| {n} | {s['median_ms']:.3f} | {s['p10_ms']:.3f} | {s['p90_ms']:.3f} |")

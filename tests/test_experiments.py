@@ -36,7 +36,7 @@ def test_overrides_parse_to_field_types_and_leave_original_untouched():
   assert [l.weight for l in cfg.losses if l.name == "silog"] == [0.25]
   assert cfg.model.kwargs["width_multiplier"] == 1.0
   assert isinstance(cfg.model.kwargs["width_multiplier"], float)   # keeps the existing type
-  assert cfg.model.kwargs["new_option"] == [1, 2]                  # new kwargs parse as JSON
+  assert cfg.model.kwargs["new_option"] == (1, 2)   # new kwargs parse as JSON (arrays: tuples)
   assert cfg.max_depth is None
   assert cfg.data.tfds_name == "synthetic_world/indoor"
   # The registered config is unchanged (frozen dataclasses, copies on override).
@@ -91,3 +91,81 @@ def test_register_experiment_rejects_duplicates_and_invalid_configs():
         cfg, name="test_only_dup", losses=(LossConfig("l1"), LossConfig("l1"))))
   with pytest.raises(ConfigError, match="non-empty config.name"):
     experiments.register_experiment(ExperimentConfig())
+
+
+# ------------------------------------------------------------------ supervised model zoo (issue 4)
+SUPERVISED_ZOO = ("eigen2014_nyu", "eigen2015_nyu", "fcrn_nyu", "dorn_kitti", "sid_deeplab_kitti",
+                  "dpt_nyu")
+
+
+def test_sid_edges_closed_form_and_bad_input():
+  # min_depth = 1 m makes DORN's shift xi = 0: plain SID t_i = 16^(i/4) = 1, 2, 4, 8, 16 m;
+  # float64 exp/log: relative 1e-12.
+  assert experiments.sid_edges(1.0, 16.0, 4) == pytest.approx([1, 2, 4, 8, 16], rel=1e-12)
+  # With min_depth 0.5 the shift is 0.5: SID on [1, 16.5] shifted back; ends pinned exactly.
+  edges = experiments.sid_edges(0.5, 16.0, 2)
+  assert edges[0] == 0.5 and edges[-1] == 16.0
+  assert edges[1] == pytest.approx(16.5 ** 0.5 - 0.5, rel=1e-12)
+  for args in ((0.0, 80.0, 80), (80.0, 1.0, 80), (1e-3, 80.0, 1), (1e-3, 80.0, 2.5)):
+    with pytest.raises(ConfigError, match="sid_edges expected"):
+      experiments.sid_edges(*args)
+
+
+def test_sid_edges_equal_the_model_decoders_edges():
+  # The loss kwargs and the models' decoding layers must bin depth identically (float32, exact:
+  # both are the same float64 closed form rounded once).
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tfdepth.geometry import discretization  # pylint: disable=g-import-not-at-top
+  for name, term in (("dorn_kitti", "ordinal"), ("sid_deeplab_kitti", "sid_cross_entropy")):
+    cfg = experiments.get_experiment(name)
+    kw = cfg.model.kwargs
+    k = kw.get("num_bins", kw.get("num_classes"))
+    edges = [l for l in cfg.losses if l.name == term][0].kwargs["edges"]
+    expected = discretization.sid_edges(kw["min_depth"], kw["max_depth"], k, shift=True).numpy()
+    np.testing.assert_array_equal(np.asarray(edges, np.float32), expected)
+
+
+def test_supervised_zoo_experiments_carry_the_published_settings():
+  assert set(SUPERVISED_ZOO) <= set(experiments.list_experiments())
+  for name in SUPERVISED_ZOO:
+    cfg = experiments.get_experiment(name)
+    assert cfg.data.height % 32 == 0 and cfg.data.width % 32 == 0, name
+  dorn = experiments.get_experiment("dorn_kitti")
+  assert dorn.model.name == "dorn" and dorn.model.kwargs["num_bins"] == 80
+  assert (dorn.data.height, dorn.data.width) == (384, 512)          # 385x513 crops, /32
+  assert dorn.optimizer.name == "sgd" and dorn.optimizer.learning_rate == 1e-4
+  assert dorn.optimizer.schedule == "polynomial" and dorn.optimizer.power == 0.9
+  assert dorn.train.batch_size == 3
+  assert dorn.train.epochs * dorn.train.steps_per_epoch == 300_000
+  (ordinal,) = dorn.losses
+  assert ordinal.name == "ordinal" and ordinal.prediction_key == "ordinal_logits"
+  assert len(ordinal.kwargs["edges"]) == 81 and ordinal.kwargs["edges"][-1] == 80.0
+  assert dorn.metrics_protocol == "kitti_eigen" and dorn.max_depth == 80.0
+  sid = experiments.get_experiment("sid_deeplab_kitti")
+  assert sid.model.name == "sid_classifier" and sid.model.kwargs["num_classes"] == 71
+  assert sid.model.kwargs["max_depth"] == 80.0
+  (ce,) = sid.losses
+  assert ce.name == "sid_cross_entropy" and ce.prediction_key == "logits"
+  assert len(ce.kwargs["edges"]) == 72
+  assert sid.optimizer.learning_rate == 2.5e-4 and sid.train.batch_size == 10
+  assert sid.train.epochs * sid.train.steps_per_epoch == 20_000
+  dpt = experiments.get_experiment("dpt_nyu")
+  assert dpt.model.name == "dpt" and dpt.model.kwargs["max_depth"] == 10.0
+  assert (dpt.data.height, dpt.data.width) == (384, 512)
+  assert dpt.losses[0].kwargs == {"variance_focus": 0.85} and dpt.metrics_protocol == "nyu"
+  e14 = experiments.get_experiment("eigen2014_nyu")
+  assert e14.model.name == "eigen2014" and e14.losses[0].kwargs == {"variance_focus": 0.5}
+  assert e14.train.batch_size == 32 and (e14.data.height, e14.data.width) == (224, 288)
+  e15 = experiments.get_experiment("eigen2015_nyu")
+  assert e15.model.kwargs["tasks"] == ("depth",)
+  assert [l.name for l in e15.losses] == ["silog", "gradient_matching"]
+
+
+def test_dorn_edges_override_and_json_round_trip(tmp_path):
+  edges = experiments.sid_edges(1e-3, 80.0, 4)
+  cfg = experiments.apply_overrides(experiments.get_experiment("dorn_kitti"), [
+      "model.kwargs.num_bins=4", "losses.ordinal.kwargs.edges=" + json.dumps(edges)])
+  assert cfg.model.kwargs["num_bins"] == 4
+  assert cfg.losses[0].kwargs["edges"] == tuple(edges)   # JSON floats round-trip exactly
+  experiments.save_resolved_config(cfg, str(tmp_path))
+  assert experiments.load_resolved_config(str(tmp_path)) == cfg

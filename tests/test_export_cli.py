@@ -45,6 +45,9 @@ def test_tflite_report(model, tmp_path):
     assert json.load(f)["size_bytes"] == rep["size_bytes"]
   md = (tmp_path / "export_report.md").read_text()
   assert "tflite_fp32" in md and "| 2 |" in md
+  # FastDepth after export.rewrite: the whole float graph is one XNNPACK partition.
+  assert rep["ops"]["num_delegate_partitions"] == 1 and "TILE" not in rep["ops"]["op_counts"]
+  assert "- XNNPACK partitions: 1; QUANTIZE / DEQUANTIZE: 0 / 0; float ops: all" in md
   with open(str(path) + ".metadata.json") as f:
     assert json.load(f) == {"experiment": "t"}
 
@@ -86,3 +89,47 @@ def test_checkpoint_of_another_model_is_refused(model, tmp_path):
   with pytest.raises(InvalidInputError, match=r"does not match the model of experiment "
                                               r"'fastdepth_synthetic_street'"):
     cli.load_experiment_network(config, path)
+
+
+def _latency(ms1, ms2, cpu1):
+  return {"1": {"median_ms": ms1, "median_cpu_ms": cpu1}, "2": {"median_ms": ms2}}
+
+
+def test_benchmark_summary_and_markdown(tmp_path, capsys):
+  from benchmarks import export_formats as bench  # pylint: disable=g-import-not-at-top
+  keras_row = {"abs_rel": 0.1, "delta1": 0.9}
+  per_format = {
+      "keras_metrics": keras_row,
+      "tflite_fp32": {"size_bytes": 16_000_000, "latency": _latency(30.0, 20.0, 24.0),
+                      "metrics": {"keras": keras_row,
+                                  "tflite_fp32": {"abs_rel": 0.1, "delta1": 0.9}}},
+      "tflite_int8": {"size_bytes": 4_000_000, "latency": _latency(10.0, 8.0, 6.0),
+                      "metrics": {"keras": keras_row,
+                                  "tflite_int8": {"abs_rel": 0.102, "delta1": 0.89}}},
+      "tflite_qat": {"skipped": "no tf_keras twin"},
+  }
+  summary = bench.drift_summary(per_format)
+  # 0.102 / 0.1 - 1 = +2 %; 30 / 10 = 3x, 20 / 8 = 2.5x faster; 16 / 4 = 4x smaller.
+  assert summary["tflite_int8_abs_rel_drift"] == pytest.approx(0.02)
+  assert summary["tflite_fp32_abs_rel_drift"] == pytest.approx(0.0)
+  assert summary["int8_speedup_1thr"] == pytest.approx(3.0)
+  assert summary["int8_speedup_2thr"] == pytest.approx(2.5)
+  assert summary["int8_size_ratio"] == pytest.approx(4.0)
+  assert summary["int8_speedup_1thr_cpu"] == pytest.approx(4.0)  # 24 / 6
+  per_format["summary"] = summary
+  record = {"figures": {"fastdepth_224": per_format}}
+  path = tmp_path / "r.json"
+  path.write_text(json.dumps(record))
+  bench.main(["--markdown", f"--results={path}"])
+  md = capsys.readouterr().out
+  assert md == bench.markdown_table(record)
+  lines = md.splitlines()
+  assert lines[0] == ("| model | format | size (MB) | 1 thread (ms) | 2 threads (ms) | AbsRel | "
+                      "δ1 |")
+  assert lines[2] == ("| FastDepth 224×224 | Keras (reference) | n/a | n/a | n/a | 0.1000 | "
+                      "0.9000 |")
+  assert lines[3] == "|  | TFLite fp32 | 16.0 | 30.0 | 20.0 | 0.1000 | 0.9000 |"
+  assert lines[4] == "|  | TFLite full int8 | 4.0 | 10.0 | 8.0 | 0.1020 | 0.8900 |"
+  assert lines[5] == "|  | TFLite QAT int8 | n/a | n/a | n/a | n/a | n/a |"
+  assert ("- fastdepth_224: int8 AbsRel drift +2.0 %; int8 3.00x / 2.50x faster (1 / 2 threads) "
+          "and 4.00x smaller than fp32; 4.00x in CPU time (1 thread).") in lines

@@ -20,9 +20,9 @@ TARGET_SPARSITY = 0.5
 # ConstantSparsity zeroes round(s * n) entries of each pruned kernel: the overall zero fraction
 # of the prunable kernels equals s up to the rounding of each kernel (< 0.5 entry per kernel).
 SPARSITY_ATOL = 0.01
-# Two QAT steps cannot test accuracy: tfmot's activation ranges start at [-6, 6] and move by an
-# exponential moving average with decay 0.999 per step, so a useful QAT needs thousands of steps
-# (the benchmark's job). The test checks the pipeline and the exact quantities instead.
+# One QAT step cannot test accuracy (the benchmark's job). tfmot's activation ranges start at
+# [-6, 6] and move by an EMA with decay 0.999 per step; the worker sets them from one batch first
+# (`_qat_worker._initialize_ranges`), which the test checks through the depth output's range.
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,13 @@ def test_qat_with_pruning_runs(model, tmp_path):
   assert len(info["qat_loss"]) == 1 and len(info["prune_loss"]) == 1
   assert info["output_only_layers"] == []  # FastDepth's tf_keras twin has only registry layers
   assert abs(info["prunable_kernel_sparsity"] - TARGET_SPARSITY) <= SPARSITY_ATOL
+  # The output range starts at the batch range of the (pruned) model's depth, 5 +- 1 m with a
+  # maximum near 9-10 m, instead of tfmot's [-6, 6], which one EMA step would move by 0.1 % only
+  # (to <= 6.01 m): the ReLU head puts the minimum at 0.
+  lo, hi = info["initial_output_range"]
+  assert lo == 0.0 and hi > 8.0
+  # One step moves it by the EMA: new = 0.999 old + 0.001 batch max (tfmot decay).
+  assert abs(info["final_output_range"][1] - hi) <= 0.001 * hi
   runner = LiteRTRunner(path)
   assert runner.input_details["dtype"] == np.uint8 and runner.output_details["dtype"] == np.uint8
   x = _images(2, seed=1)
@@ -54,6 +61,10 @@ def test_qat_with_pruning_runs(model, tmp_path):
   q = out / scale + zero_point
   np.testing.assert_allclose(q, np.round(q), atol=1e-3)  # float32 rounding of q * scale
   assert q.min() >= -1e-3 and q.max() <= 255 + 1e-3
+  # The converter quantises the output over the trained range [0, max]: zero point 0 and
+  # 255 steps up to max (the converter nudges the range so that 0 is exact: same scale here).
+  assert zero_point == 0
+  np.testing.assert_allclose(255 * scale, info["final_output_range"][1], rtol=1e-5)
 
 
 def test_mismatched_weights_refused_before_the_worker(model, tmp_path):

@@ -28,6 +28,14 @@ DYNAMIC_RTOL = 1e-2
 # s ~ 0.04 m for depth ~ 5 +- 1 m, i.e. max error ~ 3 % of the depth).
 INT8_MEAN_STEPS = 1.0
 INT8_MAX_STEPS = 8.0
+# int8 on rendered street images (spread_fastdepth, depth ~5 +- 1 m, output step ~0.04 m): the
+# mean error of <= 1 step (above) is <= 0.8 % of the depth, so AbsRel of int8 against the float
+# depth <= 1 % (measured 0.36 %); against the ground truth the issue's target, AbsRel at most 2 %
+# (relative) above the float model's (measured -0.03 %: the random-weight model is far from the
+# ground truth, AbsRel 0.62, so that bound is loose here; the benchmark measures trained models).
+NUM_STREET_TEST = 4
+INT8_VS_FLOAT_ABS_REL = 0.01
+INT8_ABS_REL_DRIFT = 0.02
 
 
 def _images(n, seed):
@@ -81,6 +89,33 @@ def test_int8_close_to_float(converted, key, dtype):
   assert err.max() <= INT8_MAX_STEPS * step
 
 
+def _street_split(split, n):
+  """Frames t (float [0, 1]) and depth of ``n`` synthetic street clips of ``split`` at 64x64."""
+  from tfds_builders.synthetic_world import render_clip  # pylint: disable=g-import-not-at-top
+  clips = [render_clip("street", *INPUT_SIZE, seed=0, split=split, index=i) for i in range(n)]
+  images = np.stack([c["frames"][1] for c in clips]).astype(np.float32) / 255.0
+  return images, np.stack([c["depth"] for c in clips]).astype(np.float32)
+
+
+def test_int8_abs_rel_drift_on_synthetic_test_split(converted):
+  """int8 calibrated on train-split renders, evaluated on test-split renders (issue 7)."""
+  from export import report as report_lib  # pylint: disable=g-import-not-at-top
+  model = converted[0]
+  calibration, _ = _street_split("train", NUM_CALIBRATION)
+  images, depths = _street_split("test", NUM_STREET_TEST)
+  flatbuffer = tflite.convert_to_tflite(model, "tflite_int8",
+                                        representative_dataset=calibration)
+  float_depth = model(images)["depth"].numpy()
+  int8_depth = LiteRTRunner(flatbuffer).predict(images)
+  # Against the float model's depth as ground truth (the drift of the format alone).
+  drift = report_lib.metric_table(float_depth, int8_depth, "synthetic_street")
+  assert drift["abs_rel"] <= INT8_VS_FLOAT_ABS_REL
+  # Against the rendered ground truth: the issue's <= 2 % relative AbsRel increase.
+  keras_table = report_lib.metric_table(depths, float_depth, "synthetic_street")
+  int8_table = report_lib.metric_table(depths, int8_depth, "synthetic_street")
+  assert abs(int8_table["abs_rel"] / keras_table["abs_rel"] - 1.0) <= INT8_ABS_REL_DRIFT
+
+
 def test_quantize_dequantize_closed_form(converted):
   _, _, _, fbs = converted
   runner = LiteRTRunner(fbs["tflite_int8_int8io"])
@@ -120,6 +155,11 @@ def test_runner_resizes_and_times(converted, tmp_path):
   stats = runner.latency(5)
   assert stats["num_runs"] == 5
   assert 0 < stats["p10_ms"] <= stats["median_ms"] <= stats["p90_ms"]
+  assert "median_cpu_ms" not in stats  # 2 threads: the work is not all in the calling thread
+  one = LiteRTRunner(str(path), num_threads=1).latency(5)
+  # One thread cannot use more CPU time than the wall time around it, run by run, so the medians
+  # are ordered too (1e-3 ms: the resolution of the two clocks).
+  assert 0 < one["median_cpu_ms"] <= one["median_ms"] + 1e-3
 
 
 def test_latency_stats_closed_form():

@@ -166,6 +166,69 @@ def test_bad_file_in_folder_is_an_error_entry(tmp_path, predictor):
     assert os.path.isfile(by_name[name]["outputs"]["depth_npy"])
 
 
+# mpeg4 at high quality on flat frames: decoded values within a few grey levels of the source
+# (YUV 4:2:0 round trip + DCT quantisation); 40-level steps between frames stay separable.
+VIDEO_LEVEL_TOLERANCE = 6
+
+
+def _write_video(path, levels, size=(36, 50), codec="mpeg4"):
+  """A real video file (FFmpeg via PyAV): one flat grey frame per entry of `levels`."""
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(str(path), "w") as container:
+    stream = container.add_stream(codec, rate=10)
+    stream.height, stream.width = size
+    stream.pix_fmt = "yuv420p"
+    stream.options = {"qscale": "1"}
+    for level in levels:
+      frame = av.VideoFrame.from_ndarray(np.full(size + (3,), level, np.uint8), format="rgb24")
+      for packet in stream.encode(frame):
+        container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+
+
+def test_video_file_is_decoded_frame_by_frame(tmp_path, predictor):
+  levels = [40, 80, 120, 160, 200]
+  _write_video(tmp_path / "clip.mp4", levels)
+  decoded = list(predict._video_frames(str(tmp_path / "clip.mp4"), stride=1, max_frames=None))
+  assert [i for i, _ in decoded] == list(range(len(levels)))
+  for (_, rgb), level in zip(decoded, levels):
+    assert rgb.shape == (36, 50, 3) and rgb.dtype == np.uint8
+    assert abs(float(rgb.mean()) - level) < VIDEO_LEVEL_TOLERANCE
+  # stride and max_frames select frames 0, 2 (then stop).
+  assert [i for i, _ in predict._video_frames(str(tmp_path / "clip.mp4"), 2, 2)] == [0, 2]
+  summary = predict.predict([str(tmp_path / "clip.mp4")], str(tmp_path / "o"), predictor,
+                            predict.PredictOptions(progress=False, frame_stride=2))
+  assert [r["name"] for r in summary["frames"]] == ["clip_000000", "clip_000002", "clip_000004"]
+  assert all(r["status"] == "ok" and r["size"] == [36, 50] for r in summary["frames"])
+  assert np.load(summary["frames"][1]["outputs"]["depth_npy"]).shape == (36, 50)
+
+
+def test_video_without_a_decodable_video_stream_is_an_error_entry(tmp_path, predictor):
+  import av  # pylint: disable=g-import-not-at-top
+  # A Matroska file holding only an audio stream (no picture to predict on).
+  with av.open(str(tmp_path / "audio.mkv"), "w") as container:
+    stream = container.add_stream("pcm_s16le", rate=8000)
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16",
+                                       layout="mono")
+    frame.sample_rate = 8000
+    for packet in stream.encode(frame):
+      container.mux(packet)
+    for packet in stream.encode():
+      container.mux(packet)
+  _write_video(tmp_path / "good.mp4", [100])
+  summary = predict.predict([str(tmp_path / "audio.mkv"), str(tmp_path / "good.mp4")],
+                            str(tmp_path / "o"), predictor,
+                            predict.PredictOptions(progress=False))
+  by_name = {r["name"]: r for r in summary["frames"]}
+  assert by_name["audio"]["status"] == "error"
+  assert "audio.mkv" in by_name["audio"]["error"]
+  assert "no video stream" in by_name["audio"]["error"]
+  assert by_name["good_000000"]["status"] == "ok"   # the other input was still processed
+  with pytest.raises(DataError, match=r"audio\.mkv.*no video stream"):
+    list(predict._video_frames(str(tmp_path / "audio.mkv"), 1, None))
+
+
 def test_animated_gif_is_a_frame_sequence(tmp_path, predictor):
   frames = [Image.fromarray(np.full((20, 30, 3), 40 * i, np.uint8)) for i in range(3)]
   frames[0].save(tmp_path / "seq.gif", save_all=True, append_images=frames[1:])

@@ -1,17 +1,24 @@
-"""Tests of tfdepth/data/video.py (self-supervised pipeline, simulated LiDAR) and
-tfdepth/models/segdepth.py (segmentation head on the shared decoder, DispToDepth)."""
+"""Tests of tfdepth/data/video.py (self-supervised pipeline, simulated LiDAR, stereo pairs of the
+KITTI adapter and of the synthetic renderer's stereo option) and tfdepth/models/segdepth.py
+(segmentation head on the shared decoder, DispToDepth)."""
 
 import math
 
+from etils import epath
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfdepth import geometry
+from tfdepth import losses
 from tfdepth.data import video
 from tfdepth.errors import InvalidInputError
 from tfdepth.models import monodepth2
 from tfdepth.models import segdepth
+from tfds_builders.kitti_depth import kitti_depth_dataset_builder as kd
+from tfds_builders.kitti_depth import kitti_splits
 from tfds_builders.synthetic_world import clips
+from tfds_builders.synthetic_world import synthetic_world_dataset_builder as swb
 
 # Hand-computable camera: 5 rows x 4 columns, fx = fy = 1, cx = 1.5, cy = 2, so x = u - 1.5 and
 # y = v - 2 (in units of the focal length).
@@ -150,3 +157,122 @@ def test_segdepth_net_shares_the_decoder_and_adds_full_resolution_logits():
                              rtol=1e-5)   # float32 division
   with pytest.raises(InvalidInputError, match="1"):
     segdepth.build_segdepth_net((64, 64, 3), num_classes=1)
+
+
+# ----------------------------------------------------------------------------- stereo (S / MS)
+# Stereo clips: the street scene with KITTI's 0.54 m stereo pair (left camera = frame t).
+STEREO_BASELINE_M = 0.54
+# Sky has no depth (0 in GT); 1 km approximates infinity to < 0.1 px of stereo disparity
+# (fx = 111 px at 64x192: 111 * 0.54 / 1000 = 0.06 px).
+SKY_DEPTH_M = 1000.0
+
+
+@pytest.fixture(scope="module")
+def stereo_clips():
+  return [clips.render_clip("street", 64, 192, seed=0, split="train", index=i,
+                            stereo_baseline=STEREO_BASELINE_M) for i in (2, 3)]
+
+
+def _stereo_error(element, b, tx):
+  """Mean / median photometric error of the stereo partner warped into the target of batch
+  element `b` with the true depth in training units (x 0.1 / 0.54) and a stereo x translation
+  `tx`, over the pixels with depth whose warp lands in the image."""
+  depth = element["depth"][b:b + 1]
+  units = video.MONODEPTH2_STEREO_BASELINE / STEREO_BASELINE_M
+  filled = np.where(depth > 0, depth, SKY_DEPTH_M).astype(np.float32) * np.float32(units)
+  pose = video.target_from_stereo_transform(abs(tx), tx > 0)[None]
+  warped, valid = geometry.warp_image(element["stereo_image"][b:b + 1], filled,
+                                      geometry.invert_pose(pose), element["intrinsics"][b:b + 1])
+  err = losses.photometric_error(warped, element["frames"][b:b + 1, 1]).numpy()
+  sel = (valid.numpy() > 0) & (depth > 0)
+  return float(err[sel].mean()), float(np.median(err[sel]))
+
+
+def test_render_clip_stereo_option_keeps_the_default_output_and_adds_the_right_camera(
+    raw_clips, stereo_clips):
+  plain, stereo = raw_clips[0], stereo_clips[0]
+  assert set(stereo) - set(plain) == {"stereo_image", "stereo_baseline"}
+  for key in plain:   # default features unchanged, value for value
+    np.testing.assert_array_equal(stereo[key], plain[key], err_msg=key)
+  assert stereo["stereo_image"].shape == (64, 192, 3) and stereo["stereo_image"].dtype == np.uint8
+  assert stereo["stereo_baseline"] == np.float32(STEREO_BASELINE_M)
+  # A different viewpoint: the partner is not a copy of frame t.
+  assert np.abs(stereo["stereo_image"].astype(int) - plain["frames"][1].astype(int)).mean() > 5
+  with pytest.raises(ValueError, match="-0.5"):
+    clips.render_clip("street", 8, 8, stereo_baseline=-0.5)
+  with pytest.raises(ValueError, match="nan"):
+    swb.SyntheticWorldConfig(name="x", stereo_baseline=float("nan"))
+  configs = {c.name: c for c in swb.Builder.BUILDER_CONFIGS}
+  assert configs["street_stereo"].stereo_baseline == STEREO_BASELINE_M
+  assert configs["street"].stereo_baseline == 0.0
+  assert "stereo_image" not in swb.features_dict(8, 8)
+  assert set(swb.features_dict(8, 8, stereo=True)) - set(swb.features_dict(8, 8)) == {
+      "stereo_image", "stereo_baseline"}
+
+
+def _kitti_example(side):
+  dummy = epath.Path(kd.__file__).parent / "dummy_data"
+  frame = kitti_splits.Frame("2011_09_26", "2011_09_26_drive_0113_sync", 30, side)
+  _, example = kd.make_clip_example(frame, str(dummy), None)
+  return {k: tf.constant(v) for k, v in example.items()}
+
+
+def test_kitti_adapter_stereo_transform_sign_follows_the_target_camera():
+  left = video.kitti_to_self_supervised(_kitti_example("l"))
+  right = video.kitti_to_self_supervised(_kitti_example("r"))
+  # Monodepth2 stereo_T = stereo_from_target has x translation -0.1 for "l" and +0.1 for "r";
+  # target_from_stereo is its inverse.
+  expected = np.eye(4, dtype=np.float32)   # float32 0.1 on both sides: exact comparison
+  expected[0, 3] = 0.1
+  np.testing.assert_array_equal(left["target_from_stereo"], expected)
+  expected[0, 3] = -0.1
+  np.testing.assert_array_equal(right["target_from_stereo"], expected)
+  # Fixture images: green = (10 v + 40 camera) mod 256: the partner of image_03 is image_02.
+  assert float(right["stereo_image"][0, 0, 1]) == pytest.approx(80 / 255, abs=1e-7)
+  assert float(right["frames"][1, 0, 0, 1]) == pytest.approx(120 / 255, abs=1e-7)
+  # Calibrated metric baseline (dummy calibration: 0.53 m) when asked for.
+  metric = video.kitti_to_self_supervised(_kitti_example("l"), stereo_baseline=None)
+  assert float(metric["target_from_stereo"][0, 3]) == pytest.approx(0.53, abs=1e-6)
+  with pytest.raises(InvalidInputError, match="-1"):
+    video.kitti_to_self_supervised(_kitti_example("l"), stereo_baseline=-1)
+
+
+def test_pipeline_flip_negates_the_stereo_transform_and_the_flipped_pair_still_warps(stereo_clips):
+  raw = video.clips_to_dataset(stereo_clips)
+  kwargs = dict(batch_size=2, height=64, width=192, stereo=True)
+  plain = _first(video.make_self_supervised_dataset(raw, **kwargs))
+  flipped = _first(video.make_self_supervised_dataset(
+      raw, augment_data=True, flip_probability=1.0, color_jitter_probability=0.0, **kwargs))
+  b = np.float32(video.MONODEPTH2_STEREO_BASELINE)   # exact: the transform is stored in float32
+  np.testing.assert_array_equal(plain["target_from_stereo"][:, 0, 3], [b, b])
+  np.testing.assert_array_equal(flipped["target_from_stereo"][:, 0, 3], [-b, -b])
+  np.testing.assert_array_equal(flipped["stereo_image"], plain["stereo_image"][:, :, ::-1])
+  np.testing.assert_array_equal(flipped["stereo_image_aug"], flipped["stereo_image"])
+  # With the true depth the flipped pair is explained by the negated transform only. Measured:
+  # mean 0.027 / median 0.0014 with the right sign (the mean is the occlusion bands at depth
+  # edges), 0.22 / 0.21 with the wrong one.
+  for element in (plain, flipped):
+    tx = float(element["target_from_stereo"][0, 0, 3])
+    mean, median = _stereo_error(element, 0, tx)
+    wrong_mean, _ = _stereo_error(element, 0, -tx)
+    assert mean < 0.035 and median < 0.005, (tx, mean, median)
+    assert wrong_mean > 0.15, (tx, wrong_mean)
+
+
+def test_pipeline_jitters_the_stereo_partner_with_the_frames_draw_and_drops_it_unless_asked(
+    stereo_clips):
+  still = dict(stereo_clips[0])
+  still["stereo_image"] = still["frames"][1]    # partner identical to the target
+  raw = video.clips_to_dataset([still])
+  e = _first(video.make_self_supervised_dataset(
+      raw, batch_size=1, height=32, width=96, augment_data=True, flip_probability=0.0,
+      color_jitter_probability=1.0, seed=3, stereo=True))
+  assert np.abs(e["stereo_image_aug"] - e["stereo_image"]).max() > 0.01
+  np.testing.assert_array_equal(e["stereo_image_aug"][0], e["frames_aug"][0, 1])  # one draw
+  np.testing.assert_array_equal(e["stereo_image"][0], e["frames"][0, 1])           # un-jittered
+  mono = _first(video.make_self_supervised_dataset(raw, batch_size=1, height=32, width=96))
+  assert not set(video.STEREO_KEYS) & set(mono)
+  with pytest.raises(InvalidInputError, match="stereo_image"):
+    video.make_self_supervised_dataset(video.clips_to_dataset([stereo_clips[0]]), stereo=True,
+                                       adapter=lambda x: video.synthetic_world_to_self_supervised(
+                                           {k: v for k, v in x.items() if k != "stereo_image"}))

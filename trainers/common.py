@@ -11,6 +11,7 @@ import os
 import keras
 import tensorflow as tf
 
+from tfdepth import models
 from tfdepth.errors import ConfigError
 from trainers import experiments
 from trainers import supervised
@@ -132,7 +133,6 @@ def split_size(builder, split):
 
 def build_network(config):
   """`tfdepth.models.get_model(config.model.name, input_shape=(H, W, 3), **kwargs)`."""
-  from tfdepth import models  # pylint: disable=g-import-not-at-top
   return models.get_model(config.model.name,
                           input_shape=(config.data.height, config.data.width, 3),
                           **dict(config.model.kwargs))
@@ -164,7 +164,8 @@ def build_optimizer(opt, total_steps):
   if name == "adamw":
     return keras.optimizers.AdamW(weight_decay=opt.weight_decay, **kwargs)
   if name == "sgd":
-    return keras.optimizers.SGD(momentum=0.9, **kwargs)
+    # Coupled L2 decay as in Caffe / PyTorch SGD (DORN, DeepLab: 5e-4); 0 = none.
+    return keras.optimizers.SGD(momentum=0.9, weight_decay=opt.weight_decay or None, **kwargs)
   raise ConfigError(f"optimizer.name must be adam|adamw|sgd, received {opt.name!r}")
 
 
@@ -179,6 +180,8 @@ def build_trainer(config, total_steps, strategy=None):
   keras.utils.set_random_seed(config.train.seed)
   with strategy.scope():
     network = build_network(config)
+    if config.train.synchronized_batchnorm:
+      models.synchronize_batchnorm(network)
     model = supervised.SupervisedDepthModel(
         network, supervised.loss_terms_from_config(config.losses),
         depth_metrics=metrics.standard_metrics(config.metrics_protocol),
@@ -441,3 +444,80 @@ def tensorboard_callback(model_dir, sample_dataset):
   from trainers import callbacks  # pylint: disable=g-import-not-at-top
   return callbacks.DepthTensorBoard(os.path.join(worker_model_dir(model_dir), TENSORBOARD_DIR),
                                     sample_batch=sample_dataset.take(1))
+
+
+# ------------------------------------------------------------------------------ fit an experiment
+HISTORY_FILENAME = "history.json"
+# Test-only hook (tests/test_fault_tolerance.py): when set to k, the process SIGKILLs itself at
+# the end of epoch k (after that epoch's backup), simulating a preempted machine.
+CRASH_AFTER_EPOCH_ENV = "TFDEPTH_TEST_CRASH_AFTER_EPOCH"
+
+
+class _CrashAfterEpoch(keras.callbacks.Callback):
+
+  def __init__(self, epoch):
+    super().__init__()
+    self.epoch = epoch
+
+  def on_epoch_end(self, epoch, logs=None):
+    if epoch + 1 == self.epoch:
+      import signal  # pylint: disable=g-import-not-at-top
+      os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _test_crash_callbacks():
+  value = os.environ.get(CRASH_AFTER_EPOCH_ENV)
+  return [_CrashAfterEpoch(int(value))] if value else []
+
+
+def fit_experiment(config, model_dir, make_datasets_fn, build_trainer_fn, strategy_name="default",
+                   data_dir=None, verbose=1):
+  """The training run behind `tfdepth-train`, shared by every trainer.
+
+  Creates the strategy; the chief writes the resolved config into `model_dir`; prepares the TFDS
+  builder; builds the train (and validation) datasets with multi-worker DATA sharding; skips the
+  batches a restored backup already consumed; builds the compiled trainer inside the strategy
+  scope; fits with atomic last/best checkpoints, BackupAndRestore and TensorBoard; writes the
+  history JSON (per worker).
+
+  Args:
+    config: `ExperimentConfig`.
+    model_dir: output directory (checkpoints, backup, tensorboard, config, history).
+    make_datasets_fn: `(config, builder, roles) -> {role: tf.data.Dataset}` of global batches.
+    build_trainer_fn: `(config, total_steps, strategy) -> compiled keras.Model`.
+    strategy_name: one of `STRATEGIES`.
+    data_dir: TFDS data dir.
+    verbose: `fit` verbosity.
+
+  Returns:
+    `(model, keras History, builder)`.
+  """
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  strategy = get_strategy(strategy_name)
+  if is_chief():  # multi-worker: only the chief writes model_dir itself
+    experiments.save_resolved_config(config, model_dir)
+  builder = prepare_builder(config.data, data_dir)
+  # tf.data's seeded shuffle also depends on the global seed: fix it before building the input
+  # so the sample order does not depend on what ran earlier in the process.
+  keras.utils.set_random_seed(config.train.seed)
+  roles = ("train", "validation") if config.data.validation_split else ("train",)
+  datasets = {role: ds.with_options(data_sharding_options())
+              for role, ds in make_datasets_fn(config, builder, roles).items()}
+  steps = steps_per_epoch(config, builder)
+  # After a restart from a backup, continue the input stream where the killed run was.
+  datasets["train"] = resume_dataset(datasets["train"], model_dir, steps)
+  model = build_trainer_fn(config, steps * config.train.epochs, strategy)
+  logging.info("training %s for %d epochs x %d steps (global batch %d, %d replicas)",
+               config.name, config.train.epochs, steps, config.train.batch_size,
+               strategy.num_replicas_in_sync)
+  validation = datasets.get("validation")
+  callbacks = (checkpoint_callbacks(model_dir, "val_loss" if validation is not None else "loss")
+               + _test_crash_callbacks())
+  callbacks.append(tensorboard_callback(model_dir, validation or datasets["train"]))
+  history = model.fit(datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
+                      validation_data=validation,
+                      validation_steps=config.train.validation_steps or None,
+                      callbacks=callbacks, verbose=verbose)
+  with open(os.path.join(worker_model_dir(model_dir), HISTORY_FILENAME), "w") as f:
+    json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
+  return model, history, builder

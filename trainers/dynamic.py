@@ -43,15 +43,27 @@ through `_global_batch_mean`, `optimizer.scale_loss`, zero update on a non-finit
 (released: 10). BatchNormalization of the depth net normalises with per-replica statistics under
 `MirroredStrategy` (Keras behaviour); the motion net has no normalisation.
 
-Not implemented: the 3D geometric (ICP-like point-cloud alignment) loss of Mahjourian et al. 2018;
-the released model's randomized layer normalisation of the depth net, its multi-scale option
+Optional 3D geometric loss (not in the released model; `geometric3d_weight`, default 0 = not
+computed, `OPTIONAL_TERMS`): Mahjourian, Wicke, Angelova, CVPR 2018, as
+`tfdepth.losses.geometric3d_loss` per directed pair: frame a's cloud moved by the full motion
+(R, camera translation + residual field) against frame b's cloud by projective data association
+(one point-to-point ICP step with projective correspondences; no closest-point search and no
+ICP transform residual, see that module), masked where the moved point leaves frame b's image or
+a depth is invalid; weighted 2·w like every term.
+
+Evaluation (`evaluate`, `tfdepth-eval --experiment=dynamic_...`): the self-supervised protocol
+(per-image median scaling, `eval_protocol`) over the test split's target frames, plus the AbsRel on
+moving-object pixels (`moving_abs_rel`, each image's full-image median scale) when the data has a
+`moving_mask` (synthetic_world).
+
+Not implemented: the paper's closest-point ICP itself (see above); the released model's
+randomized layer normalisation of the depth net, its multi-scale option
 (`num_scales`, default 1 = what is done here), the optional segmentation mask of the residual field
 (`use_mask`, default off) and its random-crop augmentation (tfdepth's video pipeline resizes,
 flips and colour-jitters instead).
 """
 
 import dataclasses
-import json
 import os
 from typing import Mapping
 
@@ -60,8 +72,11 @@ import tensorflow as tf
 
 from tfdepth import geometry
 from tfdepth import losses as losses_lib
+from tfdepth import models
 from tfdepth.errors import ConfigError, InvalidInputError
 from trainers.supervised import GuardedFitMixin
+from trainers.supervised import MultiWorkerFitMixin
+from trainers.supervised import step_logs
 from trainers.supervised import TERM_SUFFIX
 from trainers.supervised import TOTAL_LOSS_NAME
 from trainers.supervised import _global_batch_mean
@@ -102,10 +117,15 @@ PAIRS = ((1, 0), (0, 1), (1, 2), (2, 1))
 # Position in PAIRS of each pair's reverse.
 REVERSE = (1, 0, 3, 2)
 NUM_PAIRS = len(PAIRS)
-# Loss-term names (trackers `<name>_loss`) in order.
+# Loss-term names (trackers `<name>_loss`) in order; a term's weight is `DynamicConfig.<name>_weight`.
 TERM_NAMES = ("rgb", "ssim", "depth_consistency", "depth_smoothing", "rotation_cycle",
-              "translation_cycle", "motion_smoothing", "motion_sparsity")
-HISTORY_FILENAME = "history.json"
+              "translation_cycle", "motion_smoothing", "motion_sparsity", "geometric3d")
+# Terms that are computed (and tracked) only when their weight is > 0: the Mahjourian et al. 2018
+# 3D point-cloud alignment loss is not part of the released Li et al. 2021 model.
+OPTIONAL_TERMS = ("geometric3d",)
+# Default weight of the optional 3D geometric loss: off (tfdepth choice; Mahjourian et al. 2018
+# train with 0.1 on their own loss scale, which differs from this one).
+GEOMETRIC3D_WEIGHT = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,6 +134,8 @@ class DynamicConfig:
 
   Attributes:
     rgb_weight … motion_sparsity_weight: weights of `TERM_NAMES` (dimensionless, >= 0).
+    geometric3d_weight: weight of the optional Mahjourian et al. 2018 3D point-cloud alignment
+      loss (`tfdepth.losses.geometric3d_loss`, metres; 0 = off, not computed).
     motion_field_burnin_steps: N of the residual-field burn-in (0 = residual on from step 0).
     learn_intrinsics: learn K with the motion net (ignore the batch's `intrinsics`).
     auto_mask: released `auto_mask` of the residual field.
@@ -128,6 +150,7 @@ class DynamicConfig:
   translation_cycle_weight: float = LI2021.translation_cycle_weight
   motion_smoothing_weight: float = LI2021.motion_smoothing_weight
   motion_sparsity_weight: float = LI2021.motion_sparsity_weight
+  geometric3d_weight: float = GEOMETRIC3D_WEIGHT
   motion_field_burnin_steps: int = LI2021.motion_field_burnin_steps
   learn_intrinsics: bool = False
   auto_mask: bool = True
@@ -151,8 +174,14 @@ class DynamicConfig:
                               f"{self.min_depth!r}, {self.max_depth!r}")
 
   @property
+  def active_terms(self):
+    """`TERM_NAMES` without the `OPTIONAL_TERMS` whose weight is 0 (those are not computed)."""
+    return tuple(n for n in TERM_NAMES
+                 if n not in OPTIONAL_TERMS or getattr(self, f"{n}_weight") > 0)
+
+  @property
   def term_weights(self):
-    """{term: total multiplier 2·w·f} of the released aggregator."""
+    """{term: total multiplier 2·w·f} of the released aggregator (also applied to geometric3d)."""
     out = {}
     for name in TERM_NAMES:
       factor = LI2021.ssim_factor if name == "ssim" else 1.0
@@ -287,8 +316,12 @@ def dynamic_losses(frames, depths, motion, intrinsics, config, gate=1.0):
     config: `DynamicConfig`.
     gate: burn-in factor of the residual field (`residual_gate`), scalar.
   Returns:
-    dict of (B,) float32 for every name in `TERM_NAMES`, plus "closer_mask" (4B, H, W, 1) and
-    "translation_field" (4B, H, W, 3) (after auto-mask and gate) for inspection.
+    dict of (B,) float32 for every name in `config.active_terms` ("geometric3d": mean over the 4
+    directed pairs of `tfdepth.losses.geometric3d_loss` of frame a's cloud moved by the full
+    motion (rotation, camera translation + residual field) against frame b's cloud, frame b's
+    depth under the same stop-gradient as the photometric term), plus "closer_mask"
+    (4B, H, W, 1) and "translation_field" (4B, H, W, 3) (after auto-mask and gate) for
+    inspection.
   """
   frames = tf.cast(frames, tf.float32)
   depths = tf.cast(depths, tf.float32)
@@ -326,7 +359,15 @@ def dynamic_losses(frames, depths, motion, intrinsics, config, gate=1.0):
   disp = 1.0 / _merge_leading(depths)
   disp_smooth = losses_lib.edge_aware_smoothness(disp, _merge_leading(frames))
   disp_smooth = tf.reduce_mean(tf.reshape(disp_smooth, [-1, NUM_FRAMES]), axis=1)
+  out = {}
+  if "geometric3d" in config.active_terms:
+    rigid = geometry.pose_from_rotation_translation(
+        geometry.euler_to_matrix(rotation) if rotation.shape.rank == 2 else rotation,
+        tf.zeros_like(background))
+    out["geometric3d"] = _pair_mean(losses_lib.geometric3d_loss(
+        depth_a, depth_b, rigid, k_pairs, translation_field=translation))
   return {
+      **out,
       "rgb": _pair_mean(photo["rgb_error"]),
       "ssim": _pair_mean(photo["ssim_error"]),
       "depth_consistency": _pair_mean(photo["depth_error"]),
@@ -342,7 +383,7 @@ def dynamic_losses(frames, depths, motion, intrinsics, config, gate=1.0):
 
 # ----------------------------------------------------------------------------- the model
 @keras.saving.register_keras_serializable(package="tfdepth")
-class DynamicDepthModel(GuardedFitMixin, keras.Model):
+class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
   """Li et al. 2021 trainer: depth net + motion-field net, self-supervised in dynamic scenes.
 
   Args:
@@ -374,7 +415,7 @@ class DynamicDepthModel(GuardedFitMixin, keras.Model):
     self.depth_net = depth_net
     self.motion_net = motion_net
     self.config = config
-    self.term_names = list(TERM_NAMES)
+    self.term_names = list(config.active_terms)
     self.total_tracker = keras.metrics.Mean(name=TOTAL_LOSS_NAME)
     self.term_trackers = [keras.metrics.Mean(name=n + TERM_SUFFIX) for n in self.term_names]
     self.depth_metrics = list(depth_metrics)
@@ -488,7 +529,7 @@ class DynamicDepthModel(GuardedFitMixin, keras.Model):
     self.optimizer.apply(grads, variables)
     self._update_trackers(total, terms, batch_size)
     self._update_metrics(batch, depths)
-    return {m.name: m.result() for m in self.metrics}
+    return step_logs(self.metrics)
 
   def test_step(self, data):
     batch = self._unpack(data)
@@ -498,7 +539,7 @@ class DynamicDepthModel(GuardedFitMixin, keras.Model):
     total, terms = self.compute_loss_terms(batch, depths, motion, self.residual_gate())
     self._update_trackers(total, terms, tf.shape(frames)[0])
     self._update_metrics(batch, depths)
-    return {m.name: m.result() for m in self.metrics}
+    return step_logs(self.metrics)
 
   def predict_step(self, data):
     if isinstance(data, Mapping):
@@ -573,16 +614,18 @@ def build_dynamic_trainer(config, total_steps=None, strategy=None, with_metrics=
   del total_steps
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   from trainers import common  # pylint: disable=g-import-not-at-top
-  from trainers import self_supervised  # pylint: disable=g-import-not-at-top
   strategy = strategy or tf.distribute.get_strategy()
   common.set_precision(config.train.mixed_precision)
   keras.utils.set_random_seed(config.train.seed)
   dyn = dynamic_config(config)
   with strategy.scope():
     depth, motion = build_networks(config, dyn.learn_intrinsics)
+    if config.train.synchronized_batchnorm:
+      for net in (depth, motion):
+        models.synchronize_batchnorm(net)
     model = DynamicDepthModel(
         depth, motion, dyn,
-        depth_metrics=(metrics.standard_metrics(self_supervised.eval_protocol(config))
+        depth_metrics=(metrics.standard_metrics(eval_protocol(config))
                        if with_metrics else ()),
         name="dynamic")
     clip = config.optimizer.clipnorm or LI2021.gradient_clip_norm
@@ -630,27 +673,163 @@ def make_datasets(config, builder, splits=("train", "validation"), cache=True):
 def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
   """`tfdepth-train` for dynamic experiments; returns `(model, History, builder)`."""
   from trainers import common  # pylint: disable=g-import-not-at-top
-  from trainers import experiments  # pylint: disable=g-import-not-at-top
-  strategy = common.get_strategy(strategy_name)
-  experiments.save_resolved_config(config, model_dir)
-  builder = common.prepare_builder(config.data, data_dir)
-  splits = ("train", "validation") if config.data.validation_split else ("train",)
-  datasets = make_datasets(config, builder, splits)
-  steps = common.steps_per_epoch(config, builder)
-  model = build_dynamic_trainer(config, steps * config.train.epochs, strategy)
-  history = model.fit(datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
-                      validation_data=datasets.get("validation"),
-                      validation_steps=config.train.validation_steps or None,
-                      callbacks=common.checkpoint_callbacks(model_dir), verbose=verbose)
-  with open(os.path.join(model_dir, HISTORY_FILENAME), "w") as f:
-    json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
-  return model, history, builder
+  return common.fit_experiment(config, model_dir, make_datasets, build_dynamic_trainer,
+                               strategy_name, data_dir, verbose)
+
+
+# ----------------------------------------------------------------------------- evaluation
+# Batch key of the moving-object mask (synthetic_world `moving_mask`, kept by
+# `tfdepth.data.video.synthetic_world_to_self_supervised`).
+MOVING_MASK_KEY = "moving_mask"
+# Table / per-image keys of the moving-object evaluation.
+MOVING_ABS_REL_KEY = "abs_rel_moving"
+MOVING_NUM_VALID_KEY = "num_valid_moving"
+
+
+def eval_protocol(config):
+  """The experiment's protocol with per-image median scaling (monocular, scale-ambiguous depth;
+  Zhou et al. 2017 / Monodepth2), e.g. `synthetic_street_median` (name as
+  `trainers.self_supervised.eval_protocol` derives it)."""
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  base = metrics.get_protocol(config.metrics_protocol)
+  if base.median_scaling:
+    return base
+  return dataclasses.replace(base, name=f"{base.name}_median", median_scaling=True)
+
+
+def predict_split(model, dataset):
+  """Depth of the target frame of every clip of a video dataset.
+
+  Returns:
+    dict of numpy arrays: "pred" (N, H, W, 1) metres, and when the data has them "gt"
+    (N, H, W, 1) metres (0 = invalid) and "moving" (N, H, W, 1) float {0, 1}.
+  """
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  out = {"pred": [], "gt": [], "moving": []}
+  for batch in dataset:
+    frames = tf.cast(batch["frames"], tf.float32)
+    out["pred"].append(model(frames[:, TARGET_INDEX], training=False)["depth"].numpy())
+    if "depth" in batch:
+      out["gt"].append(batch["depth"].numpy())
+    if MOVING_MASK_KEY in batch:
+      out["moving"].append(batch[MOVING_MASK_KEY].numpy())
+  return {k: np.concatenate(v) for k, v in out.items() if v}
+
+
+def moving_abs_rel(gts, preds, moving, protocol, per_image):
+  """AbsRel on moving-object pixels, with each image's own scale from the full-image evaluation.
+
+  For image i: the prediction (resized to the GT size as disparity when sizes differ, as
+  `tfdepth.metrics.evaluate_predictions`) is multiplied by `per_image[i]["scale"]` (the median
+  ratio over all of the image's valid pixels × the fixed scale), clamped to the protocol's range
+  if it clamps, and AbsRel = mean |gt − pred| / gt over pixels valid under the protocol with
+  moving > 0. The result is the mean over images that have such pixels.
+
+  Args:
+    gts: N (H, W[, 1]) metres (0 = invalid).
+    preds: N (h, w[, 1]) metres, > 0.
+    moving: N (H, W[, 1]) masks (> 0 = moving object).
+    protocol: `EvalProtocol` or name.
+    per_image: the per-image dicts of `evaluate_predictions` (their "scale").
+  Returns:
+    (mean AbsRel (NaN without moving pixels), number of images with moving pixels, per-image
+    list of (AbsRel or NaN, moving-pixel count)).
+  Raises:
+    InvalidInputError: different numbers of images.
+  """
+  import math  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  protocol = metrics.get_protocol(protocol)
+  if not len(gts) == len(preds) == len(moving) == len(per_image):
+    raise InvalidInputError(
+        f"moving_abs_rel expected equal numbers of gts, preds, moving masks and per-image "
+        f"records, received {len(gts)}, {len(preds)}, {len(moving)}, {len(per_image)}")
+  values = []
+  for gt, pred, mov, record in zip(gts, preds, moving, per_image):
+    gt = np.asarray(gt, np.float64).reshape(np.shape(gt)[:2])
+    pred = np.asarray(pred, np.float64).reshape(np.shape(pred)[:2])
+    mov = np.asarray(mov).reshape(np.shape(mov)[:2]) > 0
+    if pred.shape != gt.shape:
+      pred = 1.0 / metrics.resize_bilinear_numpy(1.0 / pred, *gt.shape)
+    mask = metrics.evaluation_mask(gt, protocol) & mov
+    scale = record.get("scale", math.nan)
+    if not mask.any() or not math.isfinite(scale):
+      values.append((math.nan, 0))
+      continue
+    p = pred[mask] * scale
+    if protocol.clamp_after_scaling:
+      p = np.clip(p, protocol.min_depth, protocol.max_depth)
+    values.append((float(np.mean(np.abs(gt[mask] - p) / gt[mask])), int(mask.sum())))
+  counted = [v for v, n in values if n > 0]
+  return (float(np.mean(counted)) if counted else math.nan), len(counted), values
+
+
+def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
+  """`tfdepth-eval` for dynamic experiments: the self-supervised evaluation (median-scaled table
+  of `tfdepth.metrics.evaluate_predictions` under `eval_protocol`, written by
+  `trainers.evaluate.write_tables`) plus, when the data has `moving_mask`, `abs_rel_moving`
+  (`moving_abs_rel`) and `num_valid_moving` (images with moving pixels) in the table and in each
+  per-image record. KITTI Eigen-Zhou experiments are evaluated on the Eigen test split at the
+  ground truth's native size (`trainers.self_supervised.predict_images`). Returns the table.
+  """
+  import math  # pylint: disable=g-import-not-at-top
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  from tfdepth.data import make_supervised_dataset  # pylint: disable=g-import-not-at-top
+  from tfdepth.data import video  # pylint: disable=g-import-not-at-top
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
+  from trainers import self_supervised  # pylint: disable=g-import-not-at-top
+  split = split or config.data.test_split
+  if not split:
+    raise ConfigError(f"experiment {config.name!r} has no test split; pass --split")
+  model = build_dynamic_trainer(config, with_metrics=False)
+  model.load_weights(checkpoint)
+  if config.data.tfds_name.startswith(self_supervised.KITTI_ZHOU_PREFIX):
+    builder = common.prepare_builder(
+        dataclasses.replace(config.data, tfds_name=self_supervised.KITTI_EVAL_TFDS_NAME), data_dir)
+    result = self_supervised.predict_images(
+        model, make_supervised_dataset(builder, split=split, batch_size=1),
+        config.data.height, config.data.width)
+  else:
+    builder = common.prepare_builder(config.data, data_dir)
+    ds = video.make_self_supervised_dataset(
+        builder, split=split, batch_size=config.train.batch_size, height=config.data.height,
+        width=config.data.width, adapter=_video_adapter(config))
+    result = predict_split(model, ds)
+  if "gt" not in result:
+    raise ConfigError(f"split {split!r} of {config.data.tfds_name!r} has no ground-truth depth "
+                      "to evaluate")
+  protocol = eval_protocol(config)
+  gts = [g[..., 0] for g in result["gt"]]
+  preds = [p[..., 0] for p in result["pred"]]
+  table, per_image = metrics.evaluate_predictions(gts, preds, protocol)
+  table = {k: float(v) for k, v in table.items()}
+  if "moving" in result:
+    mean, count, values = moving_abs_rel(gts, preds, result["moving"], protocol, per_image)
+    table[MOVING_ABS_REL_KEY] = mean
+    table[MOVING_NUM_VALID_KEY] = count
+    for record, (value, n) in zip(per_image, values):
+      record[MOVING_ABS_REL_KEY] = value
+      record[MOVING_NUM_VALID_KEY] = n
+  output_dir = output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
+  json_table = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in table.items()}
+  md = evaluate_lib.write_tables({config.name: json_table}, protocol, output_dir,
+                                 {"checkpoint": checkpoint, "split": split}, per_image=per_image)
+  print(md)
+  if MOVING_ABS_REL_KEY in table:
+    print(f"AbsRel on moving-object pixels: {table[MOVING_ABS_REL_KEY]:.4f} "
+          f"({table[MOVING_NUM_VALID_KEY]} images)")
+  return table
 
 
 __all__ = [
-    "DYNAMIC_MODEL", "DynamicConfig", "DynamicDepthModel", "LI2021", "Li2021Defaults", "PAIRS",
-    "TERM_NAMES", "auto_mask_residual", "build_dynamic_trainer", "build_networks",
-    "clip_intrinsics", "dynamic_config", "dynamic_losses", "is_dynamic", "make_datasets",
-    "make_optimizer", "motion_net_inputs", "motion_warp_coords", "residual_gate", "train",
+    "DYNAMIC_MODEL", "DynamicConfig", "DynamicDepthModel", "GEOMETRIC3D_WEIGHT", "LI2021",
+    "Li2021Defaults", "MOVING_ABS_REL_KEY", "MOVING_MASK_KEY", "MOVING_NUM_VALID_KEY",
+    "OPTIONAL_TERMS", "PAIRS", "TERM_NAMES", "auto_mask_residual", "build_dynamic_trainer",
+    "build_networks", "clip_intrinsics", "dynamic_config", "dynamic_losses", "eval_protocol",
+    "evaluate", "is_dynamic", "make_datasets", "make_optimizer", "motion_net_inputs",
+    "motion_warp_coords", "moving_abs_rel", "predict_split", "residual_gate", "train",
     "video_frames_to_dynamic",
 ]

@@ -248,9 +248,12 @@ def compare_runs(runs, allow_mixed_protocols=False, output_dir=None):
 
 def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
   """Loads `checkpoint` into the experiment's model and evaluates `split`; returns the table."""
+  from trainers import dynamic  # pylint: disable=g-import-not-at-top
   from trainers import self_supervised  # pylint: disable=g-import-not-at-top
   if self_supervised.is_self_supervised(config):  # Monodepth2 / segdepth experiments (issue 5)
     return self_supervised.evaluate(config, checkpoint, split, output_dir, data_dir)
+  if dynamic.is_dynamic(config):  # Li et al. 2021 experiments (issue 6), + moving-object AbsRel
+    return dynamic.evaluate(config, checkpoint, split, output_dir, data_dir)
   builder = common.prepare_builder(config.data, data_dir)
   split = split or config.data.test_split
   model = common.build_trainer(config, total_steps=1)

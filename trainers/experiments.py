@@ -33,11 +33,36 @@ RESOLVED_CONFIG_FILENAME = "experiment_config.json"
 MIXED_PRECISION_POLICIES = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
+def _lists_to_tuples(value):
+  """JSON arrays -> tuples (recursively): sequences in configs are tuples, as in the registry."""
+  if isinstance(value, list):
+    return tuple(_lists_to_tuples(v) for v in value)
+  if isinstance(value, dict):
+    return {k: _lists_to_tuples(v) for k, v in value.items()}
+  return value
+
+
+def _freeze_sequences(config):
+  """Stores list values of a config's dict fields as tuples (recursively), in place.
+
+  Configs are frozen and compared by value: a sequence is always a tuple, whether it came from
+  the registry, an `--override` (JSON array) or a resolved-config file.
+  """
+  for field in dataclasses.fields(config):
+    value = getattr(config, field.name)
+    if isinstance(value, dict):
+      object.__setattr__(config, field.name, _lists_to_tuples(value))
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Model builder (`tfdepth.models.get_model(name, **kwargs)`)."""
   name: str = "fastdepth"
   kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    _freeze_sequences(self)
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +86,9 @@ class DataConfig:
   # colour jitter only). See tfdepth.data.augment.MIN_CROP_FRACTION.
   min_crop_fraction: float = 0.8
   shuffle_buffer: int = 256
+
+  def __post_init__(self):
+    _freeze_sequences(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +118,9 @@ class LossConfig:
   target_kwargs: Dict[str, Any] = dataclasses.field(default_factory=dict)
   use_mask: bool = True
 
+  def __post_init__(self):
+    _freeze_sequences(self)
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -102,6 +133,9 @@ class TrainConfig:
   jit_compile: bool = False
   seed: int = 0
   drop_remainder: bool = True
+  # Cross-replica BatchNorm statistics (`tfdepth.models.synchronize_batchnorm`): a step over N
+  # replicas then equals one device with the global batch. Off by default (as in the papers).
+  synchronized_batchnorm: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -204,7 +238,7 @@ def _parse_value(text, annotation, key):
 
 def _parse_json_or_str(text):
   try:
-    return json.loads(text)
+    return _lists_to_tuples(json.loads(text))
   except json.JSONDecodeError:
     return text
 
@@ -291,6 +325,8 @@ def config_from_dict(data):
         v = build(ann, v)
       elif k == "losses":
         v = tuple(build(LossConfig, x) for x in v)
+      else:
+        v = _lists_to_tuples(v)
       kwargs[k] = v
     return cls(**kwargs)
   return build(ExperimentConfig, data)
@@ -367,6 +403,10 @@ register_experiment(ExperimentConfig(
 # FCRN (Laina et al., 3DV 2016) on NYU Depth v2 (labeled subset builder, manual download): berHu
 # loss (Sec. 3.2), SGD with momentum 0.9, learning rate 1e-2 (Sec. 4), batch 16. The 480x640
 # frames are resized to 224x320 (multiples of 32; the paper uses 228x304 crops of 240x320).
+# Output: softplus instead of the paper's linear regression: the trainer's streaming metrics
+# require depth >= 0 (a linear head goes negative at initialisation and stops `fit`), and unlike a
+# ReLU it keeps a gradient everywhere.
+FCRN_DEPTH_ACTIVATION = "softplus"
 FCRN_SGD_LR = 1e-2
 FCRN_BATCH_SIZE = 16
 FCRN_EPOCHS = 20  # Laina et al. train ~20 epochs on the 95k-frame raw subset
@@ -374,13 +414,208 @@ FCRN_EPOCHS = 20  # Laina et al. train ~20 epochs on the 95k-frame raw subset
 register_experiment(ExperimentConfig(
     name="fcrn_nyu",
     description="FCRN ResNet-50 with up-projections on NYU Depth v2 (labeled, 1449 frames).",
-    model=ModelConfig("fcrn", {"num_layers": 50}),
+    model=ModelConfig("fcrn", {"num_layers": 50, "depth_activation": FCRN_DEPTH_ACTIVATION}),
     data=DataConfig(tfds_name="nyu_depth_v2_labeled", height=224, width=320,
                     train_split="train[:95%]", validation_split="train[95%:]",
                     test_split="test"),
     optimizer=OptimizerConfig("sgd", learning_rate=FCRN_SGD_LR, schedule="polynomial"),
     losses=(LossConfig("berhu", 1.0),),
     train=TrainConfig(batch_size=FCRN_BATCH_SIZE, epochs=FCRN_EPOCHS, seed=0),
+    metrics_protocol="nyu",
+    max_depth=SYNTHETIC_INDOOR_MAX_DEPTH,
+))
+
+# Shared by the NYU experiments: the labeled subset builder (manual download), 95 % / 5 % of its
+# train split for training / validation, evaluated on the official 654-frame test split.
+def _nyu_data(height, width):
+  return DataConfig(tfds_name="nyu_depth_v2_labeled", height=height, width=width,
+                    train_split="train[:95%]", validation_split="train[95%:]", test_split="test")
+
+
+# Supervised KITTI training needs image + dense/sparse depth for the Eigen *training* drives.
+# The kitti_depth builder provides only the Eigen test frames (`eigen`: LiDAR, `eigen_benchmark`:
+# annotated maps) so far, so the KITTI experiments name the splits a supervised KITTI source must
+# have; set `data.tfds_name` to such a dataset (or, for a smoke run, to "synthetic_world/street").
+KITTI_SUPERVISED_TFDS_NAME = "kitti_depth/eigen"
+
+
+def _kitti_data(height, width):
+  return DataConfig(tfds_name=KITTI_SUPERVISED_TFDS_NAME, height=height, width=width,
+                    train_split="train", validation_split="validation", test_split="test")
+
+
+# DORN's shift ξ = 1 - α of the spacing-increasing discretisation (Fu et al. 2018, Sec. 3.2):
+# SID runs on [α + ξ, β + ξ] = [1, β + ξ] and the edges are shifted back by ξ.
+DORN_SHIFTED_ALPHA = 1.0
+
+
+def sid_edges(min_depth, max_depth, num_bins):
+  """K + 1 SID edges (metres) with DORN's shift, as a JSON-ready list of Python floats.
+
+  t_i = exp(log(α + ξ) + i·log((β + ξ)/(α + ξ))/K) − ξ, i = 0..K (Fu et al. 2018, eq. 1), with the
+  ends pinned to exactly α and β; computed in float64. These are the edges of
+  `tfdepth.geometry.sid_edges(min_depth, max_depth, num_bins, shift=True)` (what the DORN / SID
+  models decode with; tests/test_experiments.py checks they agree in float32) written with `math`
+  so that registering experiments runs no TensorFlow op (multi-worker processes import this
+  module before creating their strategy). The ordinal / classification loss terms need them as a
+  kwarg: overriding `model.kwargs.num_bins` also needs `losses.<term>.kwargs.edges=[...]`
+  (the loss raises InvalidInputError on a mismatch).
+  """
+  import math  # pylint: disable=g-import-not-at-top
+  if not 0 < min_depth < max_depth or not isinstance(num_bins, int) or num_bins < 2:
+    raise ConfigError(f"sid_edges expected 0 < min_depth < max_depth and an int num_bins >= 2, "
+                      f"received {min_depth!r}, {max_depth!r}, {num_bins!r}")
+  xi = DORN_SHIFTED_ALPHA - min_depth
+  lo, hi = min_depth + xi, max_depth + xi
+  edges = [math.exp(math.log(lo) + i * math.log(hi / lo) / num_bins) - xi
+           for i in range(num_bins + 1)]
+  edges[0], edges[-1] = float(min_depth), float(max_depth)
+  return edges
+
+
+# Eigen, Puhrsch, Fergus, NIPS 2014: coarse + fine network on NYU Depth v2, scale-invariant loss
+# with λ = 0.5 (Eq. 4), SGD with momentum 0.9, batch 32 (Sec. 3.3). The paper's 304x228 input is
+# rounded to multiples of 32 as 224x288 (a slightly smaller crop; output H/4 x W/4 = 56x72 vs the
+# paper's 55x74). Deviations: the paper's per-layer learning rates (coarse convs 1e-3, coarse FC
+# 0.1, fine 1e-3/1e-2/1e-3) become one rate, 1e-3; coarse and fine are trained jointly (the paper
+# trains the coarse network first, then the fine one with the coarse one fixed).
+EIGEN_VARIANCE_FOCUS = 0.5     # Eigen et al. 2014, Eq. 4 (λ = 0.5 in training)
+EIGEN_SGD_LR = 1e-3            # Eigen et al. 2014, Sec. 3.3 (coarse convs and fine layers 1, 3)
+EIGEN_BATCH_SIZE = 32          # Eigen et al. 2014, Sec. 3.3
+EIGEN2014_HEIGHT, EIGEN2014_WIDTH = 224, 288   # paper 228x304, rounded to multiples of 32
+EIGEN2014_EPOCHS = 20
+
+register_experiment(ExperimentConfig(
+    name="eigen2014_nyu",
+    description="Eigen et al. 2014 coarse + fine network (log depth) on NYU Depth v2 (labeled), "
+                "scale-invariant loss with lambda 0.5; coarse and fine trained jointly.",
+    model=ModelConfig("eigen2014", {}),
+    data=_nyu_data(EIGEN2014_HEIGHT, EIGEN2014_WIDTH),
+    optimizer=OptimizerConfig("sgd", learning_rate=EIGEN_SGD_LR),
+    losses=(LossConfig("silog", 1.0, kwargs={"variance_focus": EIGEN_VARIANCE_FOCUS}),),
+    train=TrainConfig(batch_size=EIGEN_BATCH_SIZE, epochs=EIGEN2014_EPOCHS, seed=0),
+    metrics_protocol="nyu",
+    max_depth=SYNTHETIC_INDOOR_MAX_DEPTH,
+))
+
+# Eigen & Fergus, ICCV 2015 (VGG-16 version) on NYU Depth v2, *depth task only*: the multi-task
+# variant (normals, labels) cannot be trained by `SupervisedDepthModel` yet: no normals /
+# label ground truth in the supervised pipeline and no normals / cross-entropy loss term in
+# `trainers.supervised.LOSS_FUNCTIONS`. Loss: scale-invariant with λ = 0.5 (Eq. 1) plus a log-depth
+# gradient term; the paper's own gradient term (`tfdepth.losses.gradient_loss`, Eq. 2) is not
+# addressable by name in LOSS_FUNCTIONS, so MegaDepth's gradient matching
+# ("gradient_matching") stands in for it. Input 320x240 (paper) -> 224x320 (multiple of 32).
+# SGD with momentum 0.9, batch 32 (Sec. 3.3); one rate 1e-3 instead of per-scale rates.
+EIGEN2015_HEIGHT, EIGEN2015_WIDTH = 224, 320   # paper 240x320
+EIGEN2015_GRADIENT_WEIGHT = 1.0                # Eigen & Fergus 2015, Eq. 1-2 (unit weight)
+EIGEN2015_EPOCHS = 20
+
+register_experiment(ExperimentConfig(
+    name="eigen2015_nyu",
+    description="Eigen & Fergus 2015 VGG-16 three-scale network, depth task only, on NYU Depth v2 "
+                "(labeled): scale-invariant (lambda 0.5) + gradient matching loss.",
+    model=ModelConfig("eigen2015", {"tasks": ["depth"]}),
+    data=_nyu_data(EIGEN2015_HEIGHT, EIGEN2015_WIDTH),
+    optimizer=OptimizerConfig("sgd", learning_rate=EIGEN_SGD_LR),
+    losses=(LossConfig("silog", 1.0, kwargs={"variance_focus": EIGEN_VARIANCE_FOCUS}),
+            LossConfig("gradient_matching", EIGEN2015_GRADIENT_WEIGHT)),
+    train=TrainConfig(batch_size=EIGEN_BATCH_SIZE, epochs=EIGEN2015_EPOCHS, seed=0),
+    metrics_protocol="nyu",
+    max_depth=SYNTHETIC_INDOOR_MAX_DEPTH,
+))
+
+# DORN (Fu et al., CVPR 2018) on KITTI, Sec. 4 "Implementation details": dilated ResNet-101,
+# ordinal regression loss (Eq. 2-4) over SID bins of [1e-3, 80] m with the shift ξ; SGD with
+# momentum 0.9, polynomial decay of base rate 1e-4 with power 0.9, batch 3, 300K iterations;
+# KITTI crops of 385x513 -> 384x512 here (multiples of 32; note the pipeline *resizes* the frame
+# to that size, DORN crops it). K = 80 is tfdepth's `DORN_NUM_BINS` default (not checked
+# against the paper's KITTI K); weight decay 5e-4 is not applied (`build_optimizer` uses
+# weight_decay only for AdamW).
+DORN_KITTI_HEIGHT, DORN_KITTI_WIDTH = 384, 512  # paper crops 385x513
+DORN_SGD_LR = 1e-4               # Fu et al. 2018, Sec. 4 (base learning rate)
+DORN_POLY_POWER = 0.9            # Fu et al. 2018, Sec. 4 (polynomial decay power)
+DORN_BATCH_SIZE = 3              # Fu et al. 2018, Sec. 4
+DORN_KITTI_ITERATIONS = 300_000  # Fu et al. 2018, Sec. 4 (KITTI)
+DORN_STEPS_PER_EPOCH = 1000      # tfdepth bookkeeping: 300 "epochs" of 1000 steps = 300K steps
+DORN_KITTI_NUM_BINS = 80         # tfdepth.models.dorn.DORN_NUM_BINS
+DORN_MIN_DEPTH = 1e-3            # tfdepth.models.dorn.DEFAULT_MIN_DEPTH (KITTI protocol floor)
+DORN_MAX_DEPTH = 80.0            # KITTI protocol cap (Eigen et al. 2014)
+
+register_experiment(ExperimentConfig(
+    name="dorn_kitti",
+    description="DORN (ResNet-101, stride 8, ASPP 6/12/18, full-image encoder) with the ordinal "
+                "regression loss over 80 SID bins (1e-3..80 m, shift xi) on KITTI at 384x512. "
+                "Needs a supervised KITTI source with train/validation/test splits in "
+                "data.tfds_name (the kitti_depth builder has only the Eigen test split so far).",
+    model=ModelConfig("dorn", {"num_bins": DORN_KITTI_NUM_BINS, "min_depth": DORN_MIN_DEPTH,
+                               "max_depth": DORN_MAX_DEPTH}),
+    data=_kitti_data(DORN_KITTI_HEIGHT, DORN_KITTI_WIDTH),
+    optimizer=OptimizerConfig("sgd", learning_rate=DORN_SGD_LR, schedule="polynomial",
+                              power=DORN_POLY_POWER, end_learning_rate_factor=0.0),
+    losses=(LossConfig("ordinal", 1.0, prediction_key="ordinal_logits",
+                       kwargs={"edges": sid_edges(DORN_MIN_DEPTH, DORN_MAX_DEPTH,
+                                                  DORN_KITTI_NUM_BINS)}),),
+    train=TrainConfig(batch_size=DORN_BATCH_SIZE,
+                      epochs=DORN_KITTI_ITERATIONS // DORN_STEPS_PER_EPOCH,
+                      steps_per_epoch=DORN_STEPS_PER_EPOCH, seed=0),
+    metrics_protocol="kitti_eigen",
+    max_depth=DORN_MAX_DEPTH,
+))
+
+# Depth as classification over SID bins on DeepLab v2 (Cao, Wu, Shen, IEEE TCSVT 2017; Chen et
+# al., TPAMI 2017): dilated ResNet-101 + ASPP-L (rates 6/12/18/24, summed), softmax
+# cross-entropy over 71 SID classes of [1e-3, 80] m (issue 4), arg-max decoding. Optimisation
+# as DeepLab v2's released ResNet-101 solver: SGD, momentum 0.9, "poly" decay of base rate
+# 2.5e-4 with power 0.9, batch 10, 20K iterations (weight decay 5e-4 not applied, see DORN).
+# Input: DORN's KITTI size 384x512 (DeepLab v2's 321x321 crops do not fit KITTI's aspect).
+SID_NUM_CLASSES = 71             # issue 4 / tfdepth.models.dorn.SID_CLASSIFIER_NUM_CLASSES
+SID_SGD_LR = 2.5e-4              # DeepLab v2 ResNet-101 solver base_lr (Chen et al. 2017)
+SID_BATCH_SIZE = 10              # DeepLab v2 (Chen et al. 2017, Sec. 4.1)
+SID_ITERATIONS = 20_000          # DeepLab v2 (Chen et al. 2017, Sec. 4.1, PASCAL VOC)
+SID_STEPS_PER_EPOCH = 1000       # tfdepth bookkeeping: 20 "epochs" of 1000 steps
+
+register_experiment(ExperimentConfig(
+    name="sid_deeplab_kitti",
+    description="Depth as classification: DeepLab v2 (dilated ResNet-101 + ASPP-L) over 71 SID "
+                "classes up to 80 m, softmax cross-entropy, arg-max decoding, KITTI at 384x512. "
+                "Needs a supervised KITTI source in data.tfds_name (see dorn_kitti).",
+    model=ModelConfig("sid_classifier", {"num_classes": SID_NUM_CLASSES,
+                                         "min_depth": DORN_MIN_DEPTH,
+                                         "max_depth": DORN_MAX_DEPTH, "decoding": "argmax"}),
+    data=_kitti_data(DORN_KITTI_HEIGHT, DORN_KITTI_WIDTH),
+    optimizer=OptimizerConfig("sgd", learning_rate=SID_SGD_LR, schedule="polynomial",
+                              power=DORN_POLY_POWER, end_learning_rate_factor=0.0),
+    losses=(LossConfig("sid_cross_entropy", 1.0, prediction_key="logits",
+                       kwargs={"edges": sid_edges(DORN_MIN_DEPTH, DORN_MAX_DEPTH,
+                                                  SID_NUM_CLASSES)}),),
+    train=TrainConfig(batch_size=SID_BATCH_SIZE, epochs=SID_ITERATIONS // SID_STEPS_PER_EPOCH,
+                      steps_per_epoch=SID_STEPS_PER_EPOCH, seed=0),
+    metrics_protocol="kitti_eigen",
+    max_depth=DORN_MAX_DEPTH,
+))
+
+# DPT-Base (Ranftl, Bochkovskiy, Koltun, ICCV 2021; ViT-B/16, hooks 2/5/8/11, 256 fusion
+# channels) on NYU Depth v2. The 480x640 frames are resized to 384x512 (DPT's 384 training
+# height, NYU's 4:3 aspect; multiples of 32). Adam (Ranftl et al. train DPT / MiDaS with Adam, 1e-5
+# for the encoder and 1e-4 for the decoder; tfdepth has one rate: 1e-4). Head: sigmoid x 10 m
+# (the released NYU model predicts scaled inverse depth; a bounded positive metric head keeps
+# the log loss defined from the first step). Loss: SILog with λ = 0.85 as BTS / AdaBins on NYU.
+# Random initialisation (the paper starts from ImageNet-21k ViT weights; nothing is downloaded).
+DPT_NYU_HEIGHT, DPT_NYU_WIDTH = 384, 512
+DPT_ADAM_LR = 1e-4               # Ranftl et al. 2021 (decoder rate)
+DPT_BATCH_SIZE = 8
+DPT_EPOCHS = 20
+
+register_experiment(ExperimentConfig(
+    name="dpt_nyu",
+    description="DPT-Base (ViT-B/16 + reassemble + fusion + depth head, sigmoid x 10 m) on NYU "
+                "Depth v2 (labeled) at 384x512, SILog loss, random initialisation.",
+    model=ModelConfig("dpt", {"depth_activation": "sigmoid",
+                              "max_depth": SYNTHETIC_INDOOR_MAX_DEPTH}),
+    data=_nyu_data(DPT_NYU_HEIGHT, DPT_NYU_WIDTH),
+    optimizer=OptimizerConfig("adam", learning_rate=DPT_ADAM_LR),
+    losses=(LossConfig("silog", 1.0, kwargs={"variance_focus": BTS_VARIANCE_FOCUS}),),
+    train=TrainConfig(batch_size=DPT_BATCH_SIZE, epochs=DPT_EPOCHS, seed=0),
     metrics_protocol="nyu",
     max_depth=SYNTHETIC_INDOOR_MAX_DEPTH,
 ))
@@ -407,6 +642,26 @@ _STREET_SELF_SUPERVISED_DATA = DataConfig(
 _KITTI_ZHOU_DATA = DataConfig(tfds_name="kitti_depth/eigen_zhou", height=192, width=640,
                               train_split="train", validation_split="validation",
                               test_split="test")
+# Stereo (Monodepth2 S / MS, `--use_stereo`): the stereo partner "s" is warped with the known
+# stereo transform of baseline 0.1 (`tfdepth.data.video.MONODEPTH2_STEREO_BASELINE`); evaluation
+# without median scaling, depth x5.4 (`kitti_eigen_stereo`; `self_supervised.eval_protocol`).
+# The synthetic street stereo pair has KITTI's 0.54 m baseline (`clips.KITTI_STEREO_BASELINE_M`),
+# so the same x5.4 applies.
+_STEREO = {"use_stereo": True}                                    # MS: frames {0, -1, +1, "s"}
+_STEREO_ONLY = {"use_stereo": True, "use_temporal_frames": False}  # S: frames {0, "s"}, no pose net
+SYNTHETIC_STEREO_BASELINE_M = 0.54  # KITTI image_02/image_03 baseline (Geiger et al. 2013)
+_STREET_STEREO_DATA = DataConfig(
+    tfds_name="synthetic_world/street_stereo",
+    builder_kwargs={"height": 64, "width": 192, "num_train": 400, "num_validation": 50,
+                    "num_test": 50, "stereo_baseline": SYNTHETIC_STEREO_BASELINE_M},
+    height=64, width=192)
+
+
+def _monodepth2_losses(**switches):
+  """Monodepth2's photometric + smoothness terms; `switches` are SelfSupervisedConfig fields."""
+  return (LossConfig("photometric", 1.0, target_key="", kwargs=dict(switches)),
+          LossConfig("smoothness", MONODEPTH2_SMOOTHNESS, target_key=""))
+
 
 register_experiment(ExperimentConfig(
     name="monodepth2_synthetic_street",
@@ -438,8 +693,8 @@ register_experiment(ExperimentConfig(
 register_experiment(ExperimentConfig(
     name="monodepth2_kitti_eigen_zhou",
     description="Monodepth2 M (mono only) on the KITTI Eigen-Zhou split, 192x640; evaluated on "
-                "kitti_depth/eigen test with kitti_eigen_mono (Garg crop, median scaling). S/MS "
-                "are not registered: tfdepth has no stereo mode yet.",
+                "kitti_depth/eigen test with kitti_eigen_mono (Garg crop, median scaling). S and "
+                "MS: monodepth2_kitti_eigen_zhou_stereo / _mono_stereo.",
     model=ModelConfig("monodepth2", {"num_layers": 18}),
     data=_KITTI_ZHOU_DATA,
     optimizer=OptimizerConfig("adam", learning_rate=MONODEPTH2_KITTI_LR, schedule="polynomial",
@@ -448,6 +703,59 @@ register_experiment(ExperimentConfig(
             LossConfig("smoothness", MONODEPTH2_SMOOTHNESS, target_key="")),
     train=TrainConfig(batch_size=12, epochs=20, seed=0),
     metrics_protocol="kitti_eigen_mono",
+))
+
+register_experiment(ExperimentConfig(
+    name="monodepth2_kitti_eigen_zhou_stereo",
+    description="Monodepth2 S (stereo only: frames {0, 's'}, no pose net) on the KITTI Eigen-Zhou "
+                "clips' stereo pairs, 192x640; evaluated on kitti_depth/eigen test with "
+                "kitti_eigen_stereo (no median scaling, x5.4). Monodepth2's published S model "
+                "trains on its eigen_full split, which the kitti_depth builder does not provide.",
+    model=ModelConfig("monodepth2", {"num_layers": 18}),
+    data=_KITTI_ZHOU_DATA,
+    optimizer=OptimizerConfig("adam", learning_rate=MONODEPTH2_KITTI_LR, schedule="polynomial",
+                              power=1.0, end_learning_rate_factor=0.1),
+    losses=_monodepth2_losses(**_STEREO_ONLY),
+    train=TrainConfig(batch_size=12, epochs=20, seed=0),
+    metrics_protocol="kitti_eigen_stereo",
+))
+
+register_experiment(ExperimentConfig(
+    name="monodepth2_kitti_eigen_zhou_mono_stereo",
+    description="Monodepth2 MS (frames {0, -1, +1, 's'}: pose net for the temporal sources, the "
+                "known stereo transform for 's') on the KITTI Eigen-Zhou split, 192x640; "
+                "evaluated with kitti_eigen_stereo (no median scaling, x5.4).",
+    model=ModelConfig("monodepth2", {"num_layers": 18}),
+    data=_KITTI_ZHOU_DATA,
+    optimizer=OptimizerConfig("adam", learning_rate=MONODEPTH2_KITTI_LR, schedule="polynomial",
+                              power=1.0, end_learning_rate_factor=0.1),
+    losses=_monodepth2_losses(**_STEREO),
+    train=TrainConfig(batch_size=12, epochs=20, seed=0),
+    metrics_protocol="kitti_eigen_stereo",
+))
+
+register_experiment(ExperimentConfig(
+    name="monodepth2_synthetic_street_stereo",
+    description="Monodepth2 S (stereo only, no pose net) on the synthetic street with a 0.54 m "
+                "stereo pair; evaluated without median scaling, depth x5.4.",
+    model=ModelConfig("monodepth2", {"num_layers": 18}),
+    data=_STREET_STEREO_DATA,
+    optimizer=OptimizerConfig("adam", learning_rate=SELF_SUPERVISED_SYNTHETIC_LR),
+    losses=_monodepth2_losses(**_STEREO_ONLY),
+    train=TrainConfig(batch_size=8, epochs=20, seed=0),
+    metrics_protocol="synthetic_street",
+))
+
+register_experiment(ExperimentConfig(
+    name="monodepth2_synthetic_street_mono_stereo",
+    description="Monodepth2 MS (frames {0, -1, +1, 's'}) on the synthetic street with a 0.54 m "
+                "stereo pair; evaluated without median scaling, depth x5.4.",
+    model=ModelConfig("monodepth2", {"num_layers": 18}),
+    data=_STREET_STEREO_DATA,
+    optimizer=OptimizerConfig("adam", learning_rate=SELF_SUPERVISED_SYNTHETIC_LR),
+    losses=_monodepth2_losses(**_STEREO),
+    train=TrainConfig(batch_size=8, epochs=20, seed=0),
+    metrics_protocol="synthetic_street",
 ))
 
 register_experiment(ExperimentConfig(

@@ -15,8 +15,8 @@ Inputs (`--input`, repeatable): image files, folders (their image and video file
 name, not recursive) and frame sequences. Any image Pillow decodes is read as upright RGB
 (grayscale, RGBA, palette and EXIF-rotated files included, `tfdepth.io.load_rgb`); multi-frame
 files (animated GIF / PNG / WebP, multi-page TIFF) are frame sequences. Video containers (.mp4,
-.avi, .mov, ...) are decoded with OpenCV when it is installed; tfdepth does not depend on it, and
-without it such a file gets an error entry naming the supported formats.
+.avi, .mov, .mkv, .webm, ...) are decoded with PyAV (FFmpeg); a container or codec FFmpeg
+cannot decode gets an error entry naming the supported formats, and the other inputs go on.
 
 Each frame is resized to the model's input size (bilinear, half-pixel centres, no antialias, as
 the SavedModel's serving signature), predicted in batches, and the depth is resized back to the
@@ -53,13 +53,12 @@ from tfdepth.errors import ConfigError, DataError, InvalidInputError, TfdepthErr
 FLAGS = flags.FLAGS
 
 PREDICTIONS_JSON = "predictions.json"
-# Video containers: decodable only through OpenCV (an optional dependency; TensorFlow decodes
-# images and GIFs but no video codec).
+# Video containers, decoded with PyAV (FFmpeg's libraries, bundled in its wheels).
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv")
 SUPPORTED_FORMATS_MESSAGE = (
     "supported: still images Pillow decodes (" + ", ".join(io_lib.IMAGE_EXTENSIONS) + "), "
     "multi-frame GIF / PNG / WebP / TIFF sequences, folders of images, and video containers "
-    "(" + ", ".join(VIDEO_EXTENSIONS) + ") only when OpenCV (cv2) is installed")
+    "(" + ", ".join(VIDEO_EXTENSIONS) + ") with a codec FFmpeg decodes")
 
 # Horizontal field of view assumed when no intrinsics are given: the KITTI camera, whose
 # normalised focal length is fx / W = 0.58 (Monodepth2 `kitti_dataset.py`), i.e.
@@ -300,29 +299,41 @@ def collect_inputs(inputs):
 
 
 def _video_frames(path, stride, max_frames):
+  """Decodes a video container with PyAV (FFmpeg): yields `(frame index, (H, W, 3) uint8 RGB)`.
+
+  Every `stride`-th frame of the first video stream, at most `max_frames` of them.
+
+  Raises:
+    DataError: the file is not a container FFmpeg can open, has no video stream, uses a codec
+      this FFmpeg build cannot decode, or has no decodable frame.
+  """
+  import av  # pylint: disable=g-import-not-at-top
   try:
-    import cv2  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise DataError(f"cannot decode video {path!r}: no video decoder is installed (tfdepth "
-                    f"does not depend on one; `pip install opencv-python-headless` adds it, or "
-                    f"extract the frames to images). {SUPPORTED_FORMATS_MESSAGE}") from None
-  cap = cv2.VideoCapture(path)
-  if not cap.isOpened():
-    raise DataError(f"cannot open video {path!r} with OpenCV; {SUPPORTED_FORMATS_MESSAGE}")
-  try:
+    container = av.open(path)
+  except (av.FFmpegError, OSError, ValueError) as e:
+    raise DataError(f"cannot open video {path!r}: {e}. {SUPPORTED_FORMATS_MESSAGE}") from e
+  with container:
+    streams = container.streams.video
+    if not streams:
+      raise DataError(f"video {path!r} has no video stream (streams: "
+                      f"{[s.type for s in container.streams]})")
+    stream = streams[0]
     index = emitted = 0
-    while max_frames is None or emitted < max_frames:
-      ok, bgr = cap.read()
-      if not ok:
-        break
-      if index % stride == 0:
-        yield index, np.ascontiguousarray(bgr[..., ::-1])
-        emitted += 1
-      index += 1
+    try:
+      for frame in container.decode(stream):
+        if max_frames is not None and emitted >= max_frames:
+          break
+        if index % stride == 0:
+          yield index, frame.to_ndarray(format="rgb24")
+          emitted += 1
+        index += 1
+    except (av.FFmpegError, ValueError) as e:
+      codec = getattr(stream.codec_context, "name", None)
+      raise DataError(f"cannot decode frame {index} of video {path!r} (codec {codec!r}): "
+                      f"{e}") from e
     if index == 0:
-      raise DataError(f"video {path!r} has no decodable frame")
-  finally:
-    cap.release()
+      raise DataError(f"video {path!r} has no decodable frame (codec "
+                      f"{getattr(stream.codec_context, 'name', None)!r})")
 
 
 def _image_frames(path, stride, max_frames):
@@ -647,8 +658,8 @@ def _define(definitions):
 def _define_flags():
   _define([
       (flags.DEFINE_multi_string, "input", [],
-       "Image file, folder of images, multi-frame GIF/PNG/WebP/TIFF, or video file (video "
-       "containers need OpenCV). Repeatable."),
+       "Image file, folder of images, multi-frame GIF/PNG/WebP/TIFF, or video file (.mp4, "
+       ".mov, .mkv, .webm, ..., decoded with FFmpeg via PyAV). Repeatable."),
       (flags.DEFINE_string, "output_dir", "predictions", "Folder for the outputs."),
       (flags.DEFINE_string, "model", None,
        "A .keras file (loaded with safe_mode=True), a SavedModel directory written by "

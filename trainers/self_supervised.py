@@ -29,7 +29,9 @@ github.com/nianticlabs/monodepth2 `trainer.py`). Conventions (docs/reference-con
 
 Logged terms (un-weighted, each the global-batch mean): `photometric_loss` = mean_s L_p,s,
 `smoothness_loss` = mean_s L_smooth,s / 2^s, `supervised_loss`, `segmentation_loss`; so
-`loss = w_p·photometric + w_smooth·smoothness + w_sup·supervised + w_seg·segmentation`.
+`loss = w_p·photometric + w_smooth·smoothness + w_sup·supervised + w_seg·segmentation`
+(+ w_3d·geometric3d: the optional Mahjourian et al. 2018 3D point-cloud alignment loss,
+`geometric3d_term`, for which the depth net also runs on the two temporal sources).
 
 Distribution / precision / non-finite handling mirror `trainers.supervised.SupervisedDepthModel`:
 per-image losses go through `_global_batch_mean` (sum / global batch), `optimizer.scale_loss`,
@@ -37,13 +39,19 @@ zero update on a non-finite step and `NonFiniteLossCheck` in every `fit`. Note t
 `BatchNormalization` normalises with per-replica statistics under `MirroredStrategy`, as in any
 Keras model; one-step equality with a single device therefore holds with frozen BN statistics.
 
-Stereo (Monodepth2 "S"/"MS"): not implemented; the synthetic world has no stereo pair (the KITTI
-eigen_zhou builder stores `stereo_image`, so it is possible there). Shared-encoder pose variant:
-not implemented (separate pose net only, Monodepth2's default).
+Stereo (Monodepth2 "S" / "MS", `use_stereo`): the stereo partner of the target, frame id "s"
+(`STEREO_FRAME_ID`), is one more source, warped with the fixed, known transform of the batch
+(`target_from_stereo`, inverted to `source_from_target`; Monodepth2 `inputs["stereo_T"]`)
+instead of a predicted pose, and enters the per-pixel minimum reprojection and the auto-mask (its un-warped
+identity error too) exactly as the temporal sources; source order -1, +1, "s" (Monodepth2
+`frame_ids[1:]`). `use_temporal_frames=False` is the S mode: frames t-1, t+1 are not used and no
+pose net is built (`pose_net=None`). Stereo-trained depth is in units of the 0.1 training baseline:
+`eval_protocol` evaluates S / MS without median scaling and multiplies depth by
+`STEREO_SCALE_FACTOR` = 5.4. Shared-encoder pose variant: not implemented (separate pose net only,
+Monodepth2's default).
 """
 
 import dataclasses
-import json
 import os
 from typing import Mapping, Tuple
 
@@ -53,8 +61,11 @@ import tensorflow as tf
 
 from tfdepth import geometry
 from tfdepth import losses as losses_lib
+from tfdepth import models
 from tfdepth.errors import ConfigError, InvalidInputError
 from trainers.supervised import GuardedFitMixin
+from trainers.supervised import MultiWorkerFitMixin
+from trainers.supervised import step_logs
 from trainers.supervised import TERM_SUFFIX
 from trainers.supervised import TOTAL_LOSS_NAME
 from trainers.supervised import _global_batch_mean
@@ -78,12 +89,20 @@ SEGDEPTH_SEGMENTATION_WEIGHT = 5e-4
 # (tfdepth choice, not from the paper).
 SEMI_SUPERVISED_WEIGHT = 1e-2
 SUPERVISED_LOSSES = ("l1", "berhu")
+# Optional Mahjourian et al. 2018 3D point-cloud alignment term (`tfdepth.losses.geometric3d_loss`):
+# off by default (tfdepth choice: not part of Monodepth2).
+GEOMETRIC3D_WEIGHT = 0.0
 # Index of the target frame t in `frames` [t-1, t, t+1] and of each source id.
 TARGET_INDEX = 1
 SOURCE_INDEX = {-1: 0, 1: 2}
+# Monodepth2 frame id of the stereo partner (`trainer.py`: `if self.opt.use_stereo:
+# self.opt.frame_ids.append("s")`); it comes after the temporal sources.
+STEREO_FRAME_ID = "s"
+# Monodepth2 `evaluate_depth.py`: STEREO_SCALE_FACTOR = 5.4, the KITTI baseline 0.54 m over the 0.1
+# of `stereo_T` used in training (`tfdepth.metrics.STEREO_SCALE_FACTOR`, the same value).
+STEREO_SCALE_FACTOR = 5.4
 # Cityscapes ignore value of `seg_labels` (tfdepth.data.video.CITYSCAPES_IGNORE_ID).
 SEG_IGNORE_LABEL = 255
-HISTORY_FILENAME = "history.json"
 # KITTI: training clips come from `kitti_depth/eigen_zhou` (no depth); the depth evaluation uses the
 # Eigen test split of `kitti_depth/eigen` (Monodepth2 `evaluate_depth.py --eval_split eigen`).
 KITTI_ZHOU_PREFIX = "kitti_depth/eigen_zhou"
@@ -105,11 +124,19 @@ class SelfSupervisedConfig:
     supervised_loss: "l1" (masked mean |d - d*|, metres) or "berhu" (Laina et al. 2016; its
       threshold is a per-replica batch statistic).
     segmentation_weight: α of the border-weighted cross-entropy (0 = off).
+    geometric3d_weight: weight of the Mahjourian et al. 2018 3D point-cloud alignment loss between
+      the target's scale-0 depth and each temporal source's depth (the depth net is also run on
+      the sources; metres; 0 = off).
     use_automask: Monodepth2 auto-masking of stationary pixels.
     use_min_reprojection: per-pixel minimum over sources (else their mean).
     use_full_res_multiscale: warp at input resolution for every scale (else at each scale).
     use_border_weights: weight the segmentation cross-entropy with `seg_weights` (else 1).
     automask_noise_scale: std of the identity-error tie-break noise (Monodepth2: 1e-5).
+    use_stereo: add the stereo partner "s" as a source warped with the batch's known
+      `target_from_stereo` (Monodepth2 `--use_stereo`; needs `stereo_image` in the batch).
+    use_temporal_frames: use frames t-1, t+1 with the pose net (Monodepth2 frame_ids [0, -1, 1]);
+      False with `use_stereo` is the stereo-only S mode (`--frame_ids 0 --use_stereo`, no pose net).
+      At least one of the two must be True. `frame_ids` gives the resulting Monodepth2 frame set.
   """
   scales: Tuple[int, ...] = MONODEPTH2_SCALES
   min_depth: float = geometry.MONODEPTH2_MIN_DEPTH
@@ -120,11 +147,14 @@ class SelfSupervisedConfig:
   supervised_weight: float = 0.0
   supervised_loss: str = "l1"
   segmentation_weight: float = 0.0
+  geometric3d_weight: float = GEOMETRIC3D_WEIGHT
   use_automask: bool = True
   use_min_reprojection: bool = True
   use_full_res_multiscale: bool = True
   use_border_weights: bool = True
   automask_noise_scale: float = losses_lib.photometric.AUTOMASK_NOISE_SCALE
+  use_stereo: bool = False
+  use_temporal_frames: bool = True
 
   def __post_init__(self):
     scales = tuple(self.scales)
@@ -136,7 +166,7 @@ class SelfSupervisedConfig:
       raise InvalidInputError(f"expected 0 < min_depth < max_depth, received "
                               f"{self.min_depth!r}, {self.max_depth!r}")
     for name in ("photometric_weight", "smoothness_weight", "supervised_weight",
-                 "segmentation_weight", "automask_noise_scale"):
+                 "segmentation_weight", "automask_noise_scale", "geometric3d_weight"):
       value = getattr(self, name)
       if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
         raise InvalidInputError(f"{name} expected a number >= 0, received {value!r}")
@@ -146,9 +176,24 @@ class SelfSupervisedConfig:
       raise InvalidInputError(f"supervised_loss expected one of {SUPERVISED_LOSSES}, received "
                               f"{self.supervised_loss!r}")
     for name in ("use_automask", "use_min_reprojection", "use_full_res_multiscale",
-                 "use_border_weights"):
+                 "use_border_weights", "use_stereo", "use_temporal_frames"):
       if not isinstance(getattr(self, name), bool):
         raise InvalidInputError(f"{name} expected a bool, received {getattr(self, name)!r}")
+    if self.geometric3d_weight > 0 and not self.use_temporal_frames:
+      raise InvalidInputError(
+          "geometric3d_weight > 0 needs the temporal sources (use_temporal_frames=True), received "
+          f"geometric3d_weight={self.geometric3d_weight!r}, use_temporal_frames=False")
+    if not (self.use_stereo or self.use_temporal_frames):
+      raise InvalidInputError(
+          "expected use_temporal_frames and/or use_stereo to be True (no source frame otherwise), "
+          f"received use_temporal_frames={self.use_temporal_frames!r}, "
+          f"use_stereo={self.use_stereo!r}")
+
+  @property
+  def frame_ids(self):
+    """Monodepth2 frame set: (0, -1, 1) M, (0, -1, 1, "s") MS, (0, "s") S."""
+    temporal = tuple(SOURCE_INDEX) if self.use_temporal_frames else ()
+    return (0,) + temporal + ((STEREO_FRAME_ID,) if self.use_stereo else ())
 
   def to_dict(self):
     d = dataclasses.asdict(self)
@@ -178,6 +223,42 @@ def source_from_target_pose(axis_angle, translation, frame_id):
     raise InvalidInputError(f"frame_id expected -1 or 1, received {frame_id!r}")
   return geometry.pose_from_axis_angle_translation(
       tf.cast(axis_angle, tf.float32), tf.cast(translation, tf.float32), invert=frame_id < 0)
+
+
+def frame_order(frame_id):
+  """Sort key of source ids in Monodepth2's order -1, +1, "s" (ints and "s" do not compare)."""
+  return (1, 0) if frame_id == STEREO_FRAME_ID else (0, frame_id)
+
+
+def stereo_source_from_target(target_from_stereo):
+  """`source_from_target` `(B, 4, 4)` float32 of the stereo source: the inverse of the batch's
+  `target_from_stereo` (for a pure x translation +-b: -+b; Monodepth2's `stereo_T`)."""
+  return geometry.invert_pose(tf.cast(target_from_stereo, tf.float32))
+
+
+def source_images(frames, source_from_target, stereo_image=None):
+  """`{frame_id: (B, H, W, 3)}` of every source in `source_from_target`, in `frame_order`.
+
+  Args:
+    frames: `(B, 3, H, W, 3)` [t-1, t, t+1].
+    source_from_target: dict keyed by the sources to use: -1, 1 and/or "s".
+    stereo_image: `(B, H, W, 3)` stereo partner of t; needed when "s" is a source.
+  Raises:
+    InvalidInputError: unknown source id, or "s" without `stereo_image`.
+  """
+  out = {}
+  for f in sorted(source_from_target, key=frame_order):
+    if f == STEREO_FRAME_ID:
+      if stereo_image is None:
+        raise InvalidInputError(
+            'source "s" (stereo) needs stereo_image (B, H, W, 3), received None')
+      out[f] = tf.cast(stereo_image, tf.float32)
+    elif f in SOURCE_INDEX:
+      out[f] = frames[:, SOURCE_INDEX[f]]
+    else:
+      raise InvalidInputError(
+          f"source frame ids expected among (-1, 1, {STEREO_FRAME_ID!r}), received {f!r}")
+  return out
 
 
 def pose_pair(target, source, frame_id):
@@ -216,7 +297,7 @@ def photometric_loss_map(target, sources, warped, config, seed=0):
     `(loss (B, H, W, 1), mask (B, H, W, 1))`; mask is 1 where a warped source wins (all ones
     without auto-masking).
   """
-  ids = sorted(warped)
+  ids = sorted(warped, key=frame_order)
   reprojection = [losses_lib.photometric_error(warped[f], target, config.ssim_weight) for f in ids]
   if not config.use_min_reprojection:
     reprojection = [tf.add_n(reprojection) / float(len(reprojection))]
@@ -247,8 +328,43 @@ def _downsample(image, scale):
   return _resize(image, tf.shape(image)[1:3] // f, antialias=True)
 
 
+def geometric3d_term(disp, source_depths, source_from_target, intrinsics, config):
+  """Mahjourian et al. 2018 3D alignment loss of the target against its temporal sources, (B,).
+
+  Each source's cloud (`source_depths[f]`, metres) is moved into the target camera with
+  `inv(source_from_target[f])` and compared with the target's cloud by projective association
+  (`tfdepth.losses.geometric3d_loss`, which documents what differs from the paper); the result is
+  the mean over the sources present in both dicts (the stereo partner "s" has no predicted depth
+  unless given).
+
+  Args:
+    disp: `(B, h, w, 1)` Monodepth2 sigmoid disparity of the target at its finest scale; upsampled
+      to the sources' (H, W) as in the full-resolution multi-scale (bilinear, half-pixel centres).
+    source_depths: `{frame_id: (B, H, W, 1)}` metres.
+    source_from_target: `{frame_id: (B, 4, 4)}`.
+    intrinsics: `(B, 3, 3)` pixels of (H, W).
+    config: `SelfSupervisedConfig` (min/max depth).
+  Raises:
+    InvalidInputError: no source has both a depth and a pose.
+  """
+  ids = sorted((f for f in source_depths if f in source_from_target), key=frame_order)
+  if not ids:
+    raise InvalidInputError(
+        f"geometric3d needs a source with both a depth and a pose; received depths for "
+        f"{sorted(source_depths, key=frame_order)} and poses for "
+        f"{sorted(source_from_target, key=frame_order)}")
+  first = tf.cast(source_depths[ids[0]], tf.float32)
+  disp = _resize(tf.cast(disp, tf.float32), tf.shape(first)[1:3])
+  _, target_depth = geometry.disp_to_depth(disp, config.min_depth, config.max_depth)
+  values = [losses_lib.geometric3d_loss(tf.cast(source_depths[f], tf.float32), target_depth,
+                                        geometry.invert_pose(source_from_target[f]), intrinsics)
+            for f in ids]
+  return tf.add_n(values) / float(len(values))
+
+
 def self_supervised_losses(frames, intrinsics, disps, source_from_target, config, seed=0,
-                           sparse_depth=None, seg_logits=None, seg_labels=None, seg_weights=None):
+                           sparse_depth=None, seg_logits=None, seg_labels=None, seg_weights=None,
+                           stereo_image=None, source_depths=None):
   """All loss terms of one batch, per image.
 
   Args:
@@ -261,9 +377,14 @@ def self_supervised_losses(frames, intrinsics, disps, source_from_target, config
     sparse_depth: optional `(B, H, W, 1)` metres, 0 = no return.
     seg_logits, seg_labels, seg_weights: optional `(B, H, W, C)`, `(B, H, W, 1)` int (255 =
       ignore), `(B, H, W, 1)` float.
+    stereo_image: `(B, H, W, 3)` [0, 1] un-jittered stereo partner, used when
+      `source_from_target` has the key "s" (the sources are the keys of `source_from_target`).
+    source_depths: optional `{frame_id: (B, H, W, 1)}` predicted source depths (metres); with
+      `config.geometric3d_weight > 0` they give the "geometric3d" term (`geometric3d_term`, target
+      depth of the finest scale in `config.scales`).
   Returns:
     dict of `(B,)` float32: "photometric", "smoothness" (already divided by 2^s and averaged over
-    scales), optionally "supervised" and "segmentation"; plus "automask" `(B, H, W, 1)` of scale 0
+    scales), optionally "supervised", "segmentation" and "geometric3d"; plus "automask" `(B, H, W, 1)` of scale 0
     (or the first scale) for inspection.
   """
   frames = tf.cast(frames, tf.float32)
@@ -280,7 +401,7 @@ def self_supervised_losses(frames, intrinsics, disps, source_from_target, config
     h, w = tf.shape(frames)[2], tf.shape(frames)[3]
   full_size = tf.stack([h, w]) if isinstance(h, tf.Tensor) else [h, w]
   target = frames[:, TARGET_INDEX]
-  sources = {f: frames[:, i] for f, i in SOURCE_INDEX.items()}
+  sources = source_images(frames, source_from_target, stereo_image)
   seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
   if seed.shape.rank == 0:
     seed = tf.stack([seed, tf.constant(0, tf.int64)])
@@ -319,6 +440,9 @@ def self_supervised_losses(frames, intrinsics, disps, source_from_target, config
          "automask": first_mask}
   if supervised:
     out["supervised"] = tf.add_n(supervised) / n
+  if source_depths is not None and config.geometric3d_weight > 0:
+    out["geometric3d"] = geometric3d_term(disps[min(config.scales)], source_depths,
+                                          source_from_target, intrinsics, config)
   if seg_logits is not None and config.segmentation_weight > 0:
     if seg_labels is None:
       raise InvalidInputError("segmentation needs seg_labels (B, H, W, 1), received None")
@@ -372,7 +496,7 @@ def snippet_positions(target_from_source):
 
 # ----------------------------------------------------------------------------- the model
 @keras.saving.register_keras_serializable(package="tfdepth")
-class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
+class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
   """Monodepth2 trainer: depth net + separate pose net, self-supervised by view synthesis.
 
   Args:
@@ -380,7 +504,8 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
       W/2^s, 1)}` sigmoid disparities for every s in `config.scales` (optionally `"seg_logits"`
       `(B, H, W, C)`), e.g. `build_monodepth2_depth_net` / `build_segdepth_net`.
     pose_net: `keras.Model`, `(B, H, W, 6)` (two frames in temporal order) -> `{"axis_angle",
-      "translation"}` `(B, 3)`, e.g. `build_monodepth2_pose_net(num_input_frames=2)`.
+      "translation"}` `(B, 3)`, e.g. `build_monodepth2_pose_net(num_input_frames=2)`; None in the
+      stereo-only mode (`config.use_temporal_frames=False`), where no pose is predicted.
     config: `SelfSupervisedConfig` (or its dict).
     depth_metrics: streaming metrics updated with (batch["depth"], predicted depth) when the
       batch has ground truth (use a median-scaling protocol for monocular models).
@@ -388,15 +513,19 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
 
   def __init__(self, depth_net, pose_net, config=None, depth_metrics=(), **kwargs):
     super().__init__(**kwargs)
-    for name, net in (("depth_net", depth_net), ("pose_net", pose_net)):
-      if not isinstance(net, keras.Model):
-        raise InvalidInputError(f"{name} expected a keras.Model, received {type(net)}")
     if config is None:
       config = SelfSupervisedConfig()
     elif isinstance(config, Mapping):
       config = SelfSupervisedConfig.from_dict(config)
     if not isinstance(config, SelfSupervisedConfig):
       raise InvalidInputError(f"config expected a SelfSupervisedConfig, received {type(config)}")
+    nets = (("depth_net", depth_net), ("pose_net", pose_net))
+    for name, net in nets if config.use_temporal_frames else nets[:1]:
+      if not isinstance(net, keras.Model):
+        raise InvalidInputError(f"{name} expected a keras.Model, received {type(net)}")
+    if not config.use_temporal_frames and pose_net is not None:
+      raise InvalidInputError("the stereo-only mode (use_temporal_frames=False) uses no pose net; "
+                              f"expected pose_net=None, received {type(pose_net)}")
     self.depth_net = depth_net
     self.pose_net = pose_net
     self.config = config
@@ -405,6 +534,11 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
       self.term_names.append("supervised")
     if config.segmentation_weight > 0:
       self.term_names.append("segmentation")
+    if config.geometric3d_weight > 0:
+      self.term_names.append("geometric3d")
+    # `training` of the latest `call` (train_step / test_step call the depth net on the target just
+    # before `compute_loss_terms`, which runs it on the sources in the same mode).
+    self._depth_call_training = False
     self.total_tracker = keras.metrics.Mean(name=TOTAL_LOSS_NAME)
     self.term_trackers = [keras.metrics.Mean(name=n + TERM_SUFFIX) for n in self.term_names]
     self.depth_metrics = list(depth_metrics)
@@ -413,7 +547,8 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
   def term_weights(self):
     c = self.config
     return {"photometric": c.photometric_weight, "smoothness": c.smoothness_weight,
-            "supervised": c.supervised_weight, "segmentation": c.segmentation_weight}
+            "supervised": c.supervised_weight, "segmentation": c.segmentation_weight,
+            "geometric3d": c.geometric3d_weight}
 
   @property
   def metrics(self):
@@ -423,26 +558,79 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
     """image `(B, H, W, 3)` (or a batch dict) -> depth-net outputs + `"depth"` `(B, H, W, 1)`."""
     if isinstance(inputs, Mapping):
       inputs = inputs["image"] if "image" in inputs else inputs["frames"][:, TARGET_INDEX]
+    self._depth_call_training = training is True
     outputs = dict(self.depth_net(inputs, training=training))
     outputs = {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
     _, outputs["depth"] = geometry.disp_to_depth(outputs["disp_0"], self.config.min_depth,
                                                  self.config.max_depth)
     return outputs
 
+  def source_depths(self, batch, training=False):
+    """`{-1: (B, H, W, 1), 1: ...}` scale-0 depths (metres) of the temporal sources, from the
+    depth net on the frames the networks see (`frames_aug` in training, else `frames`)."""
+    frames = batch.get("frames_aug", batch["frames"]) if training else batch["frames"]
+    frames = tf.cast(frames, tf.float32)
+    out = {}
+    for f, i in SOURCE_INDEX.items():
+      disp = tf.cast(self.depth_net(frames[:, i], training=training)["disp_0"], tf.float32)
+      out[f] = geometry.disp_to_depth(disp, self.config.min_depth, self.config.max_depth)[1]
+    return out
+
   def predict_poses(self, frames_aug, training=False):
-    """`{frame_id: source_from_target (B, 4, 4)}` from the pose net on jittered frames."""
+    """`{frame_id: source_from_target (B, 4, 4)}` from the pose net on jittered frames (`{}` in
+    the stereo-only mode)."""
     target = frames_aug[:, TARGET_INDEX]
     poses = {}
+    if not self.config.use_temporal_frames:
+      return poses
     for f, i in SOURCE_INDEX.items():
       out = self.pose_net(pose_pair(target, frames_aug[:, i], f), training=training)
       poses[f] = source_from_target_pose(out["axis_angle"], out["translation"], f)
     return poses
 
+  def source_poses(self, batch, frames_aug, training=False):
+    """`{frame_id: source_from_target (B, 4, 4)}` of every source of `config.frame_ids`: the pose
+    net for -1 / +1, the batch's fixed `target_from_stereo` (inverted) for "s"."""
+    poses = self.predict_poses(frames_aug, training=training)
+    if self.config.use_stereo:
+      missing = [k for k in ("stereo_image", "target_from_stereo") if k not in batch]
+      if missing:
+        raise InvalidInputError(
+            f"use_stereo needs batch keys {missing} (make_self_supervised_dataset(stereo=True)); "
+            f"received {sorted(batch)}")
+      poses[STEREO_FRAME_ID] = stereo_source_from_target(batch["target_from_stereo"])
+    return poses
+
+  def visualization_outputs(self, batch):
+    """TensorBoard extras (`trainers.callbacks.DepthTensorBoard` hook) at scale 0:
+    `{"warped_-1", "warped_+1", "warped_s": (B, H, W, 3), "automask": (B, H, W, 1)}` for the
+    sources of `config.frame_ids` the batch has ("s" only when it carries the stereo pair; the
+    callback's sample batch keeps `frames` and `intrinsics` only); `{}` without them."""
+    if "frames" not in batch or "intrinsics" not in batch:
+      return {}
+    frames = tf.cast(batch["frames"], tf.float32)
+    depth = self(frames[:, TARGET_INDEX], training=False)["depth"]
+    poses = self.predict_poses(frames, training=False)
+    if self.config.use_stereo and "target_from_stereo" in batch and "stereo_image" in batch:
+      poses[STEREO_FRAME_ID] = stereo_source_from_target(batch["target_from_stereo"])
+    if not poses:
+      return {}
+    sources = source_images(frames, poses, batch.get("stereo_image"))
+    warped = warp_sources(sources, depth, poses, tf.cast(batch["intrinsics"], tf.float32))
+    target = frames[:, TARGET_INDEX]
+    _, automask = photometric_loss_map(target, sources, {f: v[0] for f, v in warped.items()},
+                                       self.config)
+    out = {(f"warped_{f}" if f == STEREO_FRAME_ID else f"warped_{f:+d}"): v[0]
+           for f, v in warped.items()}
+    out["automask"] = automask
+    return out
+
   def get_config(self):
     return {
         **super().get_config(),
         "depth_net": keras.saving.serialize_keras_object(self.depth_net),
-        "pose_net": keras.saving.serialize_keras_object(self.pose_net),
+        "pose_net": (None if self.pose_net is None
+                     else keras.saving.serialize_keras_object(self.pose_net)),
         "config": self.config.to_dict(),
     }
 
@@ -450,7 +638,8 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
   def from_config(cls, config):
     config = dict(config)
     config["depth_net"] = keras.saving.deserialize_keras_object(config["depth_net"])
-    config["pose_net"] = keras.saving.deserialize_keras_object(config["pose_net"])
+    if config.get("pose_net") is not None:
+      config["pose_net"] = keras.saving.deserialize_keras_object(config["pose_net"])
     return cls(**config)
 
   # ----------------------------------------------------------------- steps
@@ -471,7 +660,11 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
         batch["frames"], batch["intrinsics"],
         {s: outputs[f"disp_{s}"] for s in self.config.scales}, poses, self.config, seed=seed,
         sparse_depth=batch.get("sparse_depth"), seg_logits=outputs.get("seg_logits"),
-        seg_labels=batch.get("seg_labels"), seg_weights=batch.get("seg_weights"))
+        seg_labels=batch.get("seg_labels"), seg_weights=batch.get("seg_weights"),
+        stereo_image=batch.get("stereo_image"),
+        source_depths=(self.source_depths(batch, self._depth_call_training)
+                       if self.config.geometric3d_weight > 0 and self.config.use_temporal_frames
+                       else None))
     terms = {}
     for name in self.term_names:
       if name not in per_image:
@@ -505,7 +698,7 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
     seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int64), tf.constant(1, tf.int64)])
     with tf.GradientTape() as tape:
       outputs = self(frames_aug[:, TARGET_INDEX], training=True)
-      poses = self.predict_poses(frames_aug, training=True)
+      poses = self.source_poses(batch, frames_aug, training=True)
       total, terms = self.compute_loss_terms(batch, outputs, poses, seed)
       scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
     variables = self.trainable_variables
@@ -515,17 +708,17 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
     self.optimizer.apply(grads, variables)
     self._update_trackers(total, terms, batch_size)
     self._update_metrics(batch, outputs)
-    return {m.name: m.result() for m in self.metrics}
+    return step_logs(self.metrics)
 
   def test_step(self, data):
     batch = self._unpack(data)
     frames = tf.cast(batch["frames"], tf.float32)
     outputs = self(frames[:, TARGET_INDEX], training=False)
-    poses = self.predict_poses(frames, training=False)
+    poses = self.source_poses(batch, frames, training=False)
     total, terms = self.compute_loss_terms(batch, outputs, poses, tf.constant([0, 2], tf.int64))
     self._update_trackers(total, terms, tf.shape(frames)[0])
     self._update_metrics(batch, outputs)
-    return {m.name: m.result() for m in self.metrics}
+    return step_logs(self.metrics)
 
   def predict_step(self, data):
     if isinstance(data, Mapping):
@@ -541,7 +734,8 @@ class SelfSupervisedDepthModel(GuardedFitMixin, keras.Model):
 SELF_SUPERVISED_MODELS = ("monodepth2", "segdepth")
 # ExperimentConfig loss-term names -> SelfSupervisedConfig weight fields.
 LOSS_TERM_FIELDS = {"photometric": "photometric_weight", "smoothness": "smoothness_weight",
-                    "supervised": "supervised_weight", "segmentation": "segmentation_weight"}
+                    "supervised": "supervised_weight", "segmentation": "segmentation_weight",
+                    "geometric3d": "geometric3d_weight"}
 
 
 def is_self_supervised(config):
@@ -574,16 +768,27 @@ def self_supervised_config(config):
 
 
 def eval_protocol(config):
-  """The monocular evaluation protocol: the experiment's protocol with per-image median scaling."""
+  """The evaluation protocol of a self-supervised experiment.
+
+  Mono (M): the experiment's protocol with per-image median scaling. Stereo (S, MS:
+  `use_stereo`): no median scaling, depth x `STEREO_SCALE_FACTOR` (Monodepth2
+  `evaluate_depth.py --eval_stereo`), e.g. `kitti_eigen_stereo`.
+  """
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   base = metrics.get_protocol(config.metrics_protocol)
+  if self_supervised_config(config).use_stereo:
+    if base.fixed_scale == STEREO_SCALE_FACTOR and not base.median_scaling:
+      return base
+    return dataclasses.replace(base, name=f"{base.name}_stereo", median_scaling=False,
+                               fixed_scale=STEREO_SCALE_FACTOR)
   if base.median_scaling:
     return base
   return dataclasses.replace(base, name=f"{base.name}_median", median_scaling=True)
 
 
 def build_networks(config):
-  """`(depth_net, pose_net)` for an experiment (model kwargs: num_layers, num_classes)."""
+  """`(depth_net, pose_net)` for an experiment (model kwargs: num_layers, num_classes); pose_net
+  is None in the stereo-only mode (no temporal frames)."""
   from tfdepth.models import monodepth2  # pylint: disable=g-import-not-at-top
   from tfdepth.models import segdepth  # pylint: disable=g-import-not-at-top
   kwargs = dict(config.model.kwargs)
@@ -600,6 +805,8 @@ def build_networks(config):
   else:
     raise ConfigError(f"model.name expected one of {SELF_SUPERVISED_MODELS}, received "
                       f"{config.model.name!r}")
+  if not self_supervised_config(config).use_temporal_frames:
+    return depth, None
   pose = monodepth2.build_monodepth2_pose_net(shape, num_layers, num_input_frames=2)
   return depth, pose
 
@@ -614,6 +821,10 @@ def build_self_supervised_trainer(config, total_steps, strategy=None, with_metri
   ss_config = self_supervised_config(config)
   with strategy.scope():
     depth, pose = build_networks(config)
+    if config.train.synchronized_batchnorm:
+      for net in (depth, pose):
+        if net is not None:   # no pose net in the stereo-only mode
+          models.synchronize_batchnorm(net)
     model = SelfSupervisedDepthModel(
         depth, pose, ss_config,
         depth_metrics=metrics.standard_metrics(eval_protocol(config)) if with_metrics else (),
@@ -647,33 +858,15 @@ def make_datasets(config, builder, splits=("train", "validation"), cache=True):
         training=training, seed=t.seed, augment_data=training and d.augment,
         drop_remainder=training and t.drop_remainder, shuffle_buffer=d.shuffle_buffer,
         cache=cache, adapter=_video_adapter(config), sparse_depth=ss.supervised_weight > 0,
-        segmentation=ss.segmentation_weight > 0)
+        segmentation=ss.segmentation_weight > 0, stereo=ss.use_stereo)
   return out
 
 
 def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
   """`tfdepth-train` for self-supervised experiments; returns `(model, History, builder)`."""
   from trainers import common  # pylint: disable=g-import-not-at-top
-  from trainers import experiments  # pylint: disable=g-import-not-at-top
-  strategy = common.get_strategy(strategy_name)
-  if common.is_chief():  # multi-worker: only the chief writes model_dir itself (as trainers.train)
-    experiments.save_resolved_config(config, model_dir)
-  builder = common.prepare_builder(config.data, data_dir)
-  datasets = make_datasets(config, builder, ("train", "validation"))
-  steps = common.steps_per_epoch(config, builder)
-  # After a restart from a backup, continue the input stream where the killed run was.
-  datasets["train"] = common.resume_dataset(datasets["train"], model_dir, steps)
-  model = build_self_supervised_trainer(config, steps * config.train.epochs, strategy)
-  history = model.fit(datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
-                      validation_data=datasets["validation"],
-                      validation_steps=config.train.validation_steps or None,
-                      callbacks=(common.checkpoint_callbacks(model_dir)
-                                 + [common.tensorboard_callback(model_dir,
-                                                                datasets["validation"])]),
-                      verbose=verbose)
-  with open(os.path.join(common.worker_model_dir(model_dir), HISTORY_FILENAME), "w") as f:
-    json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
-  return model, history, builder
+  return common.fit_experiment(config, model_dir, make_datasets, build_self_supervised_trainer,
+                               strategy_name, data_dir, verbose)
 
 
 def predict_split(model, dataset, with_poses=True):
@@ -744,7 +937,8 @@ def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
     ds = video.make_self_supervised_dataset(
         builder, split=split or config.data.test_split, batch_size=config.train.batch_size,
         height=config.data.height, width=config.data.width, adapter=_video_adapter(config))
-    result = predict_split(model, ds)
+    result = predict_split(model, ds,
+                           with_poses=self_supervised_config(config).use_temporal_frames)
   if "gt" not in result:
     raise ConfigError(f"split {split or config.data.test_split!r} of {config.data.tfds_name!r} "
                       "has no ground-truth depth to evaluate")
@@ -767,9 +961,10 @@ def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
 __all__ = [
     "MONODEPTH2_FRAME_IDS", "MONODEPTH2_LEARNING_RATE", "MONODEPTH2_SCALES",
     "MONODEPTH2_SMOOTHNESS_WEIGHT", "SEGDEPTH_SEGMENTATION_WEIGHT", "SEGDEPTH_SMOOTHNESS_WEIGHT",
-    "SEMI_SUPERVISED_WEIGHT", "SelfSupervisedConfig", "SelfSupervisedDepthModel",
+    "SEMI_SUPERVISED_WEIGHT", "STEREO_FRAME_ID", "STEREO_SCALE_FACTOR", "SelfSupervisedConfig",
+    "SelfSupervisedDepthModel", "frame_order", "source_images", "stereo_source_from_target",
     "absolute_trajectory_error", "build_networks", "build_self_supervised_trainer",
-    "eval_protocol", "evaluate", "is_self_supervised", "predict_images", "make_datasets", "photometric_loss_map",
+    "eval_protocol", "evaluate", "geometric3d_term", "is_self_supervised", "predict_images", "make_datasets", "photometric_loss_map",
     "pose_pair", "predict_split", "self_supervised_config", "self_supervised_losses",
     "snippet_positions", "source_from_target_pose", "train", "warp_sources",
 ]

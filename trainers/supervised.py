@@ -61,6 +61,7 @@ LOSS_FUNCTIONS = {
     "berhu": "berhu_loss",
     "l1": "l1_loss",
     "gradient_matching": "gradient_matching_loss",
+    "gradient": "gradient_loss",            # Eigen & Fergus 2015, Eq. 2
     "ordinal": "ordinal_regression_loss",
     "sid_cross_entropy": "sid_cross_entropy",
     "ranking": "ranking_loss",

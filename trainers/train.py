@@ -10,9 +10,7 @@ Writes into --model_dir: `experiment_config.json` (the resolved config),
 same flags) and `history.json`.
 """
 
-import json
 import os
-import signal
 
 from absl import app
 from absl import flags
@@ -41,61 +39,26 @@ def _define_flags():
   ])
 
 
-HISTORY_FILENAME = "history.json"
-# Test-only hook (tests/test_fault_tolerance.py): when set to k, the process SIGKILLs itself at
-# the end of epoch k (after that epoch's backup), simulating a preempted machine.
-CRASH_AFTER_EPOCH_ENV = "TFDEPTH_TEST_CRASH_AFTER_EPOCH"
-
-
-class _CrashAfterEpoch(keras.callbacks.Callback):
-
-  def __init__(self, epoch):
-    super().__init__()
-    self.epoch = epoch
-
-  def on_epoch_end(self, epoch, logs=None):
-    if epoch + 1 == self.epoch:
-      os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _test_crash_callbacks():
-  value = os.environ.get(CRASH_AFTER_EPOCH_ENV)
-  return [_CrashAfterEpoch(int(value))] if value else []
+# Re-exported for callers and tests of this entry point.
+HISTORY_FILENAME = common.HISTORY_FILENAME
+CRASH_AFTER_EPOCH_ENV = common.CRASH_AFTER_EPOCH_ENV
 
 
 def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
-  """Trains `config`; returns `(trainer model, keras History, prepared builder)`."""
+  """Trains `config`; returns `(trainer model, keras History, prepared builder)`.
+
+  Dispatches on the model: Monodepth2 / segdepth experiments to `trainers.self_supervised`
+  (issue 5), Li et al. 2021 experiments to `trainers.dynamic` (issue 6), everything else to the
+  supervised trainer. All share `common.fit_experiment`.
+  """
   from trainers import self_supervised  # pylint: disable=g-import-not-at-top
   from trainers import dynamic  # pylint: disable=g-import-not-at-top
-  if self_supervised.is_self_supervised(config):  # Monodepth2 / segdepth experiments (issue 5)
+  if self_supervised.is_self_supervised(config):
     return self_supervised.train(config, model_dir, strategy_name, data_dir, verbose)
-  if dynamic.is_dynamic(config):  # Li et al. 2021 experiments (issue 6)
+  if dynamic.is_dynamic(config):
     return dynamic.train(config, model_dir, strategy_name, data_dir, verbose)
-  strategy = common.get_strategy(strategy_name)
-  if common.is_chief():  # multi-worker: only the chief writes model_dir itself
-    experiments.save_resolved_config(config, model_dir)
-  builder = common.prepare_builder(config.data, data_dir)
-  # tf.data's seeded shuffle also depends on the global seed: fix it before building the input
-  # so the sample order does not depend on what ran earlier in the process.
-  keras.utils.set_random_seed(config.train.seed)
-  datasets = common.make_datasets(config, builder, ("train", "validation"))
-  steps = common.steps_per_epoch(config, builder)
-  # After a restart from a backup, continue the input stream where the killed run was.
-  datasets["train"] = common.resume_dataset(datasets["train"], model_dir, steps)
-  model = common.build_trainer(config, steps * config.train.epochs, strategy)
-  logging.info("training %s for %d epochs x %d steps (global batch %d, %d replicas)",
-               config.name, config.train.epochs, steps, config.train.batch_size,
-               strategy.num_replicas_in_sync)
-  history = model.fit(
-      datasets["train"], epochs=config.train.epochs, steps_per_epoch=steps,
-      validation_data=datasets["validation"],
-      validation_steps=config.train.validation_steps or None,
-      callbacks=(common.checkpoint_callbacks(model_dir) + _test_crash_callbacks()
-                 + [common.tensorboard_callback(model_dir, datasets["validation"])]),
-      verbose=verbose)
-  with open(os.path.join(common.worker_model_dir(model_dir), HISTORY_FILENAME), "w") as f:
-    json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
-  return model, history, builder
+  return common.fit_experiment(config, model_dir, common.make_datasets, common.build_trainer,
+                               strategy_name, data_dir, verbose)
 
 
 def main(argv):

@@ -13,11 +13,22 @@ Element produced by `make_self_supervised_dataset` (per example; batched adds a 
   Cityscapes label ids, `seg_labels` `(H, W, 1)` int32 Cityscapes train ids (255 = ignore),
   `seg_weights` `(H, W, 1)` float32 U-Net border weights, `moving_mask` `(H, W, 1)` float32,
   `target_from_source` `(2, 4, 4)` for sources [t-1, t+1].
+* with `stereo=True` (Monodepth2 S / MS modes): `stereo_image` `(H, W, 3)` float32 [0, 1], the
+  other camera of the rectified pair at time t, not jittered; `stereo_image_aug` the same after the
+  colour-jitter draw of `frames_aug` (Monodepth2 jitters every loaded image alike); and
+  `target_from_stereo` `(4, 4)` float32, the fixed stereo transform p_target = M @ p_stereo: a pure
+  x translation of `+b` when the target is the left camera (KITTI `image_02`, side "l") and `-b`
+  when it is the right one (`image_03`, "r"), with b = `MONODEPTH2_STEREO_BASELINE` = 0.1 by
+  default (Monodepth2 `mono_dataset.py` `stereo_T`, which is the inverse, `stereo_from_target`:
+  `stereo_T[0, 3] = side_sign * baseline_sign * 0.1` with side_sign = -1 for "l").
 
 Augmentation (training only), as Monodepth2 (`mono_dataset.py`): the whole frame is resized to
 (H, W) (no crop), horizontally flipped with probability 0.5 (tfdepth also maps K: cx' = W - 1 - cx,
 and conjugates the poses by the mirror), colour jitter with probability 0.5. Monodepth2 does not
 change K on flips because its cx = 0.5·W is (almost) symmetric; tfdepth updates it exactly.
+The flip conjugates `target_from_stereo` by the mirror too, which negates its x translation: the
+mirrored target camera is on the other side of its partner (Monodepth2: `baseline_sign = -1` when
+flipped).
 """
 
 import math
@@ -54,6 +65,16 @@ CITYSCAPES_NUM_TRAIN_IDS = 19
 # sign 20; categories "human" 24, 25 and "vehicle" 26-33) whose connected components are the
 # instances of the U-Net border weight map (Ronneberger et al. 2015, Eq. 2).
 BORDER_OBJECT_LABEL_IDS = (17, 19, 20, 24, 25, 26, 27, 28, 31, 32, 33)
+
+# Monodepth2 `datasets/mono_dataset.py`: `stereo_T[0, 3] = side_sign * baseline_sign * 0.1`; the
+# network is trained for a 0.1 (unit-less) baseline and the KITTI evaluation multiplies its depth
+# by 0.54 / 0.1 = 5.4 (`evaluate_depth.py` STEREO_SCALE_FACTOR).
+MONODEPTH2_STEREO_BASELINE = 0.1
+# KITTI side of the target camera: "l" = image_02 (left), "r" = image_03 (right); the stereo
+# partner of a left target sits at +b along the target's x axis (Monodepth2 side_sign).
+KITTI_LEFT_SIDE = "l"
+STEREO_KEYS = ("stereo_image", "target_from_stereo")
+_POSE_KEYS = ("target_from_source", "target_from_stereo")
 
 _SALT_FLIP, _SALT_JITTER, _SALT_LIDAR = 11, 12, 13
 _NUM_FRAMES = 3
@@ -163,9 +184,45 @@ def sample_lidar_scan_lines(depth, intrinsics, max_range=HDL64_MAX_RANGE_M, **se
 def _flip_element(e):
   out = augment.flip_horizontal({k: e[k] for k in ("frames", "intrinsics", "target_from_source")
                                  if k in e})
+  if "target_from_stereo" in e:
+    out["target_from_stereo"] = mirror_pose(e["target_from_stereo"])
   out.update({k: tf.reverse(v, axis=[-2]) for k, v in e.items()
-              if k not in ("frames", "intrinsics", "target_from_source")})
+              if k not in ("frames", "intrinsics") + _POSE_KEYS})
   return out
+
+
+def mirror_pose(pose):
+  """A pose `(..., 4, 4)` of the horizontally mirrored scene: F M F with F = diag(-1, 1, 1, 1).
+
+  For a pure x translation (the stereo transform) this negates the translation.
+  """
+  mirror = tf.constant([-1.0, 1.0, 1.0, 1.0], tf.float32)
+  return tf.cast(pose, tf.float32) * mirror[:, tf.newaxis] * mirror[tf.newaxis, :]
+
+
+def target_from_stereo_transform(baseline, target_is_left=True):
+  """The fixed stereo transform `target_from_stereo` `(4, 4)` float32 of a rectified pair.
+
+  Args:
+    baseline: scalar float (metres, or Monodepth2's unit-less 0.1), distance between the cameras.
+    target_is_left: bool or scalar bool tensor; True when the target is the left camera, whose
+      partner is at +baseline along x (camera frame x right), so p_target = p_stereo + (b, 0, 0).
+  Returns:
+    `(4, 4)` float32 identity rotation, translation `(+-baseline, 0, 0)`.
+  """
+  b = tf.cast(baseline, tf.float32)
+  tx = tf.where(tf.cast(target_is_left, tf.bool), b, -b)
+  return tf.tensor_scatter_nd_update(tf.eye(4), [[0, 3]], tf.reshape(tx, [1]))
+
+
+def _stereo_baseline(example, baseline):
+  if baseline is None:
+    return tf.cast(example["stereo_baseline"], tf.float32)
+  if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not baseline > 0:
+    raise InvalidInputError(
+        f"stereo baseline expected a number > 0 or None (metric baseline of the example), "
+        f"received {baseline!r}")
+  return tf.constant(baseline, tf.float32)
 
 
 def _resize_element(e, height, width):
@@ -177,14 +234,27 @@ def _resize_element(e, height, width):
   for key in ("depth", "sparse_depth", "semantic", "moving_mask", "seg_labels", "seg_weights"):
     if key in e:
       out[key] = tf.cast(tf.image.resize(e[key], [height, width], method="nearest"), e[key].dtype)
+  if "stereo_image" in e:   # same size and K as the target (rectified pair)
+    out["stereo_image"] = tf.clip_by_value(tf.image.resize(
+        e["stereo_image"], [height, width], method="bilinear", antialias=True), 0.0, 1.0)
   out["intrinsics"] = resize_intrinsics(e["intrinsics"], tf.stack([h, w]),
                                                 tf.constant([height, width]))
   return out
 
 
-def synthetic_world_to_self_supervised(example):
-  """`synthetic_world` example -> self-supervised element (before resize / augmentation)."""
+def synthetic_world_to_self_supervised(example, stereo_baseline=MONODEPTH2_STEREO_BASELINE):
+  """`synthetic_world` example -> self-supervised element (before resize / augmentation).
+
+  Examples rendered with a stereo partner (`render_clip(stereo_baseline=...)`, config
+  `street_stereo`) also give `stereo_image` and `target_from_stereo`: the target is the left
+  camera, so the translation is `+stereo_baseline` (default Monodepth2's 0.1; None = the
+  example's metric `stereo_baseline`).
+  """
   out = adapters.synthetic_world_to_video(example)
+  if "stereo_image" in example:
+    out["stereo_image"] = adapters.image_to_float(example["stereo_image"], "stereo_image")
+    out["target_from_stereo"] = target_from_stereo_transform(
+        _stereo_baseline(example, stereo_baseline), True)
   out["depth"] = adapters.sanitize_depth(out["depth"])
   if "semantic" in example:
     out["semantic"] = tf.cast(example["semantic"], tf.int32)
@@ -193,16 +263,25 @@ def synthetic_world_to_self_supervised(example):
   return out
 
 
-def kitti_to_self_supervised(example):
+def kitti_to_self_supervised(example, stereo_baseline=MONODEPTH2_STEREO_BASELINE):
   """`kitti_depth/eigen_zhou` example -> self-supervised element (frames t-1, t, t+1; K).
 
-  The stereo partner (`stereo_image`) is not used (tfdepth has no stereo mode yet) and the split
-  has no ground-truth depth.
+  Also gives the stereo partner `stereo_image` (float32 [0, 1]) and `target_from_stereo`
+  (`target_from_stereo_transform`): `+b` along x when the example's `side` is "l" (the target is
+  image_02), `-b` for "r" (image_03), b = `stereo_baseline` (default Monodepth2's 0.1; None = the
+  calibrated `stereo_baseline` in metres). `make_self_supervised_dataset` drops both unless
+  `stereo=True`. The split has no ground-truth depth.
   """
-  return {
+  out = {
       "frames": adapters.image_to_float(example["frames"], "frames"),
       "intrinsics": tf.cast(example["intrinsics"], tf.float32),
   }
+  if "stereo_image" in example:
+    out["stereo_image"] = adapters.image_to_float(example["stereo_image"], "stereo_image")
+    out["target_from_stereo"] = target_from_stereo_transform(
+        _stereo_baseline(example, stereo_baseline),
+        tf.equal(example["side"], KITTI_LEFT_SIDE))
+  return out
 
 
 def make_self_supervised_dataset(builder_or_ds, split="train", batch_size=4, height=None,
@@ -213,7 +292,7 @@ def make_self_supervised_dataset(builder_or_ds, split="train", batch_size=4, hei
                                  segmentation=False, flip_probability=augment.FLIP_PROBABILITY,
                                  color_jitter_probability=augment.COLOR_JITTER_PROBABILITY,
                                  prefetch=True, num_parallel_calls=pipeline.AUTOTUNE,
-                                 lidar_kwargs=None):
+                                 lidar_kwargs=None, stereo=False):
   """Batched self-supervised dataset (see the module docstring for the element).
 
   Args:
@@ -231,6 +310,8 @@ def make_self_supervised_dataset(builder_or_ds, split="train", batch_size=4, hei
       need `semantic`.
     flip_probability, color_jitter_probability: Monodepth2 uses 0.5 and 0.5.
     lidar_kwargs: dict passed to `lidar_scan_mask`.
+    stereo: keep the adapter's `stereo_image` / `target_from_stereo` (resized, flipped with the
+      frames, `stereo_image_aug` jittered with the frames' draw); False drops them.
   Returns:
     `tf.data.Dataset` of dicts (batched).
   Raises:
@@ -251,6 +332,8 @@ def make_self_supervised_dataset(builder_or_ds, split="train", batch_size=4, hei
 
   def _adapt(example):
     e = adapter(example)
+    if not stereo:
+      e = {k: v for k, v in e.items() if k not in STEREO_KEYS}
     frames = e["frames"]
     if frames.shape.rank is not None and (frames.shape.rank != 4 or frames.shape[0] != _NUM_FRAMES
                                           or frames.shape[-1] != 3):
@@ -263,6 +346,11 @@ def make_self_supervised_dataset(builder_or_ds, split="train", batch_size=4, hei
   if (sparse_depth and "depth" not in keys) or (segmentation and "semantic" not in keys):
     raise InvalidInputError(
         f"sparse_depth needs 'depth' and segmentation needs 'semantic'; the adapted element has "
+        f"{sorted(keys)}")
+  if stereo and not set(STEREO_KEYS) <= keys:
+    raise InvalidInputError(
+        f"stereo=True needs {list(STEREO_KEYS)} from the adapter (a dataset with a stereo pair, "
+        f"e.g. kitti_depth/eigen_zhou or synthetic_world/street_stereo); the adapted element has "
         f"{sorted(keys)}")
   if cache:
     ds = ds.cache()
@@ -279,10 +367,18 @@ def make_self_supervised_dataset(builder_or_ds, split="train", batch_size=4, hei
       do_flip = augment._uniform(augment.fold_seed(s, _SALT_FLIP), 0, 0.0, 1.0) < flip_probability  # pylint: disable=protected-access
       flipped = _flip_element(e)
       e = {k: tf.where(do_flip, flipped[k], e[k]) for k in e}
-      e["frames_aug"] = augment.random_color_jitter(
-          e["frames"], augment.fold_seed(s, _SALT_JITTER), color_jitter_probability)
+      stack = e["frames"]
+      if stereo:   # one jitter draw for the frames and the stereo partner
+        stack = tf.concat([stack, e["stereo_image"][tf.newaxis]], axis=0)
+      jittered = augment.random_color_jitter(
+          stack, augment.fold_seed(s, _SALT_JITTER), color_jitter_probability)
+      e["frames_aug"] = jittered[:_NUM_FRAMES]
+      if stereo:
+        e["stereo_image_aug"] = jittered[_NUM_FRAMES]
     else:
       e["frames_aug"] = e["frames"]
+      if stereo:
+        e["stereo_image_aug"] = e["stereo_image"]
     if sparse_depth:
       e["sparse_depth"] = sample_lidar_scan_lines(e["depth"], e["intrinsics"], **lidar_kwargs)
     if segmentation:
@@ -312,7 +408,9 @@ def clips_to_dataset(clip_list):
 __all__ = [
     "BORDER_OBJECT_LABEL_IDS", "CITYSCAPES_IGNORE_ID", "CITYSCAPES_LABEL_TO_TRAIN_ID",
     "CITYSCAPES_NUM_TRAIN_IDS", "HDL64_AZIMUTH_RESOLUTION_DEG", "HDL64_FOV_DOWN_DEG",
-    "HDL64_FOV_UP_DEG", "HDL64_MAX_RANGE_M", "HDL64_NUM_BEAMS", "border_weights_numpy",
+    "HDL64_FOV_UP_DEG", "HDL64_MAX_RANGE_M", "HDL64_NUM_BEAMS", "KITTI_LEFT_SIDE",
+    "MONODEPTH2_STEREO_BASELINE", "STEREO_KEYS", "border_weights_numpy",
     "cityscapes_train_ids", "clips_to_dataset", "kitti_to_self_supervised", "lidar_scan_mask", "make_self_supervised_dataset",
-    "sample_lidar_scan_lines", "synthetic_world_to_self_supervised",
+    "mirror_pose", "sample_lidar_scan_lines", "synthetic_world_to_self_supervised",
+    "target_from_stereo_transform",
 ]

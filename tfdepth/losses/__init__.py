@@ -12,6 +12,7 @@ Modules:
   smoothness    Monodepth2 edge-aware smoothness.
   segmentation  U-Net border weight map and weighted cross-entropy.
   motion        Li et al. 2021 motion regularisers and occlusion-aware consistency terms.
+  geometric3d   Mahjourian et al. 2018 3D point-cloud alignment (projective-association ICP).
   wrappers      keras.losses.Loss classes for `model.compile`.
 """
 
@@ -23,6 +24,8 @@ from tfdepth.losses.depth import l1_loss
 from tfdepth.losses.depth import l2_loss
 from tfdepth.losses.depth import scale_invariant_log_loss
 from tfdepth.losses.depth import silog_bts_loss
+from tfdepth.losses.geometric3d import geometric3d_loss
+from tfdepth.losses.geometric3d import geometric3d_residuals
 from tfdepth.losses.motion import depth_consistency
 from tfdepth.losses.motion import group_smoothness
 from tfdepth.losses.motion import l1_2_sparsity
@@ -58,7 +61,8 @@ __all__ = [
     "BerHuLoss", "GradientLoss", "GradientMatchingLoss", "MaskedL1Loss", "MaskedL2Loss",
     "OrdinalRegressionLoss", "SIDCrossEntropy", "SILogLoss", "ScaleInvariantLogLoss", "automask",
     "berhu_loss", "border_weighted_cross_entropy", "depth_consistency",
-    "edge_aware_smoothness", "eigen_pairwise_loss", "gradient_loss", "gradient_matching_loss",
+    "edge_aware_smoothness", "eigen_pairwise_loss", "geometric3d_loss", "geometric3d_residuals",
+    "gradient_loss", "gradient_matching_loss",
     "group_smoothness", "l1_2_sparsity", "l1_loss", "l2_loss", "li_frame_mask", "min_reprojection",
     "motion_cycle_consistency", "normalize_motion_map", "occlusion_aware_photometric_consistency",
     "ordinal_regression_loss", "photometric_error", "ranking_loss",

@@ -6,6 +6,7 @@ name in :data:`MODEL_BUILDERS`.
 """
 
 from tfdepth.errors import ConfigError
+from tfdepth.models._common import synchronize_batchnorm
 from tfdepth.models.encoders import build_mobilenet_v1_encoder
 from tfdepth.models.encoders import build_mobilenet_v2_encoder
 from tfdepth.models.encoders import build_resnet_encoder
@@ -52,5 +53,5 @@ __all__ = [
     "MODEL_BUILDERS", "get_model", "build_fastdepth", "build_mobilenet_v1_encoder",
     "build_mobilenet_v2_encoder", "build_resnet_encoder", "build_monodepth2_depth_net",
     "build_monodepth2_pose_net", "build_fcrn", "build_dorn", "build_sid_classifier",
-    "build_eigen2014", "build_eigen2015", "build_dpt",
+    "build_eigen2014", "build_eigen2015", "build_dpt", "synchronize_batchnorm",
 ]

@@ -109,3 +109,33 @@ def check_unit_interval(value, arg):
   if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
     raise InvalidInputError(f"{arg} must be a number in [0, 1), got {value!r}")
   return float(value)
+
+
+def synchronize_batchnorm(model, synchronized=True):
+  """Switches every Keras 3 ``BatchNormalization`` in ``model`` to cross-replica statistics.
+
+  With ``synchronized=True`` a training step under a ``tf.distribute`` strategy normalises with
+  the mean and variance of the *global* batch (all-reduced over replicas, as PyTorch's
+  ``SyncBatchNorm``), so N replicas of B/N images compute the same function as one device with
+  B images. Without a strategy the same formula runs on the local batch. The attribute is read at
+  call time and saved in ``get_config``; nested models are visited.
+
+  Args:
+    model: a built ``keras.Model`` (Keras 3, TensorFlow backend).
+    synchronized: bool.
+  Returns:
+    The number of BatchNormalization layers switched.
+  Raises:
+    InvalidInputError: if ``model`` is not a Keras 3 model or ``synchronized`` is not a bool.
+  """
+  if not isinstance(model, keras.Model):
+    raise InvalidInputError(f"synchronize_batchnorm expected a keras.Model, received "
+                            f"{type(model).__name__}")
+  if not isinstance(synchronized, bool):
+    raise InvalidInputError(f"synchronized must be a bool, received {synchronized!r}")
+  count = 0
+  for layer in model._flatten_layers(include_self=False):  # pylint: disable=protected-access
+    if isinstance(layer, keras.layers.BatchNormalization):
+      layer.synchronized = synchronized
+      count += 1
+  return count

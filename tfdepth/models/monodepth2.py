@@ -7,6 +7,7 @@ reference ResnetEncoder does). Random initialisation (the paper starts from Imag
 nothing is downloaded here).
 """
 
+import math
 import numbers
 
 import keras
@@ -33,6 +34,16 @@ POSE_OUTPUT_SCALE = 0.01
 AXIS_ANGLE_SIZE = 3
 # Reflection padding by 1 needs >= 2 pixels at stride 32, so the depth net needs H, W >= 64.
 MIN_DEPTH_NET_SIZE = 64
+# Initialisation of the decoder convs. Monodepth2's DepthDecoder / PoseDecoder never re-initialise
+# their nn.Conv2d layers, so they have PyTorch's default `Conv2d.reset_parameters`: kernel
+# kaiming_uniform_(a=sqrt(5)) = U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (variance 1/(3·fan_in)) and bias
+# U(-1/sqrt(fan_in), 1/sqrt(fan_in)), fan_in = k·k·C_in. Keras' default glorot_uniform has
+# variance 2/(fan_in + fan_out): 3x PyTorch's for square convs and 5.6x for the 16 -> 1 sigmoid
+# heads. From random init that made the sigmoid disparity saturate (to 1 or 0, i.e. a constant
+# depth of min_depth or max_depth) within ~20 Adam steps on the synthetic street, after which
+# the sigmoid passes no gradient (benchmarks/monodepth2_learning.py, issue 5).
+# VarianceScaling(scale=1/3, fan_in, uniform) has limit sqrt(3·scale/fan_in) = 1/sqrt(fan_in).
+TORCH_CONV_KERNEL_INIT_SCALE = 1.0 / 3.0
 
 
 def _check_scales(scales):
@@ -49,10 +60,38 @@ def _check_scales(scales):
   return tuple(int(s) for s in values)
 
 
+def torch_conv_initializers(kernel_size, in_channels):
+  """`(kernel_initializer, bias_initializer)` of PyTorch's default `nn.Conv2d` init.
+
+  Both are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = kernel_size² · in_channels (see
+  `TORCH_CONV_KERNEL_INIT_SCALE`); stock Keras initializers, so models stay serialisable.
+
+  Args:
+    kernel_size: int, square kernel side.
+    in_channels: int, input channels of the conv.
+  Raises:
+    InvalidInputError: non-positive sizes.
+  """
+  for arg_name, value in (("kernel_size", kernel_size), ("in_channels", in_channels)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+      raise InvalidInputError(f"{arg_name} expected a positive int, received {value!r}")
+  bound = 1.0 / math.sqrt(kernel_size * kernel_size * in_channels)
+  return (keras.initializers.VarianceScaling(TORCH_CONV_KERNEL_INIT_SCALE, "fan_in", "uniform"),
+          keras.initializers.RandomUniform(-bound, bound))
+
+
+def torch_conv2d(x, filters, kernel_size, name, **kwargs):
+  """`keras.layers.Conv2D(filters, kernel_size, name=name, **kwargs)(x)` with PyTorch's default
+  initialisation (`torch_conv_initializers`); the conv Monodepth2's decoders are made of."""
+  kernel_init, bias_init = torch_conv_initializers(kernel_size, int(x.shape[-1]))
+  return keras.layers.Conv2D(filters, kernel_size, kernel_initializer=kernel_init,
+                             bias_initializer=bias_init, name=name, **kwargs)(x)
+
+
 def _conv3x3(x, filters, name, activation):
   """Monodepth2 Conv3x3 (reflection pad 1, 3x3 conv with bias) + ELU / sigmoid."""
   x = ReflectionPadding2D(DECODER_REFLECT_PAD, name=f"{name}_pad")(x)
-  x = keras.layers.Conv2D(filters, DECODER_KERNEL_SIZE, padding="valid", name=f"{name}_conv")(x)
+  x = torch_conv2d(x, filters, DECODER_KERNEL_SIZE, f"{name}_conv", padding="valid")
   return keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 
@@ -151,12 +190,12 @@ def build_monodepth2_pose_net(input_shape=(192, 640, 3), num_layers=18, num_inpu
       -encoders.MONODEPTH2_IMAGE_MEAN / encoders.MONODEPTH2_IMAGE_STD, f"{name}_normalize")
   x = encoders.resnet_features(x, keras.layers, num_layers, 32, f"{name}_encoder")["s32"]
   layers = keras.layers
-  x = layers.Conv2D(POSE_DECODER_CHANNELS, 1, activation="relu", name=f"{name}_squeeze")(x)
-  x = layers.Conv2D(POSE_DECODER_CHANNELS, 3, padding="same", activation="relu",
-                    name=f"{name}_pose0")(x)
-  x = layers.Conv2D(POSE_DECODER_CHANNELS, 3, padding="same", activation="relu",
-                    name=f"{name}_pose1")(x)
-  x = layers.Conv2D(POSE_PARAMS_PER_FRAME * (n - 1), 1, name=f"{name}_pose2")(x)
+  x = torch_conv2d(x, POSE_DECODER_CHANNELS, 1, f"{name}_squeeze", activation="relu")
+  x = torch_conv2d(x, POSE_DECODER_CHANNELS, 3, f"{name}_pose0", padding="same",
+                   activation="relu")
+  x = torch_conv2d(x, POSE_DECODER_CHANNELS, 3, f"{name}_pose1", padding="same",
+                   activation="relu")
+  x = torch_conv2d(x, POSE_PARAMS_PER_FRAME * (n - 1), 1, f"{name}_pose2")
   x = layers.GlobalAveragePooling2D(name=f"{name}_mean")(x)
   x = layers.Rescaling(POSE_OUTPUT_SCALE, name=f"{name}_scale")(x)
   # (B, 6(N-1)) -> (B, N-1, 6) -> split the last axis into 3 + 3 with stock layers (no Lambda).
@@ -173,4 +212,7 @@ def build_monodepth2_pose_net(input_shape=(192, 640, 3), num_layers=18, num_inpu
   return keras.Model(inputs, outputs, name=name)
 
 
-__all__ = ["build_monodepth2_depth_net", "build_monodepth2_pose_net", "depth_decoder"]
+__all__ = [
+    "TORCH_CONV_KERNEL_INIT_SCALE", "build_monodepth2_depth_net", "build_monodepth2_pose_net",
+    "depth_decoder", "torch_conv2d", "torch_conv_initializers",
+]

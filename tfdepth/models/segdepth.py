@@ -77,12 +77,13 @@ def build_segdepth_net(input_shape=(192, 640, 3), num_layers=18, scales=(0, 1, 2
   depth = monodepth2.build_monodepth2_depth_net(input_shape, num_layers, scales, name=name)
   feature = depth.get_layer(_SHARED_FEATURE.format(name=name)).output
   x = ReflectionPadding2D(monodepth2.DECODER_REFLECT_PAD, name=f"{name}_seg_pad0")(feature)
-  x = keras.layers.Conv2D(SEG_HEAD_CHANNELS, monodepth2.DECODER_KERNEL_SIZE,
-                          name=f"{name}_seg_conv0")(x)
+  # PyTorch-default init like the decoder it extends (monodepth2.TORCH_CONV_KERNEL_INIT_SCALE).
+  x = monodepth2.torch_conv2d(x, SEG_HEAD_CHANNELS, monodepth2.DECODER_KERNEL_SIZE,
+                              f"{name}_seg_conv0")
   x = keras.layers.Activation("elu", name=f"{name}_seg_elu0")(x)
   x = ReflectionPadding2D(monodepth2.DECODER_REFLECT_PAD, name=f"{name}_seg_pad1")(x)
-  logits = keras.layers.Conv2D(num_classes, monodepth2.DECODER_KERNEL_SIZE,
-                               name=f"{name}_seg_logits")(x)
+  logits = monodepth2.torch_conv2d(x, num_classes, monodepth2.DECODER_KERNEL_SIZE,
+                                   f"{name}_seg_logits")
   outputs = dict(depth.output)
   outputs["seg_logits"] = logits
   return keras.Model(depth.input, outputs, name=name)

@@ -6,6 +6,7 @@ no TensorFlow). Per-clip randomness comes from `clip_rng(seed, split, index)`:
 on (seed, split, index) and splits never share a layout.
 """
 
+import math
 import zlib
 
 import numpy as np
@@ -17,6 +18,10 @@ from tfds_builders.synthetic_world import scenes
 FRAME_TIMES = (-1, 0, 1)
 SOURCE_TIMES = (-1, 1)
 CENTRE_INDEX = 1
+# Stereo partner of the street scene: KITTI's image_02 / image_03 baseline, 0.54 m (Geiger et al.
+# 2013, Fig. 3; Monodepth2 `evaluate_depth.py` STEREO_SCALE_FACTOR = 0.54 / 0.1), so models trained
+# on it are evaluated exactly as on KITTI (x5.4 for Monodepth2's 0.1 training baseline).
+KITTI_STEREO_BASELINE_M = 0.54
 
 
 def clip_key(split, index):
@@ -36,7 +41,7 @@ def _check_positive_int(name, value):
 
 
 def render_clip(scene="street", height=None, width=None, seed=0, split="train", index=0,
-                random_intrinsics=False, include_all_depths=False):
+                random_intrinsics=False, include_all_depths=False, stereo_baseline=None):
   """Renders one clip and its ground truth.
 
   Args:
@@ -48,6 +53,10 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
     index: clip index within the split, part of the clip's seed.
     random_intrinsics: draw the clip's own K around the scene default ("unknown camera").
     include_all_depths: also return 'depth_all' and 'world_from_camera' (for tests).
+    stereo_baseline: None (default: no stereo partner, the output is unchanged) or metres > 0:
+      also render frame t from a second camera shifted by +stereo_baseline along camera t's x axis
+      (the right camera of a rectified pair whose left camera is frame t; same K, same scene
+      time). It costs one more render (a clip renders 3 views otherwise).
   Returns:
     dict of numpy arrays (H, W the image size):
       'frames': (3, H, W, 3) uint8 RGB of frames [t-1, t, t+1];
@@ -65,9 +74,11 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
         points (x right, y down, z forward);
       'clip_id': str, clip_key(split, index);
       with include_all_depths: 'depth_all' (3, H, W, 1) float32 (same validity rule) and
-      'world_from_camera' (3, 4, 4) float64.
+      'world_from_camera' (3, 4, 4) float64;
+      with stereo_baseline: 'stereo_image' (H, W, 3) uint8 RGB of the right camera at time t and
+      'stereo_baseline' float32 scalar metres (p_t = p_right + (baseline, 0, 0)).
   Raises:
-    ValueError: unknown scene or non-positive / non-int sizes.
+    ValueError: unknown scene, non-positive / non-int sizes or a bad stereo_baseline.
   """
   if scene not in scenes.SCENES:
     raise ValueError(f"unknown scene {scene!r}; expected one of {scenes.SCENES}")
@@ -76,6 +87,11 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
   width = dw if width is None else width
   _check_positive_int("height", height)
   _check_positive_int("width", width)
+  if stereo_baseline is not None and (
+      isinstance(stereo_baseline, bool) or not isinstance(stereo_baseline, (int, float))
+      or not math.isfinite(stereo_baseline) or stereo_baseline <= 0):
+    raise ValueError(f"stereo_baseline must be None or a finite number of metres > 0, got "
+                     f"{stereo_baseline!r}")
   if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
     raise ValueError(f"index must be a non-negative int, got {index!r}")
   rng = clip_rng(seed, split, index)
@@ -118,6 +134,13 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       "target_from_source": t_from_s,
       "clip_id": clip_key(split, index),
   }
+  if stereo_baseline is not None:
+    left_from_right = np.eye(4)
+    left_from_right[0, 3] = stereo_baseline
+    view = renderer.render_view(clip.scene, cam_t @ left_from_right, k, height, width,
+                                time=clip.times[CENTRE_INDEX])
+    out["stereo_image"] = np.round(view["rgb"] * 255.0).astype(np.uint8)
+    out["stereo_baseline"] = np.float32(stereo_baseline)
   if include_all_depths:
     out["depth_all"] = depth_all
     out["world_from_camera"] = clip.poses.copy()

@@ -9,6 +9,9 @@ Configs:
   * `street_unknown_camera`: the same streets, each clip with its own random K (the `intrinsics`
     feature is still the true K).
   * `indoor`: NYU-like rooms, 192x256, NYU Depth v2 Kinect K.
+  * `street_stereo`: the `street` clips plus the right camera of a 0.54 m stereo pair at time t
+    (`stereo_image`, `stereo_baseline`; Monodepth2's S / MS training modes). The other configs'
+    features and data are unchanged (`stereo_baseline` = 0 means no stereo partner).
 
 Usage:
   import tfds_builders  # registers the builders
@@ -51,6 +54,9 @@ _DESCRIPTIONS = {
     "target_from_source": "(2, 4, 4) float32 for sources [t-1, t+1]: p_t = M @ p_source for "
                           "static points (camera frames x right, y down, z forward, metres).",
     "clip_id": "Stable clip key f'{split}_{index:06d}'.",
+    "stereo_image": "(H, W, 3) uint8 RGB of the right camera of a rectified stereo pair whose left "
+                    "camera is frame t (same K, same time), shifted by stereo_baseline along x.",
+    "stereo_baseline": "float32 metres between the stereo cameras: p_t = p_right + (b, 0, 0).",
 }
 
 
@@ -70,6 +76,8 @@ class SyntheticWorldConfig(tfds.core.BuilderConfig):
     seed: non-negative int; clip i of split s is rendered from
       np.random.default_rng(SeedSequence([seed, crc32(s), i])).
     random_intrinsics: give each clip its own random K ("unknown camera").
+    stereo_baseline: metres >= 0; > 0 adds the stereo partner of frame t (`stereo_image`,
+      `stereo_baseline`, see `clips.render_clip`); 0 (default) renders no partner.
   Raises:
     ValueError: on an unknown scene, non-positive or non-int sizes / counts, or a bad seed.
   """
@@ -81,6 +89,7 @@ class SyntheticWorldConfig(tfds.core.BuilderConfig):
   num_test: int = DEFAULT_NUM_TEST
   seed: int = DEFAULT_SEED
   random_intrinsics: bool = False
+  stereo_baseline: float = 0.0
 
   def __post_init__(self):
     if self.scene not in scenes.SCENES:
@@ -94,16 +103,29 @@ class SyntheticWorldConfig(tfds.core.BuilderConfig):
     if not isinstance(self.random_intrinsics, (bool, np.bool_)):
       raise ValueError("SyntheticWorldConfig.random_intrinsics must be a bool, got "
                        f"{self.random_intrinsics!r}")
+    if (isinstance(self.stereo_baseline, bool)
+        or not isinstance(self.stereo_baseline, (int, float, np.floating))
+        or not np.isfinite(self.stereo_baseline) or self.stereo_baseline < 0):
+      raise ValueError("SyntheticWorldConfig.stereo_baseline must be a finite number of metres "
+                       f">= 0, got {self.stereo_baseline!r}")
 
   @property
   def split_sizes(self):
     return {"train": self.num_train, "validation": self.num_validation, "test": self.num_test}
 
 
-def features_dict(height, width):
-  """The tfds FeaturesDict of one clip at (height, width)."""
+def features_dict(height, width, stereo=False):
+  """The tfds FeaturesDict of one clip at (height, width) (with the stereo partner if `stereo`)."""
   h, w = height, width
   t = tfds.features.Tensor
+  extra = {}
+  if stereo:
+    extra = {
+        "stereo_image": t(shape=(h, w, 3), dtype=np.uint8, encoding=_ZLIB,
+                          doc=_DESCRIPTIONS["stereo_image"]),
+        "stereo_baseline": tfds.features.Scalar(dtype=np.float32,
+                                                doc=_DESCRIPTIONS["stereo_baseline"]),
+    }
   return tfds.features.FeaturesDict({
       "frames": t(shape=(3, h, w, 3), dtype=np.uint8, encoding=_ZLIB,
                   doc=_DESCRIPTIONS["frames"]),
@@ -120,6 +142,7 @@ def features_dict(height, width):
       "target_from_source": t(shape=(2, 4, 4), dtype=np.float32,
                               doc=_DESCRIPTIONS["target_from_source"]),
       "clip_id": tfds.features.Text(doc=_DESCRIPTIONS["clip_id"]),
+      **extra,
   })
 
 
@@ -139,13 +162,18 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       SyntheticWorldConfig(
           name="indoor", scene="indoor", height=192, width=256,
           description="NYU-like rooms, 192x256, NYU Depth v2 Kinect intrinsics, depth <= 10 m."),
+      SyntheticWorldConfig(
+          name="street_stereo", scene="street", height=128, width=416,
+          stereo_baseline=clips.KITTI_STEREO_BASELINE_M,
+          description="KITTI-like street, 128x416, plus the right camera of a 0.54 m stereo pair "
+                      "at time t."),
   ]
   DEFAULT_BUILDER_CONFIG_NAME = "street"
 
   def _info(self) -> tfds.core.DatasetInfo:
     cfg = self.builder_config
     return self.dataset_info_from_configs(
-        features=features_dict(cfg.height, cfg.width),
+        features=features_dict(cfg.height, cfg.width, stereo=cfg.stereo_baseline > 0),
         supervised_keys=None,
     )
 
@@ -158,7 +186,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     cfg = self.builder_config
     for index in range(num_clips):
       example = clips.render_clip(cfg.scene, cfg.height, cfg.width, seed=cfg.seed, split=split,
-                                  index=index, random_intrinsics=cfg.random_intrinsics)
+                                  index=index, random_intrinsics=cfg.random_intrinsics,
+                                  stereo_baseline=cfg.stereo_baseline or None)
       yield clips.clip_key(split, index), example
 
 
