@@ -13,9 +13,11 @@ SPEC.json keys: ``builder`` ("module:function", called as ``fn(layers=tf_keras.l
 
 Layer handling (tfmot 0.8.1 ``Default8BitQuantizeRegistry``): Conv2D, DepthwiseConv2D (per-axis
 int8 weights), ReLU, Add, Concatenate, UpSampling2D (nearest: copies values, no extra error),
-ZeroPadding2D are supported; BatchNormalization after a convolution is folded by the default
-transforms. ``Rescaling`` (the input normalisation) and any other layer the registry does not
-support get `OutputOnlyQuantizeConfig` (no weight quantisation, an 8-bit moving-average
+ZeroPadding2D, Cropping2D (the reflection padding of Monodepth2's tf_keras twin) are supported;
+BatchNormalization after a convolution is folded by the default transforms. ``Rescaling``,
+``Lambda`` (Monodepth2's ``disp_to_depth``), ``Activation`` with a function the registry refuses
+(Monodepth2's ELU) and any other layer the registry does not support get
+`OutputOnlyQuantizeConfig` (no weight quantisation, an 8-bit moving-average
 quantiser on the output: the scheme the registry uses for Add / ReLU), listed in the info JSON
 under ``output_only_layers``. Dict outputs (``{"depth": ...}``) are kept by ``quantize_apply``.
 """
@@ -33,6 +35,7 @@ import tensorflow_model_optimization as tfmot
 from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_registry)
+from tf_keras.src.saving import serialization_lib
 
 _Q = tfmot.quantization.keras
 # Bits of the activation quantiser (the default 8-bit scheme of tfmot and of TFLite int8).
@@ -143,12 +146,32 @@ def _annotate(model):
     # quantize_apply clones the annotated model and copies the weights.
     if isinstance(layer, tf_keras.layers.InputLayer):
       return layer
-    if registry.supports(layer) or isinstance(layer, tf_keras.layers.BatchNormalization):
+    if ((registry.supports(layer) and _supported_activation(layer))
+        or isinstance(layer, tf_keras.layers.BatchNormalization)):
       return _Q.quantize_annotate_layer(layer)
     output_only.append(layer.name)
     return _Q.quantize_annotate_layer(layer, quantize_config=OutputOnlyQuantizeConfig())
 
   return tf_keras.models.clone_model(model, clone_function=annotate), output_only
+
+
+def _supported_activation(layer):
+  """False for an ``Activation`` layer whose function tfmot's registry refuses.
+
+  The registry "supports" every ``Activation`` layer, but its config raises at
+  ``quantize_apply`` for functions other than relu / relu6 / swish / gelu / linear / softmax /
+  sigmoid / tanh (tfmot 0.8.1 ``Default8BitActivationQuantizeConfig``), e.g. Monodepth2's ELU.
+  Those get `OutputOnlyQuantizeConfig`, as the converter runs ELU in float between a
+  DEQUANTIZE and a QUANTIZE (`export.tflite`): its output is the tensor that gets quantised.
+  """
+  if not isinstance(layer, tf_keras.layers.Activation):
+    return True
+  try:
+    default_8bit_quantize_registry.Default8BitActivationQuantizeConfig().get_output_quantizers(
+        layer)
+  except ValueError:
+    return False
+  return True
 
 
 def _prune(model, images, depth, spec):
@@ -183,6 +206,17 @@ def _kernel_sparsity(model):
   return zeros / max(total, 1)
 
 
+def _lambda_cloning():
+  """Scope in which tf_keras may clone ``Lambda`` layers (tfmot clones through configs).
+
+  tf_keras refuses to deserialise a ``Lambda`` holding a Python function (the config carries its
+  bytecode) unless safe mode is off. The worker clones only the model that it built itself, in
+  this process, from the project's builder (weights arrive as numpy arrays; no model file is
+  loaded), so there is no untrusted code to guard against.
+  """
+  return serialization_lib.SafeModeScope(False)
+
+
 def run(spec):
   """Executes the QAT pipeline described by ``spec`` (see module docstring); returns info."""
   start = time.time()
@@ -206,14 +240,16 @@ def run(spec):
 
   scheme = None
   if spec.get("target_sparsity"):
-    model, info["prune_loss"], info["prunable_kernel_sparsity"] = _prune(
-        model, images, depth, spec)
+    with _lambda_cloning():
+      model, info["prune_loss"], info["prunable_kernel_sparsity"] = _prune(
+          model, images, depth, spec)
     timings["prune"] = time.time() - start
     info["kernel_sparsity_after_pruning"] = _kernel_sparsity(model)
     scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
 
   annotated, info["output_only_layers"] = _annotate(_freeze_batch_norm(model))
-  with _Q.quantize_scope({"OutputOnlyQuantizeConfig": OutputOnlyQuantizeConfig}):
+  with _lambda_cloning(), _Q.quantize_scope(
+      {"OutputOnlyQuantizeConfig": OutputOnlyQuantizeConfig}):
     qat = (_Q.quantize_apply(annotated, scheme) if scheme is not None
            else _Q.quantize_apply(annotated))
   timings["quantize_apply"] = time.time() - start

@@ -1,4 +1,4 @@
-"""Small, deterministic FastDepth models for export tests and benchmarks (no training needed).
+"""Small, deterministic FastDepth and Monodepth2 models for export tests and benchmarks (no training).
 
 A freshly initialised FastDepth with a ReLU head outputs ~0 m everywhere (depth clamped away,
 quantisation ranges degenerate). `spread_fastdepth` rescales only the 1x1 head so that on
@@ -46,7 +46,18 @@ def spread_fastdepth(input_size=(64, 64), width_multiplier=0.25, seed=0, **kwarg
   return model
 
 
-def monodepth2_depth_model(input_size=(192, 640), num_layers=18, seed=0):
+def sigmoid_disp_to_depth(sigmoid_disp):
+  """Depth (m) of Monodepth2's sigmoid disparity: ``disp_to_depth(d)[1]`` (min 0.1 m, max 100 m).
+
+  A module-level function (not a ``lambda``) so that the ``Lambda`` layer that calls it is
+  serialised by reference, in Keras 3 and in tf_keras (tfmot's ``quantize_apply`` clones layers
+  through their configs). TF ops only: it runs in both libraries' graphs.
+  """
+  from tfdepth.geometry.intrinsics import disp_to_depth  # pylint: disable=g-import-not-at-top
+  return disp_to_depth(sigmoid_disp)[1]
+
+
+def monodepth2_depth_model(input_size=(192, 640), num_layers=18, seed=0, layers=None):
   """Monodepth2 depth net (scale 0) with Monodepth2's ``disp_to_depth``: a depth model to export.
 
   `tfdepth.models.build_monodepth2_depth_net` returns the sigmoid disparity ``disp_0``; the export
@@ -55,18 +66,62 @@ def monodepth2_depth_model(input_size=(192, 640), num_layers=18, seed=0):
   ``ADD`` / ``DIV``. The tensors of the depth net are reused (the model is flat), so
   `export.rewrite.tflite_friendly` sees its layers.
 
+  This is also the QAT builder of Monodepth2 (``"export._testing:monodepth2_depth_model"`` for
+  `export.qat.quantization_aware_training`): with ``layers=tf_keras.layers`` it builds the
+  tf_keras twin (same weight list; the ``Lambda`` carries no weights and tfmot quantises only its
+  output, see ``export._qat_worker``).
+
   Args:
     input_size: (H, W), multiples of 32, >= 64 (paper: 192x640).
     num_layers: ResNet depth (18 = Monodepth2-R18).
-    seed: Keras seed of the random initialisation.
+    seed: Keras seed of the random initialisation (Keras 3 model only; the twin's weights are
+      copied, not drawn).
+    layers: ``None`` (Keras 3) or ``tf_keras.layers`` (the tf_keras twin).
   Returns:
-    Keras 3 model float32 (B, H, W, 3) in [0, 1] -> {"depth": (B, H, W, 1) metres in [0.1, 100]}.
+    Model float32 (B, H, W, 3) in [0, 1] -> {"depth": (B, H, W, 1) metres in [0.1, 100]}.
+  """
+  from tfdepth.models import build_monodepth2_depth_net  # pylint: disable=g-import-not-at-top
+  from tfdepth.models import _common  # pylint: disable=g-import-not-at-top
+  layers, _, model_cls = _common.model_api(layers)
+  if model_cls.__module__.split(".")[0] == "keras":
+    import keras  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(seed)
+  net = build_monodepth2_depth_net(tuple(input_size) + (3,), num_layers=num_layers, scales=(0,),
+                                   layers=layers)
+  depth = layers.Lambda(sigmoid_disp_to_depth, name="to_depth")(net.output["disp_0"])
+  return model_cls(net.inputs, {"depth": depth}, name=f"monodepth2_r{num_layers}")
+
+
+# Spread of the test Monodepth2's disparity head: the pre-sigmoid logits get mean
+# logit(sigmoid_disp(HEAD_BIAS_M)) and this standard deviation, so depth spans ~3-8 m around
+# 5 m (a randomly initialised net outputs sigmoid ~0.5, a near-constant 0.2 m).
+MONODEPTH2_HEAD_LOGIT_STD = 0.5
+MONODEPTH2_HEAD = "monodepth2_depth_decoder_dispconv0_conv"
+
+
+def spread_monodepth2(input_size=(64, 64), num_layers=18, seed=0):
+  """`monodepth2_depth_model` whose disparity head gives depth ~3-8 m around ``HEAD_BIAS_M``.
+
+  Only the 3x3 head conv of ``disp_0`` is rescaled (as `spread_fastdepth` does for FastDepth's
+  head), so the model still comes from `monodepth2_depth_model` (same weight list, same QAT
+  builder).
+
+  Returns:
+    Keras 3 model float32 (B, H, W, 3) in [0, 1] -> {"depth": (B, H, W, 1) metres}.
   """
   import keras  # pylint: disable=g-import-not-at-top
-  from tfdepth.geometry.intrinsics import disp_to_depth  # pylint: disable=g-import-not-at-top
-  from tfdepth.models import build_monodepth2_depth_net  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(seed)
-  net = build_monodepth2_depth_net(tuple(input_size) + (3,), num_layers=num_layers, scales=(0,))
-  depth = keras.layers.Lambda(lambda d: disp_to_depth(d)[1], name="to_depth")(
-      net.output["disp_0"])
-  return keras.Model(net.inputs, {"depth": depth}, name=f"monodepth2_r{num_layers}")
+  from tfdepth.geometry.intrinsics import depth_to_disp  # pylint: disable=g-import-not-at-top
+  model = monodepth2_depth_model(input_size, num_layers, seed)
+  head = model.get_layer(MONODEPTH2_HEAD)
+  logits = keras.Model(model.inputs, head.output)
+  rng = np.random.default_rng(seed)
+  kernel, bias = head.get_weights()
+  kernel = rng.normal(0.0, 1.0, kernel.shape).astype(np.float32)
+  head.set_weights([kernel, np.zeros_like(bias)])
+  probe = rng.uniform(size=(_NUM_PROBE_IMAGES,) + tuple(input_size) + (3,)).astype(np.float32)
+  out = np.asarray(logits(probe))
+  scale = MONODEPTH2_HEAD_LOGIT_STD / float(np.std(out))
+  s = float(np.asarray(depth_to_disp(np.float32(HEAD_BIAS_M))))
+  target = np.log(s / (1.0 - s))
+  head.set_weights([kernel * scale, np.full_like(bias, target - float(np.mean(out)) * scale)])
+  return model

@@ -36,6 +36,11 @@ DEFAULT_EPOCHS = 2
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_LEARNING_RATE = 1e-4
 IO_DTYPES = ("uint8", "int8", "float32")
+# Builders of depth models with a ``layers=`` namespace (tf_keras twin) and a "depth" output:
+# FastDepth (Wofk et al. 2019) and Monodepth2-R18/34/50's depth net + disp_to_depth (Godard et
+# al. 2019; ``num_layers`` picks the ResNet).
+QAT_BUILDERS = ("tfdepth.models.fastdepth:build_fastdepth",
+                "export._testing:monodepth2_depth_model")
 # Wall-clock limit of the worker process (seconds).
 DEFAULT_TIMEOUT_S = 3600
 # Characters of the worker's stderr quoted in errors.
@@ -87,9 +92,15 @@ def _check_builder_matches(model, builder, builder_kwargs):
   if "layers" not in inspect.signature(fn).parameters:
     raise InvalidInputError(
         f"builder {builder!r} has no 'layers' parameter, so it cannot build the tf_keras twin "
-        "that QAT needs (tfmot works on tf_keras models only); builders that can: "
-        "tfdepth.models.fastdepth:build_fastdepth")
+        f"that QAT needs (tfmot works on tf_keras models only); builders that can: {QAT_BUILDERS}")
   reference = fn(**builder_kwargs)
+  outputs = reference.output
+  if not isinstance(outputs, dict) or "depth" not in outputs:
+    raise InvalidInputError(
+        f"builder {builder!r} builds a model with outputs "
+        f"{sorted(outputs) if isinstance(outputs, dict) else type(outputs).__name__}; QAT "
+        f"fine-tunes a {{'depth': (B, H, W, 1) metres}} output (builders that have one: "
+        f"{QAT_BUILDERS})")
   expected = [tuple(w.shape) for w in reference.get_weights()]
   received = [tuple(w.shape) for w in model.get_weights()]
   if expected != received:
@@ -113,7 +124,10 @@ def quantization_aware_training(model, builder, output_path, train_data, builder
     model: trained Keras 3 model built by ``builder(**builder_kwargs)`` (input float32
       (None, H, W, 3) in [0, 1], output ``{"depth": (B, H, W, 1)}`` metres).
     builder: ``"module:function"`` of the functional builder, which must accept
-      ``layers=tf_keras.layers`` (e.g. ``"tfdepth.models:build_fastdepth"``).
+      ``layers=tf_keras.layers`` and build a ``{"depth": ...}`` model (`QAT_BUILDERS`:
+      ``"tfdepth.models.fastdepth:build_fastdepth"``, and
+      ``"export._testing:monodepth2_depth_model"`` for the Monodepth2 depth net with
+      ``disp_to_depth``).
     output_path: where to write the ``.tflite`` file; ``output_path + ".json"`` gets the info
       (losses, output-only layers, sparsity).
     train_data: dict or .npz path with ``images`` float32 (N, H, W, 3) in [0, 1] at the model

@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from tfdepth.errors import InvalidInputError
 from tfdepth.layers import ReflectionPadding2D
+from tfdepth.layers import reflection_slices
 
 NEAREST = "nearest"
 
@@ -78,13 +79,15 @@ class SliceReflectionPadding2D(keras.layers.Layer):
     size = x.shape[axis]
 
     def rows(start, stop):  # one-row slices so that every slice has a positive stride
+      if (start, stop) == (0, size):
+        return x
       index = [slice(None)] * 4
       index[axis] = slice(start, stop)
       return x[tuple(index)]
 
-    parts = [rows(i, i + 1) for i in range(before, 0, -1)] + [x]
-    parts += [rows(size - 2 - i, size - 1 - i) for i in range(after)]
-    return tf.concat(parts, axis=axis)
+    # The indices come from `tfdepth.layers.reflection_slices`, shared with the stock-layer
+    # `tfdepth.layers.reflection_pad` of the tf_keras twins (export.qat).
+    return tf.concat([rows(*r) for r in reflection_slices(size, before, after)], axis=axis)
 
   def call(self, inputs):
     (top, bottom), (left, right) = self.padding

@@ -99,23 +99,32 @@ def test_eval_example_lidar_values():
   np.testing.assert_array_equal(example["intrinsics"], FIXTURE_K.astype(np.float32))
   # float32 storage of 0.53: tolerance = float32 resolution near 0.5.
   assert example["stereo_baseline"] == pytest.approx(FIXTURE_BASELINE, abs=6e-8)
-  # Independent recomputation: camera z of each kept point, on the fixture's simple calibration
-  # (R_rect = I, P_rect_02 = [[46, 0, 40, 2.76], [0, 46, 12, 0], [0, 0, 1, 0.0025]],
-  # camera = (-y, -z - 0.08, x - 0.27)).
-  scan = lidar.read_velodyne_bin(
-      DUMMY / DATE / TEST_DRIVE / "velodyne_points" / "data" / "0000000003.bin").astype(float)
+  scan_path = DUMMY / DATE / TEST_DRIVE / "velodyne_points" / "data" / "0000000003.bin"
+  # float64 reference vs float32 storage: relative 1e-7 (float32 epsilon 1.2e-7 / 2).
+  np.testing.assert_allclose(example["depth"][..., 0], _expected_depth(scan_path), rtol=1e-7,
+                             atol=0)
+
+
+def _expected_depth(scan_path, camera=2):
+  """Independent recomputation of the projected depth of a fixture scan for camera 2 or 3.
+
+  The fixture's simple calibration: R_rect = I, P_rect_02 = [[46, 0, 40, 2.76], [0, 46, 12, 0],
+  [0, 0, 1, 0.0025]], P_rect_03 = [[46, 0, 40, -21.62], [0, 46, 12, 0], [0, 0, 1, 0]],
+  camera 0 = (-y, -z - 0.08, x - 0.27); camera z of each kept point, nearest wins.
+  """
+  tx, tz = (2.76, 0.0025) if camera == 2 else (-21.62, 0.0)
+  scan = lidar.read_velodyne_bin(scan_path).astype(float)
   scan = scan[scan[:, 0] >= 0]
   cam = np.stack([-scan[:, 1], -scan[:, 2] - 0.08, scan[:, 0] - 0.27], axis=1)
-  z = cam[:, 2] + 0.0025
-  u = (46 * cam[:, 0] + 40 * cam[:, 2] + 2.76) / z
+  z = cam[:, 2] + tz
+  u = (46 * cam[:, 0] + 40 * cam[:, 2] + tx) / z
   v = (46 * cam[:, 1] + 12 * cam[:, 2]) / z
   col, row = np.round(u) - 1, np.round(v) - 1
   inside = (col >= 0) & (col < 80) & (row >= 0) & (row < 24)
   expected = np.zeros((24, 80))
   for r, c, d in sorted(zip(row[inside], col[inside], z[inside]), key=lambda t: -t[2]):
     expected[int(r), int(c)] = d  # Nearest written last: the smallest depth wins.
-  # float64 reference vs float32 storage: relative 1e-7 (float32 epsilon 1.2e-7 / 2).
-  np.testing.assert_allclose(example["depth"][..., 0], expected, rtol=1e-7, atol=0)
+  return expected
 
 
 def test_eval_example_lidar_x_differs_by_the_offsets():
@@ -198,3 +207,128 @@ def test_prepared_zhou_dataset_metadata(tmp_path):
                                 [[368, 0, 315.5], [0, 368, 91.5], [0, 0, 1]])
   val = list(tfds.as_numpy(builder.as_dataset(split="validation")))
   assert sorted(int(e["frame_id"]) for e in val) == [6, 7]
+
+
+# make_dummy_data.KNOWN_POINT (LiDAR x, y, z, stored as float32) starts every scan of drives 0113
+# and 0022 and is the nearest point on its pixel. Camera z = x - 0.27 (+ 0.0025 for camera 2,
+# P_rect_02's z translation); pixels: camera 2 row 12, col 41; camera 3 row 12, col 40.
+KNOWN_X = float(np.float32(20.27))
+KNOWN_Z_CAMERA_2 = np.float32(KNOWN_X - 0.27 + 0.0025)
+KNOWN_Z_CAMERA_3 = np.float32(KNOWN_X - 0.27)
+ZHOU_DRIVE = "2011_09_26_drive_0113_sync"
+VAL_DRIVE = "2011_09_26_drive_0022_sync"
+
+
+def _velodyne(drive, index):
+  return DUMMY / DATE / drive / "velodyne_points" / "data" / f"{index:010d}.bin"
+
+
+def test_eval_example_of_training_frames_both_cameras():
+  key, left = kd.make_eval_example(kitti_splits.Frame(DATE, ZHOU_DRIVE, 30, "l"), str(DUMMY),
+                                   "lidar")
+  assert key == f"{ZHOU_DRIVE}_0000000030_l"
+  assert left["depth"][12, 41, 0] == KNOWN_Z_CAMERA_2
+  key, right = kd.make_eval_example(kitti_splits.Frame(DATE, ZHOU_DRIVE, 30, "r"), str(DUMMY),
+                                    "lidar")
+  assert key == f"{ZHOU_DRIVE}_0000000030_r"
+  assert right["depth"][12, 40, 0] == KNOWN_Z_CAMERA_3
+  assert right["image"][0, 0, 1] == 40 * 3  # Fixture green = 10v + 40·camera: image_03.
+  # Camera 3's K: P_rect_03 has the same K as P_rect_02 in the fixture.
+  np.testing.assert_array_equal(right["intrinsics"], FIXTURE_K.astype(np.float32))
+  # Same tolerance argument as test_eval_example_lidar_values.
+  np.testing.assert_allclose(right["depth"][..., 0], _expected_depth(_velodyne(ZHOU_DRIVE, 30), 3),
+                             rtol=1e-7, atol=0)
+
+
+def test_split_by_scan():
+  frames = [kitti_splits.Frame(DATE, VAL_DRIVE, i, "l") for i in (8, 7, 6, 5)]
+  present, missing = kd.split_by_scan(frames, str(DUMMY))
+  assert [f.index for f in present] == [8, 6, 5] and [f.index for f in missing] == [7]
+  assert kd.velodyne_path(frames[1], str(DUMMY)) == _velodyne(VAL_DRIVE, 7)
+
+
+def _prepare(config, data_dir, manual_dir=DUMMY):
+  builder = kd.Builder(config=config, data_dir=str(data_dir))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+      manual_dir=str(manual_dir), compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  return builder
+
+
+def test_prepared_zhou_depth_dataset_values(tmp_path):
+  builder = _prepare("eigen_zhou_depth", tmp_path)
+  assert builder.info.supervised_keys == ("image", "depth")
+  # train / validation = the eigen_zhou targets (0113: 29, 31; 0022: 6, 7) minus 0022 frame 7,
+  # which has no scan; test = the eigen test list of the manual dir (split_files/eigen/).
+  examples = {split: sorted(tfds.as_numpy(builder.as_dataset(split=split)),
+                            key=lambda e: int(e["frame_id"]))
+              for split in ("train", "validation", "test")}
+  ids = {split: [(e["drive"].decode(), int(e["frame_id"]), e["side"].decode()) for e in values]
+         for split, values in examples.items()}
+  assert ids == {"train": [(ZHOU_DRIVE, 29, "l"), (ZHOU_DRIVE, 31, "l")],
+                 "validation": [(VAL_DRIVE, 6, "l")],
+                 "test": [(TEST_DRIVE, 0, "l"), (TEST_DRIVE, 3, "l")]}
+  for split in ("train", "validation"):
+    for example in examples[split]:
+      depth = example["depth"][..., 0]
+      assert example["image"].shape == (24, 80, 3) and depth.shape == (24, 80)
+      assert depth[12, 41] == KNOWN_Z_CAMERA_2  # The known point: its pixel and camera z.
+      np.testing.assert_array_equal(example["valid"][..., 0], depth > 0)
+      np.testing.assert_array_equal(example["intrinsics"], FIXTURE_K.astype(np.float32))
+      assert example["stereo_baseline"] == pytest.approx(FIXTURE_BASELINE, abs=6e-8)
+      # Same tolerance argument as test_eval_example_lidar_values.
+      np.testing.assert_allclose(
+          depth, _expected_depth(_velodyne(example["drive"].decode(), int(example["frame_id"]))),
+          rtol=1e-7, atol=0)
+  # The test split is exactly what the `eigen` config stores for those frames.
+  for example in examples["test"]:
+    _, reference = kd.make_eval_example(_eigen_frame(int(example["frame_id"])), str(DUMMY),
+                                        "lidar")
+    np.testing.assert_array_equal(example["depth"], reference["depth"])
+    np.testing.assert_array_equal(example["image"], reference["image"])
+
+
+def _manual_dir_with_lists(tmp_path, lists):
+  manual = tmp_path / "manual"
+  manual.mkdir()
+  (manual / DATE).symlink_to(DUMMY / DATE, target_is_directory=True)
+  for name, lines in lists.items():
+    (manual / "split_files" / name).parent.mkdir(parents=True, exist_ok=True)
+    (manual / "split_files" / name).write_text("".join(line + "\n" for line in lines))
+  return manual
+
+
+def test_zhou_depth_reads_eigen_zhou_lists_and_its_own_test_list(tmp_path):
+  manual = _manual_dir_with_lists(tmp_path, {
+      "eigen_zhou/train_files.txt": [f"{DATE}/{ZHOU_DRIVE} 29 l", f"{DATE}/{ZHOU_DRIVE} 30 r"],
+      "eigen_zhou/val_files.txt": [f"{DATE}/{VAL_DRIVE} 7 l", f"{DATE}/{VAL_DRIVE} 5 r"],
+      "eigen/test_files.txt": [f"{DATE}/{TEST_DRIVE} 0 l"],
+      # Its own folder wins over split_files/eigen/.
+      "eigen_zhou_depth/test_files.txt": [f"{DATE}/{TEST_DRIVE} 2 l", f"{DATE}/{TEST_DRIVE} 1 l"],
+  })
+  builder = _prepare("eigen_zhou_depth", tmp_path / "data", manual)
+  ids = {split: sorted((int(e["frame_id"]), e["side"].decode())
+                       for e in tfds.as_numpy(builder.as_dataset(split=split)))
+         for split in ("train", "validation", "test")}
+  # Validation frame 7 has no scan: skipped; the right-camera frames keep side "r".
+  assert ids == {"train": [(29, "l"), (30, "r")], "validation": [(5, "r")],
+                 "test": [(1, "l"), (2, "l")]}
+  right = [e for e in tfds.as_numpy(builder.as_dataset(split="train")) if e["side"] == b"r"][0]
+  assert right["depth"][12, 40, 0] == KNOWN_Z_CAMERA_3
+
+
+def test_zhou_depth_raises_when_a_split_has_no_scan(tmp_path):
+  manual = _manual_dir_with_lists(tmp_path, {
+      "eigen_zhou_depth/train_files.txt": [f"{DATE}/{ZHOU_DRIVE} 29 l"],
+      "eigen_zhou_depth/val_files.txt": [f"{DATE}/{VAL_DRIVE} 7 l"],
+  })
+  with pytest.raises(errors.MissingFileError,
+                     match=r"None of the 1 validation frames has a Velodyne scan.*0000000007\.bin"):
+    _prepare("eigen_zhou_depth", tmp_path / "data", manual)
+
+
+def test_zhou_depth_missing_test_scan_raises_as_eigen(tmp_path):
+  manual = _manual_dir_with_lists(tmp_path, {
+      "eigen_zhou_depth/test_files.txt": [f"{DATE}/{VAL_DRIVE} 7 l"],
+  })
+  with pytest.raises(errors.MissingFileError, match=r"Velodyne scan not found.*0000000007\.bin"):
+    _prepare("eigen_zhou_depth", tmp_path / "data", manual)

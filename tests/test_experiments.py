@@ -158,7 +158,27 @@ def test_supervised_zoo_experiments_carry_the_published_settings():
   assert e14.train.batch_size == 32 and (e14.data.height, e14.data.width) == (224, 288)
   e15 = experiments.get_experiment("eigen2015_nyu")
   assert e15.model.kwargs["tasks"] == ("depth",)
-  assert [l.name for l in e15.losses] == ["silog", "gradient_matching"]
+  # The paper's own gradient term (Eigen & Fergus 2015, Eq. 2), unit weight.
+  assert [(l.name, l.weight) for l in e15.losses] == [("silog", 1.0), ("gradient", 1.0)]
+
+
+def test_kitti_zoo_experiments_use_eigen_zhou_depth_and_weight_decay():
+  import keras  # pylint: disable=g-import-not-at-top
+  from tfds_builders.kitti_depth import kitti_depth_dataset_builder as kd  # pylint: disable=g-import-not-at-top
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  builder_configs = {c.name: c for c in kd.Builder.BUILDER_CONFIGS}
+  for name in ("dorn_kitti", "sid_deeplab_kitti"):
+    cfg = experiments.get_experiment(name)
+    assert cfg.data.tfds_name == "kitti_depth/eigen_zhou_depth", name
+    assert builder_configs["eigen_zhou_depth"].kind == "eigen_zhou_depth"
+    assert (cfg.data.train_split, cfg.data.validation_split, cfg.data.test_split) == (
+        "train", "validation", "test")
+    assert "Needs a supervised KITTI source" not in cfg.description
+    # Fu et al. 2018 Sec. 4 / DeepLab v2 solver: 5e-4, handed to Keras SGD by build_optimizer.
+    assert cfg.optimizer.weight_decay == 5e-4
+    optimizer = common.build_optimizer(cfg.optimizer, total_steps=10)
+    assert isinstance(optimizer, keras.optimizers.SGD)
+    assert optimizer.weight_decay == 5e-4 and optimizer.momentum == 0.9
 
 
 def test_dorn_edges_override_and_json_round_trip(tmp_path):

@@ -1,8 +1,10 @@
 """Fault tolerance of `tfdepth-train`: kill + restart, atomic checkpoints, non-finite guards.
 
 * A `tfdepth-train` process is SIGKILLed at the end of epoch 2 of 3 (test-only hook
-  `trainers.train.CRASH_AFTER_EPOCH_ENV`, after that epoch's backup was written); restarting the
-  same command resumes from the backup and ends with the weights of an uninterrupted run. The
+  `trainers.train.CRASH_AFTER_EPOCH_ENV`, after that epoch's backup was written), or right after
+  a random training step (`CRASH_AFTER_STEP_ENV`, drawn anew on every run from steps 1-5 of 6:
+  mid-epoch or before the epoch's backup); restarting the same command resumes from the last
+  backup and ends with the weights of an uninterrupted run. The
   experiment keeps Adam + cosine schedule (optimizer slots and iteration count must be restored),
   seeded shuffling and seeded augmentation (the input stream must continue where it was:
   `trainers.common.resume_dataset`), and 6 training examples for 2 x batch 4 per epoch, so epochs
@@ -15,6 +17,7 @@
 
 import json
 import os
+import random
 import signal
 
 import keras
@@ -33,12 +36,13 @@ from trainers import supervised
 from trainers import train as train_lib
 
 EPOCHS = 3
+STEPS_PER_EPOCH = 2
 CRASH_AFTER_EPOCH = 2
 # `tests._workers.tiny_experiment` (Adam + cosine schedule, seeded shuffling, seeded flips and
 # colour jitter) with 6 training examples for 2 steps of batch 4 per epoch.
 OVERRIDES = [
     "data.builder_kwargs.num_train=6", "data.augment=true", f"train.epochs={EPOCHS}",
-    "train.steps_per_epoch=2", "train.validation_steps=1",
+    f"train.steps_per_epoch={STEPS_PER_EPOCH}", "train.validation_steps=1",
 ]
 # One process: import, build, trace, 2 epochs of 2 tiny steps (~30-60 s on a loaded 2-core box).
 PROCESS_TIMEOUT_S = 240
@@ -60,15 +64,25 @@ def _assert_same_weights(actual, expected):
     np.testing.assert_allclose(actual[key], value, rtol=RTOL, atol=ATOL, err_msg=key)
 
 
-def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
+def _crash(when):
+  """`(env, completed epochs in the last backup)` of a kill `when` = "epoch_end" | "random_step"."""
+  if when == "epoch_end":
+    return {train_lib.CRASH_AFTER_EPOCH_ENV: str(CRASH_AFTER_EPOCH)}, CRASH_AFTER_EPOCH
+  # Any step but the last; a kill after step k (1-based) happens before the backup of the epoch
+  # that step belongs to, so the backup holds (k - 1) // STEPS_PER_EPOCH epochs.
+  step = random.SystemRandom().randint(1, EPOCHS * STEPS_PER_EPOCH - 1)
+  return {train_lib.CRASH_AFTER_STEP_ENV: str(step)}, (step - 1) // STEPS_PER_EPOCH
+
+
+@pytest.mark.parametrize("when", ["epoch_end", "random_step"])
+def test_killed_run_resumes_to_the_uninterrupted_weights(when, tmp_path):
+  crash_env, restored = _crash(when)
   data_dir, run_dir, ref_dir = (str(tmp_path / n) for n in ("tfds", "run", "ref"))
   config = experiments.apply_overrides(experiments.get_experiment(tiny_experiment.NAME),
                                        OVERRIDES)
   common.prepare_builder(config.data, data_dir)  # prepared once; the processes only read it
 
-  crashing = procs.spawn(_command(run_dir, data_dir),
-                         {train_lib.CRASH_AFTER_EPOCH_ENV: str(CRASH_AFTER_EPOCH)},
-                         str(tmp_path / "crash.log"))
+  crashing = procs.spawn(_command(run_dir, data_dir), crash_env, str(tmp_path / "crash.log"))
   with procs.running([crashing]):
     # Meanwhile, the uninterrupted reference run (same code path, in this process).
     _, ref_history, _ = train_lib.train(config, ref_dir, data_dir=data_dir, verbose=0)
@@ -76,13 +90,17 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
 
   backup = os.path.join(run_dir, common.BACKUP_DIR)
   metadata = common.read_backup_metadata(backup)
-  assert metadata == {"epoch": CRASH_AFTER_EPOCH,
-                      "weights": common.BACKUP_WEIGHTS_PATTERN.format(epoch=CRASH_AFTER_EPOCH)}
-  assert common.restored_epoch(run_dir) == CRASH_AFTER_EPOCH
+  if restored:
+    assert metadata == {"epoch": restored,
+                        "weights": common.BACKUP_WEIGHTS_PATTERN.format(epoch=restored)}, crash_env
+  else:  # killed during epoch 1: no backup yet, the restart trains from scratch
+    assert metadata is None, crash_env
+  assert common.restored_epoch(run_dir) == restored, crash_env
   assert not os.path.exists(os.path.join(run_dir, train_lib.HISTORY_FILENAME))
   # A kill in the middle of the next writes leaves truncated temporary files (and, were a writer
   # not atomic, a truncated epoch file): none of them may be loaded on restart.
   garbage = b"\x89HDF\r\n\x1a\n" + b"\x00" * 40  # an HDF5 signature, then nothing
+  os.makedirs(backup, exist_ok=True)
   for path in (os.path.join(backup, f"{common.TMP_PREFIX}4242-epoch_3.weights.h5"),
                os.path.join(backup, "epoch_3.weights.h5"),
                os.path.join(run_dir, common.CHECKPOINT_DIR,
@@ -94,19 +112,21 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(tmp_path):
   with procs.running([resumed]):
     assert procs.wait_all([resumed], PROCESS_TIMEOUT_S) == [0], procs.tail(resumed)
   log = procs.tail(resumed, 10 ** 6)
-  # Keras prints "Epoch k/3" only for the epochs it runs: the restart ran epoch 3 alone.
-  assert "Epoch 3/3" in log and "Epoch 1/3" not in log and "Epoch 2/3" not in log, log[-3000:]
+  # Keras prints "Epoch k/3" only for the epochs it runs: the restart ran the missing ones.
+  for epoch in range(1, EPOCHS + 1):
+    assert (f"Epoch {epoch}/{EPOCHS}" in log) == (epoch > restored), (crash_env, log[-3000:])
   with open(os.path.join(run_dir, train_lib.HISTORY_FILENAME)) as f:
     history = json.load(f)
-  assert len(history["loss"]) == EPOCHS - CRASH_AFTER_EPOCH
+  assert len(history["loss"]) == EPOCHS - restored
   assert history["loss"][-1] == pytest.approx(ref_history.history["loss"][-1], rel=1e-5)
 
   last = os.path.join(common.CHECKPOINT_DIR, common.LAST_CHECKPOINT)
   resumed_weights = procs.read_h5(os.path.join(run_dir, last))
   ref_weights = procs.read_h5(os.path.join(ref_dir, last))
   _assert_same_weights(resumed_weights, ref_weights)
-  # Keras stores the optimizer's iteration count first: Adam resumed at step 4 and ran 6 in all.
-  assert int(resumed_weights["optimizer/vars/0"]) == EPOCHS * 2
+  # Keras stores the optimizer's iteration count first: Adam resumed at the backup's step and
+  # ran 6 in all.
+  assert int(resumed_weights["optimizer/vars/0"]) == EPOCHS * STEPS_PER_EPOCH
   # The backup is removed after a completed run (Keras BackupAndRestore, delete_checkpoint).
   assert not os.path.exists(backup)
 

@@ -202,3 +202,33 @@ def test_bad_inputs_raise_typed_errors():
   with pytest.raises(InvalidInputError, match="translation_field"):
     losses.geometric3d_loss(source, target, _translation(0.0), _k(),
                             translation_field=np.zeros((1, H, W, 2), np.float32))
+
+
+def test_monodepth2_geometric3d_term():
+  """`trainers.self_supervised`: the optional term is the mean over the temporal sources of the
+  pure loss with target_from_source = inv(source_from_target), and is off by default."""
+  from trainers import self_supervised as ss  # pylint: disable=g-import-not-at-top
+  assert ss.SelfSupervisedConfig().geometric3d_weight == 0.0
+  assert ss.LOSS_TERM_FIELDS["geometric3d"] == "geometric3d_weight"
+  with pytest.raises(InvalidInputError, match="use_temporal_frames"):
+    ss.SelfSupervisedConfig(geometric3d_weight=1.0, use_stereo=True, use_temporal_frames=False)
+  h, w = 8, 8
+  rng = np.random.default_rng(0)
+  frames = rng.uniform(size=(1, 3, h, w, 3)).astype(np.float32)
+  k = np.array([[[8.0, 0, 3.5], [0, 8.0, 3.5], [0, 0, 1]]], np.float32)
+  # Sigmoid disparity 0.5 -> depth 1 / (1/100 + (10 − 1/100)·0.5) = 0.19980 m everywhere.
+  disp = np.full((1, h, w, 1), 0.5, np.float32)
+  sources = {-1: np.full((1, h, w, 1), 0.25, np.float32), 1: np.full((1, h, w, 1), 0.15, np.float32)}
+  poses = {-1: _translation(0.01), 1: _translation(-0.02, 0.01)}
+  config = ss.SelfSupervisedConfig(scales=(0,), use_automask=False, geometric3d_weight=0.5)
+  out = ss.self_supervised_losses(frames, k, {0: disp}, poses, config, source_depths=sources)
+  target = np.full((1, h, w, 1), 1.0 / (0.01 + (10.0 - 0.01) * 0.5), np.float32)
+  expected = np.mean([losses.geometric3d_loss(sources[f], target, np.linalg.inv(poses[f]), k)
+                      .numpy() for f in (-1, 1)], axis=0)
+  assert expected[0] > 0.01  # 5 cm / 10 cm depth gaps: a clearly non-zero loss
+  # disp_to_depth and the pose inversion in float32: a few ulp.
+  np.testing.assert_allclose(out["geometric3d"].numpy(), expected, rtol=1e-5)
+  default = ss.self_supervised_losses(frames, k, {0: disp}, poses,
+                                      ss.SelfSupervisedConfig(scales=(0,), use_automask=False),
+                                      source_depths=sources)
+  assert "geometric3d" not in default

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tfdepth.errors import InvalidInputError
+from tfdepth.layers import ReflectionPadding2D, reflection_pad, reflection_slices
 from tfdepth.models import get_model
 from tfdepth.models.monodepth2 import build_monodepth2_depth_net, build_monodepth2_pose_net
 
@@ -183,3 +184,74 @@ def test_bad_input(builder, kwargs, fragment):
   with pytest.raises(InvalidInputError) as err:
     builder(**kwargs)
   assert fragment in str(err.value)
+
+
+# ------------------------------------------------------ tf_keras twin (layers=, issue 7 QAT)
+# Reflection paddings of the default depth net: 5 stages x 2 Conv3x3 + 4 disparity heads.
+NUM_PADS_4_SCALES = 14
+# Twin vs Keras 3 with the same weights: the same float32 kernels on the same values (the
+# reflection padding is pure copies in both), so 1e-5 relative only absorbs a different op
+# fusion between the two libraries (measured: bit-identical on this CPU).
+TWIN_RTOL = 1e-5
+
+
+def test_tf_keras_twin_same_weights_same_outputs(depth_net):
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  twin = build_monodepth2_depth_net(SMALL, name="md", layers=tf_keras.layers)
+  assert isinstance(twin, tf_keras.Model) and not isinstance(twin, keras.Model)
+  assert ([tuple(w.shape) for w in twin.get_weights()]
+          == [tuple(w.shape) for w in depth_net.get_weights()])
+  twin.set_weights(depth_net.get_weights())
+  x = _images(2, SMALL, seed=3)
+  expected = {k: v.numpy() for k, v in depth_net(x).items()}
+  got = twin(x)
+  assert sorted(got) == ["disp_0", "disp_1", "disp_2", "disp_3"]
+  for key, value in expected.items():
+    np.testing.assert_allclose(got[key].numpy(), value, rtol=TWIN_RTOL, atol=0)
+  # Stock tf_keras layers only (tfmot quantises no unknown layer); the Keras 3 model keeps its
+  # ReflectionPadding2D layers (saved .keras files refer to them).
+  assert {type(l).__module__.split(".")[0] for l in twin.layers} == {"tf_keras"}
+  assert sum(isinstance(l, tf_keras.layers.Cropping2D) for l in twin.layers) == (
+      4 * NUM_PADS_4_SCALES)  # one row top, one bottom, one column left, one right per pad
+  assert sum(isinstance(l, ReflectionPadding2D) for l in depth_net.layers) == NUM_PADS_4_SCALES
+
+
+def test_reflection_slices_closed_form():
+  # Rows 2, 1 | all | rows H-2 = 3 (H = 5): PyTorch ReflectionPad2d((.., .., 2, 1)).
+  assert reflection_slices(5, 2, 1) == [(2, 3), (1, 2), (0, 5), (3, 4)]
+  assert reflection_slices(2, 1, 1) == [(1, 2), (0, 2), (0, 1)]
+  assert reflection_slices(4, 0, 0) == [(0, 4)]
+  for size, before, after in ((2, 2, 0), (None, 1, 1), (3, -1, 0), (3, 1.0, 0)):
+    with pytest.raises(InvalidInputError, match=r"reflection padding .*got size"):
+      reflection_slices(size, before, after)
+
+
+def test_reflection_pad_from_stock_layers_closed_form():
+  # [a, b, c] padded by 1 is [b, a, b, c, b] (nn.ReflectionPad2d), rows then columns.
+  inp = keras.Input((2, 3, 1))
+  model = keras.Model(inp, reflection_pad(inp, keras.layers, 1, "p"))
+  assert model.layers[-1].name == "p"
+  assert {type(l).__name__ for l in model.layers[1:]} == {"Cropping2D", "Concatenate"}
+  x = np.arange(1.0, 7.0, dtype=np.float32).reshape(1, 2, 3, 1)
+  np.testing.assert_array_equal(model(x).numpy()[0, :, :, 0],
+                                [[5, 4, 5, 6, 5], [2, 1, 2, 3, 2], [5, 4, 5, 6, 5],
+                                 [2, 1, 2, 3, 2]])
+
+
+@pytest.mark.parametrize("padding", [((2, 0), (1, 3)), (0, 2), 3])
+def test_reflection_pad_equals_reflection_padding_layer(padding):
+  inp = keras.Input((5, 6, 2))
+  model = keras.Model(inp, reflection_pad(inp, keras.layers, padding, "p"))
+  x = _images(2, (5, 6, 2), seed=4)
+  # Pure copies: bit-identical.
+  np.testing.assert_array_equal(model(x).numpy(), ReflectionPadding2D(padding)(x).numpy())
+
+
+def test_reflection_pad_bad_input():
+  inp = keras.Input((2, 3, 1))
+  with pytest.raises(InvalidInputError, match=r"got size 2"):
+    reflection_pad(inp, keras.layers, 2, "p")
+  with pytest.raises(InvalidInputError, match=r"padding must be .*got -1"):
+    reflection_pad(inp, keras.layers, -1, "p")
+  with pytest.raises(InvalidInputError, match=r"layers must be keras.layers or tf_keras.layers"):
+    build_monodepth2_depth_net(SMALL, layers=np)

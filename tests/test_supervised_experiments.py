@@ -1,6 +1,7 @@
 """The supervised model-zoo experiments (issue 4) resolve, build and run `fit` through
 `trainers.train.train` on the synthetic world stand-in (tiny sizes, one step)."""
 
+import dataclasses
 import math
 import os
 
@@ -70,3 +71,46 @@ def test_experiment_runs_one_fit_step_through_tfdepth_train(name, data_dir, tmp_
     assert 0.0 < depth.min() and depth.max() <= upper
   else:                   # Eigen: exp(log depth); FCRN: softplus
     assert depth.min() > 0.0
+
+
+# dorn_kitti on the real-format KITTI fixture (tfds_builders/kitti_depth/dummy_data: 24x80 frames,
+# calibration files, Velodyne scans): kitti_depth/eigen_zhou_depth is prepared from it as a user
+# would with --manual_dir, then tfdepth-train runs one step at 32x64 (the stand-in size; DORN's
+# input must be a multiple of 32).
+KITTI_DUMMY_OVERRIDES = [
+    "data.height=32", "data.width=64", "train.batch_size=2", "train.epochs=1",
+    "train.steps_per_epoch=1", "train.validation_steps=1",
+    "model.kwargs.num_layers=18", "model.kwargs.width_multiplier=0.0625",
+]
+# dummy_data: train = 0113 frames 29, 31; validation = 0022 frame 6 (frame 7 has no scan);
+# test = split_files/eigen (0002 frames 0, 3). See kitti_depth_dataset_builder_test.py.
+KITTI_DUMMY_SPLITS = {"train": 2, "validation": 1, "test": 2}
+
+
+def test_dorn_kitti_runs_one_fit_step_on_the_kitti_fixture(tmp_path):
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from tfds_builders.kitti_depth import kitti_depth_dataset_builder as kd  # pylint: disable=g-import-not-at-top
+  base = experiments.get_experiment("dorn_kitti")
+  data_dir = str(tmp_path / "tfds")
+  manual_dir = os.path.join(os.path.dirname(kd.__file__), "dummy_data")
+  tfds.builder(base.data.tfds_name, data_dir=data_dir).download_and_prepare(
+      download_config=tfds.download.DownloadConfig(
+          manual_dir=manual_dir, compute_stats=tfds.download.ComputeStatsMode.SKIP))
+  config = experiments.apply_overrides(base, KITTI_DUMMY_OVERRIDES)
+  assert config.data == dataclasses.replace(base.data, height=32, width=64)
+  assert config.losses == base.losses and config.optimizer == base.optimizer
+  model_dir = str(tmp_path / "run")
+  model, history, builder = train_lib.train(config, model_dir, data_dir=data_dir, verbose=0)
+  assert builder.info.full_name == "kitti_depth/eigen_zhou_depth/1.1.0"
+  assert {s: builder.info.splits[s].num_examples for s in KITTI_DUMMY_SPLITS} == KITTI_DUMMY_SPLITS
+  logs = {k: v[-1] for k, v in history.history.items()}
+  assert {"ordinal_loss", "loss", "val_loss", "abs_rel", "val_abs_rel"} <= set(logs)
+  assert all(math.isfinite(v) for v in logs.values()), logs
+  # One term of weight 1: the total is that term (same float32 mean; relative 1e-6).
+  assert logs["loss"] == pytest.approx(logs["ordinal_loss"], rel=1e-6)
+  assert model.optimizer.weight_decay == pytest.approx(5e-4, rel=1e-7)  # Fu et al. 2018, Sec. 4
+  assert model.optimizer.iterations.numpy() == 1
+  image = np.random.default_rng(0).uniform(0, 1, (1, 32, 64, 3)).astype(np.float32)
+  depth = np.asarray(model.network(image, training=False)["depth"])
+  # DORN decodes to SID bin centres inside [1e-3, 80] m.
+  assert depth.shape == (1, 32, 64, 1) and 0.0 < depth.min() and depth.max() <= 80.0

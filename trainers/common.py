@@ -448,26 +448,38 @@ def tensorboard_callback(model_dir, sample_dataset):
 
 # ------------------------------------------------------------------------------ fit an experiment
 HISTORY_FILENAME = "history.json"
-# Test-only hook (tests/test_fault_tolerance.py): when set to k, the process SIGKILLs itself at
-# the end of epoch k (after that epoch's backup), simulating a preempted machine.
+# Test-only hooks (tests/test_fault_tolerance.py) simulating a preempted machine: the process
+# SIGKILLs itself at the end of epoch k (after that epoch's backup), or right after training
+# step k (1-based, counted by the optimizer; in the middle of an epoch, after the last backup).
 CRASH_AFTER_EPOCH_ENV = "TFDEPTH_TEST_CRASH_AFTER_EPOCH"
+CRASH_AFTER_STEP_ENV = "TFDEPTH_TEST_CRASH_AFTER_STEP"
 
 
-class _CrashAfterEpoch(keras.callbacks.Callback):
+class _Crash(keras.callbacks.Callback):
 
-  def __init__(self, epoch):
+  def __init__(self, epoch=None, step=None):
     super().__init__()
-    self.epoch = epoch
+    self.epoch, self.step = epoch, step
+
+  @staticmethod
+  def _kill():
+    import signal  # pylint: disable=g-import-not-at-top
+    os.kill(os.getpid(), signal.SIGKILL)
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.step is not None and int(self.model.optimizer.iterations.numpy()) == self.step:
+      self._kill()
 
   def on_epoch_end(self, epoch, logs=None):
-    if epoch + 1 == self.epoch:
-      import signal  # pylint: disable=g-import-not-at-top
-      os.kill(os.getpid(), signal.SIGKILL)
+    if self.epoch is not None and epoch + 1 == self.epoch:
+      self._kill()
 
 
 def _test_crash_callbacks():
-  value = os.environ.get(CRASH_AFTER_EPOCH_ENV)
-  return [_CrashAfterEpoch(int(value))] if value else []
+  epoch, step = os.environ.get(CRASH_AFTER_EPOCH_ENV), os.environ.get(CRASH_AFTER_STEP_ENV)
+  if not (epoch or step):
+    return []
+  return [_Crash(int(epoch) if epoch else None, int(step) if step else None)]
 
 
 def fit_experiment(config, model_dir, make_datasets_fn, build_trainer_fn, strategy_name="default",

@@ -181,9 +181,10 @@ class DynamicConfig:
 
   @property
   def term_weights(self):
-    """{term: total multiplier 2·w·f} of the released aggregator (also applied to geometric3d)."""
+    """{term: total multiplier 2·w·f} of the released aggregator for the `active_terms` (also
+    applied to geometric3d)."""
     out = {}
-    for name in TERM_NAMES:
+    for name in self.active_terms:
       factor = LI2021.ssim_factor if name == "ssim" else 1.0
       out[name] = LI2021.aggregator_scale * factor * float(getattr(self, f"{name}_weight"))
     return out

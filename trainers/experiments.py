@@ -432,11 +432,11 @@ def _nyu_data(height, width):
                     train_split="train[:95%]", validation_split="train[95%:]", test_split="test")
 
 
-# Supervised KITTI training needs image + dense/sparse depth for the Eigen *training* drives.
-# The kitti_depth builder provides only the Eigen test frames (`eigen`: LiDAR, `eigen_benchmark`:
-# annotated maps) so far, so the KITTI experiments name the splits a supervised KITTI source must
-# have; set `data.tfds_name` to such a dataset (or, for a smoke run, to "synthetic_world/street").
-KITTI_SUPERVISED_TFDS_NAME = "kitti_depth/eigen"
+# Supervised KITTI data: `kitti_depth/eigen_zhou_depth` (manual download of the raw drives):
+# train / validation = the Zhou-split frames (Zhou et al. 2017) with their Velodyne scan projected
+# into the image (camera z, sparse, 0 = no return), test = the 697 Eigen test frames with the
+# same LiDAR ground truth as `kitti_depth/eigen`.
+KITTI_SUPERVISED_TFDS_NAME = "kitti_depth/eigen_zhou_depth"
 
 
 def _kitti_data(height, width):
@@ -501,10 +501,10 @@ register_experiment(ExperimentConfig(
 # Eigen & Fergus, ICCV 2015 (VGG-16 version) on NYU Depth v2, *depth task only*: the multi-task
 # variant (normals, labels) cannot be trained by `SupervisedDepthModel` yet: no normals /
 # label ground truth in the supervised pipeline and no normals / cross-entropy loss term in
-# `trainers.supervised.LOSS_FUNCTIONS`. Loss: scale-invariant with λ = 0.5 (Eq. 1) plus a log-depth
-# gradient term; the paper's own gradient term (`tfdepth.losses.gradient_loss`, Eq. 2) is not
-# addressable by name in LOSS_FUNCTIONS, so MegaDepth's gradient matching
-# ("gradient_matching") stands in for it. Input 320x240 (paper) -> 224x320 (multiple of 32).
+# `trainers.supervised.LOSS_FUNCTIONS`. Loss: scale-invariant with λ = 0.5 (Eq. 1) plus the
+# paper's own first-order gradient term on the log-depth difference (Eq. 2;
+# `tfdepth.losses.gradient_loss`, loss name "gradient"). Input 320x240 (paper) -> 224x320
+# (multiple of 32).
 # SGD with momentum 0.9, batch 32 (Sec. 3.3); one rate 1e-3 instead of per-scale rates.
 EIGEN2015_HEIGHT, EIGEN2015_WIDTH = 224, 320   # paper 240x320
 EIGEN2015_GRADIENT_WEIGHT = 1.0                # Eigen & Fergus 2015, Eq. 1-2 (unit weight)
@@ -513,12 +513,12 @@ EIGEN2015_EPOCHS = 20
 register_experiment(ExperimentConfig(
     name="eigen2015_nyu",
     description="Eigen & Fergus 2015 VGG-16 three-scale network, depth task only, on NYU Depth v2 "
-                "(labeled): scale-invariant (lambda 0.5) + gradient matching loss.",
+                "(labeled): scale-invariant (lambda 0.5) + log-depth gradient loss (Eq. 2).",
     model=ModelConfig("eigen2015", {"tasks": ["depth"]}),
     data=_nyu_data(EIGEN2015_HEIGHT, EIGEN2015_WIDTH),
     optimizer=OptimizerConfig("sgd", learning_rate=EIGEN_SGD_LR),
     losses=(LossConfig("silog", 1.0, kwargs={"variance_focus": EIGEN_VARIANCE_FOCUS}),
-            LossConfig("gradient_matching", EIGEN2015_GRADIENT_WEIGHT)),
+            LossConfig("gradient", EIGEN2015_GRADIENT_WEIGHT)),
     train=TrainConfig(batch_size=EIGEN_BATCH_SIZE, epochs=EIGEN2015_EPOCHS, seed=0),
     metrics_protocol="nyu",
     max_depth=SYNTHETIC_INDOOR_MAX_DEPTH,
@@ -529,13 +529,13 @@ register_experiment(ExperimentConfig(
 # momentum 0.9, polynomial decay of base rate 1e-4 with power 0.9, batch 3, 300K iterations;
 # KITTI crops of 385x513 -> 384x512 here (multiples of 32; note the pipeline *resizes* the frame
 # to that size, DORN crops it). K = 80 is tfdepth's `DORN_NUM_BINS` default (not checked
-# against the paper's KITTI K); weight decay 5e-4 is not applied (`build_optimizer` uses
-# weight_decay only for AdamW).
+# against the paper's KITTI K); weight decay 5e-4 (`build_optimizer` passes it to SGD).
 DORN_KITTI_HEIGHT, DORN_KITTI_WIDTH = 384, 512  # paper crops 385x513
 DORN_SGD_LR = 1e-4               # Fu et al. 2018, Sec. 4 (base learning rate)
 DORN_POLY_POWER = 0.9            # Fu et al. 2018, Sec. 4 (polynomial decay power)
 DORN_BATCH_SIZE = 3              # Fu et al. 2018, Sec. 4
 DORN_KITTI_ITERATIONS = 300_000  # Fu et al. 2018, Sec. 4 (KITTI)
+DORN_WEIGHT_DECAY = 5e-4         # Fu et al. 2018, Sec. 4 (weight decay)
 DORN_STEPS_PER_EPOCH = 1000      # tfdepth bookkeeping: 300 "epochs" of 1000 steps = 300K steps
 DORN_KITTI_NUM_BINS = 80         # tfdepth.models.dorn.DORN_NUM_BINS
 DORN_MIN_DEPTH = 1e-3            # tfdepth.models.dorn.DEFAULT_MIN_DEPTH (KITTI protocol floor)
@@ -544,14 +544,15 @@ DORN_MAX_DEPTH = 80.0            # KITTI protocol cap (Eigen et al. 2014)
 register_experiment(ExperimentConfig(
     name="dorn_kitti",
     description="DORN (ResNet-101, stride 8, ASPP 6/12/18, full-image encoder) with the ordinal "
-                "regression loss over 80 SID bins (1e-3..80 m, shift xi) on KITTI at 384x512. "
-                "Needs a supervised KITTI source with train/validation/test splits in "
-                "data.tfds_name (the kitti_depth builder has only the Eigen test split so far).",
+                "regression loss over 80 SID bins (1e-3..80 m, shift xi) on KITTI at 384x512: "
+                "kitti_depth/eigen_zhou_depth (Zhou-split frames with projected LiDAR depth; "
+                "Eigen test split).",
     model=ModelConfig("dorn", {"num_bins": DORN_KITTI_NUM_BINS, "min_depth": DORN_MIN_DEPTH,
                                "max_depth": DORN_MAX_DEPTH}),
     data=_kitti_data(DORN_KITTI_HEIGHT, DORN_KITTI_WIDTH),
-    optimizer=OptimizerConfig("sgd", learning_rate=DORN_SGD_LR, schedule="polynomial",
-                              power=DORN_POLY_POWER, end_learning_rate_factor=0.0),
+    optimizer=OptimizerConfig("sgd", learning_rate=DORN_SGD_LR, weight_decay=DORN_WEIGHT_DECAY,
+                              schedule="polynomial", power=DORN_POLY_POWER,
+                              end_learning_rate_factor=0.0),
     losses=(LossConfig("ordinal", 1.0, prediction_key="ordinal_logits",
                        kwargs={"edges": sid_edges(DORN_MIN_DEPTH, DORN_MAX_DEPTH,
                                                   DORN_KITTI_NUM_BINS)}),),
@@ -566,25 +567,27 @@ register_experiment(ExperimentConfig(
 # al., TPAMI 2017): dilated ResNet-101 + ASPP-L (rates 6/12/18/24, summed), softmax
 # cross-entropy over 71 SID classes of [1e-3, 80] m (issue 4), arg-max decoding. Optimisation
 # as DeepLab v2's released ResNet-101 solver: SGD, momentum 0.9, "poly" decay of base rate
-# 2.5e-4 with power 0.9, batch 10, 20K iterations (weight decay 5e-4 not applied, see DORN).
+# 2.5e-4 with power 0.9, batch 10, 20K iterations, weight decay 5e-4.
 # Input: DORN's KITTI size 384x512 (DeepLab v2's 321x321 crops do not fit KITTI's aspect).
 SID_NUM_CLASSES = 71             # issue 4 / tfdepth.models.dorn.SID_CLASSIFIER_NUM_CLASSES
 SID_SGD_LR = 2.5e-4              # DeepLab v2 ResNet-101 solver base_lr (Chen et al. 2017)
 SID_BATCH_SIZE = 10              # DeepLab v2 (Chen et al. 2017, Sec. 4.1)
 SID_ITERATIONS = 20_000          # DeepLab v2 (Chen et al. 2017, Sec. 4.1, PASCAL VOC)
+SID_WEIGHT_DECAY = 5e-4          # DeepLab v2 ResNet-101 solver weight_decay (Chen et al. 2017)
 SID_STEPS_PER_EPOCH = 1000       # tfdepth bookkeeping: 20 "epochs" of 1000 steps
 
 register_experiment(ExperimentConfig(
     name="sid_deeplab_kitti",
     description="Depth as classification: DeepLab v2 (dilated ResNet-101 + ASPP-L) over 71 SID "
-                "classes up to 80 m, softmax cross-entropy, arg-max decoding, KITTI at 384x512. "
-                "Needs a supervised KITTI source in data.tfds_name (see dorn_kitti).",
+                "classes up to 80 m, softmax cross-entropy, arg-max decoding, KITTI at 384x512 "
+                "(kitti_depth/eigen_zhou_depth, as dorn_kitti).",
     model=ModelConfig("sid_classifier", {"num_classes": SID_NUM_CLASSES,
                                          "min_depth": DORN_MIN_DEPTH,
                                          "max_depth": DORN_MAX_DEPTH, "decoding": "argmax"}),
     data=_kitti_data(DORN_KITTI_HEIGHT, DORN_KITTI_WIDTH),
-    optimizer=OptimizerConfig("sgd", learning_rate=SID_SGD_LR, schedule="polynomial",
-                              power=DORN_POLY_POWER, end_learning_rate_factor=0.0),
+    optimizer=OptimizerConfig("sgd", learning_rate=SID_SGD_LR, weight_decay=SID_WEIGHT_DECAY,
+                              schedule="polynomial", power=DORN_POLY_POWER,
+                              end_learning_rate_factor=0.0),
     losses=(LossConfig("sid_cross_entropy", 1.0, prediction_key="logits",
                        kwargs={"edges": sid_edges(DORN_MIN_DEPTH, DORN_MAX_DEPTH,
                                                   SID_NUM_CLASSES)}),),

@@ -36,8 +36,9 @@ Logged terms (un-weighted, each the global-batch mean): `photometric_loss` = mea
 Distribution / precision / non-finite handling mirror `trainers.supervised.SupervisedDepthModel`:
 per-image losses go through `_global_batch_mean` (sum / global batch), `optimizer.scale_loss`,
 zero update on a non-finite step and `NonFiniteLossCheck` in every `fit`. Note that Keras
-`BatchNormalization` normalises with per-replica statistics under `MirroredStrategy`, as in any
-Keras model; one-step equality with a single device therefore holds with frozen BN statistics.
+`BatchNormalization` normalises with per-replica statistics under a strategy, as in any Keras
+model, unless `train.synchronized_batchnorm` makes them cross-replica
+(`tfdepth.models.synchronize_batchnorm`); then N replicas compute the step of one device.
 
 Stereo (Monodepth2 "S" / "MS", `use_stereo`): the stereo partner of the target, frame id "s"
 (`STEREO_FRAME_ID`), is one more source, warped with the fixed, known transform of the batch
@@ -108,6 +109,16 @@ SEG_IGNORE_LABEL = 255
 KITTI_ZHOU_PREFIX = "kitti_depth/eigen_zhou"
 KITTI_EVAL_TFDS_NAME = "kitti_depth/eigen"
 ATE_KEY = "ate_3frame"
+# Pose evaluation as in the literature: ATE over 5-frame snippets (Zhou, Brown, Snavely, Lowe,
+# "Unsupervised Learning of Depth and Ego-Motion from Video", CVPR 2017, Sec. 4.3; Monodepth2
+# `evaluate_pose.py` `track_length = 5`: pairwise poses of consecutive frames chained over every
+# snippet, stride 1).
+ATE_SNIPPET_LENGTH = 5
+ATE_SNIPPET_KEY = "ate_5frame"
+# tfdepth-eval on the synthetic world: this many sequences of ATE_SNIPPET_LENGTH frames, rendered
+# around frame t of the first test clips (~20 s of rendering at 64x192 on one CPU core; tfdepth
+# choice).
+POSE_EVAL_NUM_SEQUENCES = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -492,6 +503,207 @@ def snippet_positions(target_from_source):
   first_from_t = np.linalg.inv(m[0])
   first_from_next = first_from_t @ m[1]
   return np.stack([np.zeros(3), first_from_t[:3, 3], first_from_next[:3, 3]])
+
+
+def _check_poses(name, poses, count=None):
+  """(n, 4, 4) float64 numpy from `poses`; raises InvalidInputError on another shape."""
+  m = np.asarray(poses, np.float64)
+  if m.ndim != 3 or m.shape[1:] != (4, 4) or (count is not None and m.shape[0] != count):
+    want = "(N, 4, 4)" if count is None else f"({count}, 4, 4)"
+    raise InvalidInputError(f"{name} expected shape {want}, received {m.shape}")
+  return m
+
+
+def relative_poses(target_from_frame):
+  """Motion of each consecutive pair of a sequence from per-frame poses in one reference frame.
+
+  Args:
+    target_from_frame: `(N, 4, 4)` poses M[i] with p_ref = M[i] @ p_i (e.g. `render_clip(...,
+      num_frames=N)["target_from_frame"]`, or world_from_camera).
+  Returns:
+    `(N - 1, 4, 4)` float64 `prev_from_next`[i] = M[i]^-1 @ M[i+1] (camera i from camera i+1).
+  """
+  m = _check_poses("target_from_frame", target_from_frame)
+  return np.linalg.inv(m[:-1]) @ m[1:]
+
+
+def chain_positions(prev_from_next):
+  """Camera positions of a snippet in the camera frame of its first frame, `(L, 3)` float64.
+
+  Position k is the translation of first_from_k = prev_from_next[0] @ ... @ prev_from_next[k-1]
+  (position 0 is the origin), SfMLearner's snippet convention (first frame = origin, so
+  `absolute_trajectory_error` needs no rotational alignment). Monodepth2's `dump_xyz` instead
+  multiplies the next_from_prev matrices in the same order; both agree for pure translations up
+  to the sign, which the least-squares scale absorbs, but only this product is a trajectory when
+  the camera turns.
+
+  Args:
+    prev_from_next: `(L - 1, 4, 4)` camera i from camera i+1 (`relative_poses`).
+  """
+  m = _check_poses("prev_from_next", prev_from_next)
+  pose = np.eye(4)
+  out = [pose[:3, 3].copy()]
+  for step in m:
+    pose = pose @ step
+    out.append(pose[:3, 3].copy())
+  return np.stack(out)
+
+
+def snippet_ates(pred_prev_from_next, gt_prev_from_next, snippet_length=ATE_SNIPPET_LENGTH):
+  """ATE of every snippet of `snippet_length` frames of one sequence, stride 1 (numpy).
+
+  Snippet i covers frames i .. i + snippet_length - 1; its predicted and ground-truth positions
+  are `chain_positions` of its snippet_length - 1 pair motions, compared with
+  `absolute_trajectory_error` (translation + least-squares scale alignment). Only full snippets
+  are used (SfMLearner); Monodepth2's loop also scores the shorter tails at the sequence end.
+
+  Args:
+    pred_prev_from_next, gt_prev_from_next: `(N - 1, 4, 4)` pair motions of an N-frame sequence
+      (`predict_relative_poses`, `relative_poses`); the gt translation in metres.
+    snippet_length: int >= 2, at most N.
+  Returns:
+    `(N - snippet_length + 1,)` float64 ATE per snippet (metres of the gt).
+  Raises:
+    InvalidInputError: mismatched shapes, or a snippet_length out of range.
+  """
+  gt = _check_poses("gt_prev_from_next", gt_prev_from_next)
+  pred = _check_poses("pred_prev_from_next", pred_prev_from_next, gt.shape[0])
+  if (isinstance(snippet_length, bool) or not isinstance(snippet_length, (int, np.integer))
+      or not 2 <= snippet_length <= gt.shape[0] + 1):
+    raise InvalidInputError(f"snippet_length expected an int in [2, {gt.shape[0] + 1}] (the "
+                            f"sequence has {gt.shape[0] + 1} frames), received {snippet_length!r}")
+  steps = snippet_length - 1
+  return np.array([
+      absolute_trajectory_error(chain_positions(pred[i:i + steps]),
+                                chain_positions(gt[i:i + steps]))
+      for i in range(gt.shape[0] - steps + 1)])
+
+
+def _pose_net_of(model):
+  """The pose net of a `SelfSupervisedDepthModel`, or `model` itself when it is a pose net."""
+  if isinstance(model, SelfSupervisedDepthModel):
+    if model.pose_net is None:
+      raise InvalidInputError("the model has no pose net (stereo-only mode, "
+                              "use_temporal_frames=False): no pose to evaluate")
+    return model.pose_net
+  if not callable(model):
+    raise InvalidInputError(f"model expected a SelfSupervisedDepthModel or a pose net "
+                            f"(B, H, W, 6) -> {{'axis_angle', 'translation'}}, received "
+                            f"{type(model)}")
+  return model
+
+
+def predict_relative_poses(pose_net, frames):
+  """Pair motions of a sequence from the pose net, as the trainer predicts them.
+
+  Each consecutive pair is fed as in `SelfSupervisedDepthModel.predict_poses` for source +1:
+  target = frame i, source = frame i+1, `pose_pair` (frames i, i+1 in temporal order) and
+  `source_from_target_pose(..., +1)`, which is camera i+1 from camera i (Monodepth2
+  `evaluate_pose.py` feeds the same pair and keeps this transform); it is inverted to
+  camera i from camera i+1.
+
+  Args:
+    pose_net: `(B, H, W, 6)` float32 -> `{"axis_angle", "translation"}` `(B, 3)`, called with
+      `training=False`.
+    frames: `(N, H, W, 3)` RGB of consecutive frames, uint8 or float in [0, 1].
+  Returns:
+    `(N - 1, 4, 4)` float64 `prev_from_next` (translation in the network's unknown scale).
+  """
+  f = np.asarray(frames)
+  if f.ndim != 4 or f.shape[-1] != 3 or f.shape[0] < 2:
+    raise InvalidInputError(f"frames expected shape (N >= 2, H, W, 3), received {f.shape}")
+  f = tf.constant(f.astype(np.float32) / (255.0 if f.dtype == np.uint8 else 1.0))
+  out = pose_net(pose_pair(f[:-1], f[1:], 1), training=False)
+  next_from_prev = source_from_target_pose(out["axis_angle"], out["translation"], 1)
+  return np.asarray(geometry.invert_pose(next_from_prev), np.float64)
+
+
+def pose_snippets_ate(model, sequences, snippet_length=ATE_SNIPPET_LENGTH):
+  """Pose evaluation of the literature: ATE over all `snippet_length`-frame snippets.
+
+  Zhou et al. 2017 / Monodepth2 `evaluate_pose.py`: the pose net predicts the motion of every
+  consecutive pair (t, t+1) of each sequence (`predict_relative_poses`), the motions are chained
+  over every snippet of 5 frames (stride 1, `snippet_ates`), and each snippet is aligned to the
+  ground truth by translation and a least-squares scale (`absolute_trajectory_error`).
+
+  Args:
+    model: a `SelfSupervisedDepthModel` (its `pose_net` is used) or a pose net `(B, H, W, 6) ->
+      {"axis_angle", "translation"}`.
+    sequences: iterable of dicts with "frames" `(N, H, W, 3)` (uint8 or float [0, 1]) and
+      "target_from_frame" `(N, 4, 4)` ground-truth poses (p_ref = M[i] @ p_i, metres), e.g.
+      `render_pose_sequences`; N >= snippet_length, may differ between sequences.
+    snippet_length: frames per snippet (default `ATE_SNIPPET_LENGTH` = 5).
+  Returns:
+    dict: "mean", "std" (float, metres), "num_snippets" (int), "ate" `(S,)` float64 per snippet.
+  Raises:
+    InvalidInputError: no sequence, a missing key, or a sequence shorter than snippet_length.
+  """
+  pose_net = _pose_net_of(model)
+  ates = []
+  for n, seq in enumerate(sequences):
+    missing = [k for k in ("frames", "target_from_frame") if k not in seq]
+    if missing:
+      raise InvalidInputError(f"sequence {n} lacks keys {missing}; received {sorted(seq)}")
+    gt = relative_poses(seq["target_from_frame"])
+    if gt.shape[0] + 1 != np.shape(seq["frames"])[0]:
+      raise InvalidInputError(
+          f"sequence {n}: {np.shape(seq['frames'])[0]} frames but {gt.shape[0] + 1} poses")
+    ates.append(snippet_ates(predict_relative_poses(pose_net, seq["frames"]), gt, snippet_length))
+  if not ates:
+    raise InvalidInputError("sequences expected at least one sequence, received none")
+  ate = np.concatenate(ates)
+  return {"mean": float(ate.mean()), "std": float(ate.std()), "num_snippets": int(ate.size),
+          "ate": ate}
+
+
+def render_pose_sequences(scene, height, width, seed=0, split="test",
+                          num_sequences=POSE_EVAL_NUM_SEQUENCES, num_frames=ATE_SNIPPET_LENGTH,
+                          random_intrinsics=False):
+  """Synthetic-world sequences with ground-truth poses for `pose_snippets_ate`.
+
+  Sequence i is `render_clip(scene, height, width, seed, split, i, num_frames=num_frames)`: its
+  frames t-1, t, t+1 are those of clip i of `split`, with (num_frames - 3) more frames around
+  them (see `tfds_builders.synthetic_world.clips.render_clip`).
+
+  Returns:
+    list of dicts: "frames" `(num_frames, height, width, 3)` uint8, "target_from_frame"
+    `(num_frames, 4, 4)` float32, "intrinsics" `(3, 3)` float32, "clip_id" str.
+  """
+  from tfds_builders.synthetic_world import clips  # pylint: disable=g-import-not-at-top
+  keys = ("frames", "target_from_frame", "intrinsics", "clip_id")
+  out = []
+  for index in range(num_sequences):
+    clip = clips.render_clip(scene, height, width, seed=seed, split=split, index=index,
+                             random_intrinsics=random_intrinsics, num_frames=num_frames)
+    if "target_from_frame" not in clip:  # num_frames == 3: frame t is the reference
+      clip["target_from_frame"] = np.stack([clip["target_from_source"][0], np.eye(4),
+                                            clip["target_from_source"][1]]).astype(np.float32)
+    out.append({k: clip[k] for k in keys})
+  return out
+
+
+def synthetic_pose_ate(model, builder_config, height, width, split="test",
+                       num_sequences=POSE_EVAL_NUM_SEQUENCES, snippet_length=ATE_SNIPPET_LENGTH):
+  """`pose_snippets_ate` on `render_pose_sequences` of a synthetic_world builder config.
+
+  Args:
+    model: as `pose_snippets_ate`.
+    builder_config: a `SyntheticWorldConfig` (its scene, seed and random_intrinsics are used).
+    height, width: the experiment's network input size (the sequences are rendered at it).
+    split: split name whose clips the sequences extend (a TFDS slice like "test[:10]" is cut to
+      "test").
+  Returns:
+    `pose_snippets_ate`'s dict.
+  """
+  for attr in ("scene", "seed", "random_intrinsics"):
+    if not hasattr(builder_config, attr):
+      raise InvalidInputError(f"builder_config expected a synthetic_world config with {attr!r}, "
+                              f"received {type(builder_config)}")
+  sequences = render_pose_sequences(
+      builder_config.scene, height, width, seed=builder_config.seed,
+      split=str(split).split("[")[0], num_sequences=num_sequences, num_frames=snippet_length,
+      random_intrinsics=builder_config.random_intrinsics)
+  return pose_snippets_ate(model, sequences, snippet_length)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -916,7 +1128,13 @@ def predict_images(model, dataset, height, width):
 
 
 def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
-  """`tfdepth-eval` for self-supervised experiments: median-scaled depth table (+ 3-frame ATE)."""
+  """`tfdepth-eval` for self-supervised experiments: median-scaled depth table (+ pose ATE).
+
+  With a pose net: the 3-frame ATE of the test clips (`ATE_KEY`) and, on the synthetic world, the
+  ATE over 5-frame snippets of the literature (`ATE_SNIPPET_KEY`, `synthetic_pose_ate` on
+  `POSE_EVAL_NUM_SEQUENCES` sequences rendered at the experiment's size), both as
+  {"mean", "std"} in metres in the extras of the metrics file.
+  """
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   from trainers import common  # pylint: disable=g-import-not-at-top
   from trainers import evaluate as evaluate_lib  # pylint: disable=g-import-not-at-top
@@ -949,12 +1167,22 @@ def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
   extra = {"checkpoint": checkpoint, "split": split or config.data.test_split}
   if "ate" in result:
     extra[ATE_KEY] = {"mean": float(result["ate"].mean()), "std": float(result["ate"].std())}
+  if (self_supervised_config(config).use_temporal_frames and builder is not None
+      and config.data.tfds_name.split("/")[0] == common.SYNTHETIC_WORLD):
+    ate5 = synthetic_pose_ate(model, builder.builder_config, config.data.height,
+                              config.data.width, split or config.data.test_split)
+    extra[ATE_SNIPPET_KEY] = {"mean": ate5["mean"], "std": ate5["std"],
+                              "num_snippets": ate5["num_snippets"]}
   output_dir = output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
   md = evaluate_lib.write_tables({config.name: table}, protocol, output_dir, extra,
                                  per_image=per_image)
   print(md)
   if "ate" in result:
     print(f"3-frame ATE: {extra[ATE_KEY]['mean']:.4f} ± {extra[ATE_KEY]['std']:.4f}")
+  if ATE_SNIPPET_KEY in extra:
+    print(f"5-frame ATE: {extra[ATE_SNIPPET_KEY]['mean']:.4f} ± "
+          f"{extra[ATE_SNIPPET_KEY]['std']:.4f} ({extra[ATE_SNIPPET_KEY]['num_snippets']} "
+          "snippets)")
   return table
 
 
@@ -963,7 +1191,9 @@ __all__ = [
     "MONODEPTH2_SMOOTHNESS_WEIGHT", "SEGDEPTH_SEGMENTATION_WEIGHT", "SEGDEPTH_SMOOTHNESS_WEIGHT",
     "SEMI_SUPERVISED_WEIGHT", "STEREO_FRAME_ID", "STEREO_SCALE_FACTOR", "SelfSupervisedConfig",
     "SelfSupervisedDepthModel", "frame_order", "source_images", "stereo_source_from_target",
-    "absolute_trajectory_error", "build_networks", "build_self_supervised_trainer",
+    "ATE_SNIPPET_LENGTH", "absolute_trajectory_error", "build_networks", "chain_positions",
+    "pose_snippets_ate", "predict_relative_poses", "relative_poses", "render_pose_sequences",
+    "snippet_ates", "synthetic_pose_ate", "build_self_supervised_trainer",
     "eval_protocol", "evaluate", "geometric3d_term", "is_self_supervised", "predict_images", "make_datasets", "photometric_loss_map",
     "pose_pair", "predict_split", "self_supervised_config", "self_supervised_losses",
     "snippet_positions", "source_from_target_pose", "train", "warp_sources",

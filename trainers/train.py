@@ -42,6 +42,7 @@ def _define_flags():
 # Re-exported for callers and tests of this entry point.
 HISTORY_FILENAME = common.HISTORY_FILENAME
 CRASH_AFTER_EPOCH_ENV = common.CRASH_AFTER_EPOCH_ENV
+CRASH_AFTER_STEP_ENV = common.CRASH_AFTER_STEP_ENV
 
 
 def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):

@@ -72,3 +72,72 @@ class ReflectionPadding2D(keras.layers.Layer):
     config = super().get_config()
     config["padding"] = [list(p) for p in self.padding]
     return config
+
+
+def reflection_slices(size, before, after):
+  """Row (or column) ranges whose concatenation is a reflection padding along one axis.
+
+  Reflection padding by ``before`` / ``after`` (mirror without repeating the edge pixel, PyTorch
+  ``nn.ReflectionPad2d``; Monodepth2's Conv3x3, Godard et al. 2019) is the concatenation of input
+  rows ``before, ..., 1``, the whole input, then rows ``size-2, ..., size-1-after``. This is the
+  one statement of those indices: `reflection_pad` (stock Keras layers, for the tf_keras twin of
+  a model) and ``export.rewrite.SliceReflectionPadding2D`` (TF slices, for TFLite) both use it.
+
+  Args:
+    size: int, static length of the padded axis.
+    before, after: non-negative ints, each smaller than ``size``.
+  Returns:
+    List of ``(start, stop)`` half-open ranges (one row each, or ``(0, size)`` for the whole
+    input), in concatenation order.
+  Raises:
+    InvalidInputError: unknown size, or a pad that does not fit.
+  """
+  if (isinstance(size, bool) or not isinstance(size, numbers.Integral)
+      or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0
+                 for v in (before, after)) or max(before, after) >= size):
+    raise InvalidInputError(
+        f"reflection padding ({before!r}, {after!r}) needs a static axis size larger than both "
+        f"pads, got size {size!r}")
+  size, before, after = int(size), int(before), int(after)
+  return ([(i, i + 1) for i in range(before, 0, -1)] + [(0, size)]
+          + [(size - 2 - i, size - 1 - i) for i in range(after)])
+
+
+def reflection_pad(x, layers, padding, name):
+  """Reflection padding of an NHWC tensor built from stock layers (``Cropping2D`` +
+  ``Concatenate``) of the namespace ``layers``: no custom layer, so a ``tf_keras`` model with it
+  can be quantised by tensorflow-model-optimization (whose registry passes ``Cropping2D`` through
+  and quantises ``Concatenate``), and it converts to TFLite ``STRIDED_SLICE`` + ``CONCATENATION``.
+
+  Same values as `ReflectionPadding2D` (pure copies: bit-identical). Rows are padded first, then
+  columns of the row-padded tensor (`reflection_slices`).
+
+  Args:
+    x: symbolic tensor ``(B, H, W, C)`` with static H and W.
+    layers: ``keras.layers`` or ``tf_keras.layers``.
+    padding: int, ``(pad_h, pad_w)`` or ``((top, bottom), (left, right))``, each pad smaller
+      than the input size along its axis.
+    name: layer-name prefix; the output's layer is named ``name`` (a ``Concatenate``, or the
+      input's own layer when all pads are 0).
+  Returns:
+    Tensor ``(B, H + top + bottom, W + left + right, C)``, same dtype.
+  Raises:
+    InvalidInputError: bad padding, unknown H / W or a pad that does not fit.
+  """
+  pads = _normalize_padding(padding)
+  for axis, (before, after) in ((1, pads[0]), (2, pads[1])):
+    if before == 0 and after == 0:
+      continue
+    size = x.shape[axis]
+    ranges = reflection_slices(size, before, after)
+    kind = "rows" if axis == 1 else "cols"
+    parts = []
+    for k, (start, stop) in enumerate(ranges):
+      if (start, stop) == (0, size):
+        parts.append(x)
+        continue
+      crop = ((start, size - stop), (0, 0)) if axis == 1 else ((0, 0), (start, size - stop))
+      parts.append(layers.Cropping2D(crop, name=f"{name}_{kind}{k}")(x))
+    last = axis == 2 or pads[1] == (0, 0)
+    x = layers.Concatenate(axis=axis, name=name if last else f"{name}_rows")(parts)
+  return x

@@ -14,6 +14,7 @@ import keras
 
 from tfdepth.errors import InvalidInputError
 from tfdepth.layers import ReflectionPadding2D
+from tfdepth.layers import reflection_pad
 from tfdepth.models import _common
 from tfdepth.models import encoders
 
@@ -60,7 +61,19 @@ def _check_scales(scales):
   return tuple(int(s) for s in values)
 
 
-def torch_conv_initializers(kernel_size, in_channels):
+def _initializers(layers):
+  """The ``initializers`` module of the Keras library that ``layers`` belongs to."""
+  if layers is not None and layers.__name__.split(".")[0] == "tf_keras":
+    import tf_keras  # pylint: disable=g-import-not-at-top
+    return tf_keras.initializers
+  return keras.initializers
+
+
+def _is_keras3(layers):
+  return layers is None or layers.__name__.split(".")[0] == "keras"
+
+
+def torch_conv_initializers(kernel_size, in_channels, layers=None):
   """`(kernel_initializer, bias_initializer)` of PyTorch's default `nn.Conv2d` init.
 
   Both are U(-1/sqrt(fan_in), 1/sqrt(fan_in)) with fan_in = kernel_size² · in_channels (see
@@ -69,6 +82,8 @@ def torch_conv_initializers(kernel_size, in_channels):
   Args:
     kernel_size: int, square kernel side.
     in_channels: int, input channels of the conv.
+    layers: ``None`` / ``keras.layers`` (Keras 3 initializers) or ``tf_keras.layers``
+      (tf_keras initializers, for the tf_keras twin of a model).
   Raises:
     InvalidInputError: non-positive sizes.
   """
@@ -76,52 +91,66 @@ def torch_conv_initializers(kernel_size, in_channels):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
       raise InvalidInputError(f"{arg_name} expected a positive int, received {value!r}")
   bound = 1.0 / math.sqrt(kernel_size * kernel_size * in_channels)
-  return (keras.initializers.VarianceScaling(TORCH_CONV_KERNEL_INIT_SCALE, "fan_in", "uniform"),
-          keras.initializers.RandomUniform(-bound, bound))
+  initializers = _initializers(layers)
+  return (initializers.VarianceScaling(TORCH_CONV_KERNEL_INIT_SCALE, "fan_in", "uniform"),
+          initializers.RandomUniform(-bound, bound))
 
 
-def torch_conv2d(x, filters, kernel_size, name, **kwargs):
-  """`keras.layers.Conv2D(filters, kernel_size, name=name, **kwargs)(x)` with PyTorch's default
-  initialisation (`torch_conv_initializers`); the conv Monodepth2's decoders are made of."""
-  kernel_init, bias_init = torch_conv_initializers(kernel_size, int(x.shape[-1]))
-  return keras.layers.Conv2D(filters, kernel_size, kernel_initializer=kernel_init,
-                             bias_initializer=bias_init, name=name, **kwargs)(x)
+def torch_conv2d(x, filters, kernel_size, name, layers=None, **kwargs):
+  """`layers.Conv2D(filters, kernel_size, name=name, **kwargs)(x)` with PyTorch's default
+  initialisation (`torch_conv_initializers`); the conv Monodepth2's decoders are made of.
+  ``layers``: ``None`` (``keras.layers``) or ``tf_keras.layers``."""
+  layers, _, _ = _common.model_api(layers)
+  kernel_init, bias_init = torch_conv_initializers(kernel_size, int(x.shape[-1]), layers)
+  return layers.Conv2D(filters, kernel_size, kernel_initializer=kernel_init,
+                       bias_initializer=bias_init, name=name, **kwargs)(x)
 
 
-def _conv3x3(x, filters, name, activation):
-  """Monodepth2 Conv3x3 (reflection pad 1, 3x3 conv with bias) + ELU / sigmoid."""
-  x = ReflectionPadding2D(DECODER_REFLECT_PAD, name=f"{name}_pad")(x)
-  x = torch_conv2d(x, filters, DECODER_KERNEL_SIZE, f"{name}_conv", padding="valid")
-  return keras.layers.Activation(activation, name=f"{name}_{activation}")(x)
+def _conv3x3(x, filters, name, activation, layers):
+  """Monodepth2 Conv3x3 (reflection pad 1, 3x3 conv with bias) + ELU / sigmoid.
+
+  Keras 3: the `ReflectionPadding2D` layer (saved models and tests rely on it). tf_keras twin:
+  the same values from stock ``Cropping2D`` + ``Concatenate`` (`tfdepth.layers.reflection_pad`),
+  which carry no weights, so both models have the same weight list.
+  """
+  if _is_keras3(layers):
+    x = ReflectionPadding2D(DECODER_REFLECT_PAD, name=f"{name}_pad")(x)
+  else:
+    x = reflection_pad(x, layers, DECODER_REFLECT_PAD, f"{name}_pad")
+  x = torch_conv2d(x, filters, DECODER_KERNEL_SIZE, f"{name}_conv", layers, padding="valid")
+  return layers.Activation(activation, name=f"{name}_{activation}")(x)
 
 
-def depth_decoder(features, scales=(0, 1, 2, 3), name="depth_decoder"):
+def depth_decoder(features, scales=(0, 1, 2, 3), name="depth_decoder", layers=None):
   """Monodepth2 DepthDecoder over a ResNet pyramid.
 
   Args:
     features: dict ``{"s2", "s4", "s8", "s16", "s32"}`` of encoder features.
     scales: which sigmoid disparity maps to output.
     name: layer name prefix.
+    layers: ``None`` / ``keras.layers`` or ``tf_keras.layers`` (the namespace the features were
+      built with); see `build_monodepth2_depth_net`.
   Returns:
     Dict ``{"disp_s": (B, H / 2^s, W / 2^s, 1)}`` of sigmoid outputs in (0, 1) (Monodepth2's
     disparity parameterisation: convert with disp_to_depth, min 0.1, max 100).
   """
+  layers, _, _ = _common.model_api(layers)
   enc = [features[k] for k in ("s2", "s4", "s8", "s16", "s32")]
   x = enc[-1]
   outputs = {}
   for i in range(MAX_DISP_SCALE, -1, -1):
-    x = _conv3x3(x, DEPTH_DECODER_CHANNELS[i], f"{name}_upconv{i}_0", "elu")
-    x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up{i}")(x)
+    x = _conv3x3(x, DEPTH_DECODER_CHANNELS[i], f"{name}_upconv{i}_0", "elu", layers)
+    x = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_up{i}")(x)
     if i > 0:
-      x = keras.layers.Concatenate(name=f"{name}_skip{i}")([x, enc[i - 1]])
-    x = _conv3x3(x, DEPTH_DECODER_CHANNELS[i], f"{name}_upconv{i}_1", "elu")
+      x = layers.Concatenate(name=f"{name}_skip{i}")([x, enc[i - 1]])
+    x = _conv3x3(x, DEPTH_DECODER_CHANNELS[i], f"{name}_upconv{i}_1", "elu", layers)
     if i in scales:
-      outputs[f"disp_{i}"] = _conv3x3(x, 1, f"{name}_dispconv{i}", "sigmoid")
+      outputs[f"disp_{i}"] = _conv3x3(x, 1, f"{name}_dispconv{i}", "sigmoid", layers)
   return {f"disp_{s}": outputs[f"disp_{s}"] for s in sorted(scales)}
 
 
 def build_monodepth2_depth_net(input_shape=(192, 640, 3), num_layers=18, scales=(0, 1, 2, 3),
-                               name="monodepth2_depth"):
+                               name="monodepth2_depth", layers=None):
   """Monodepth2 depth network: ResNet encoder + depth decoder (Godard et al. 2019, Table 6).
 
   Decoder: five stages of [reflection-padded 3x3 conv + ELU, nearest x2 upsampling,
@@ -133,12 +162,19 @@ def build_monodepth2_depth_net(input_shape=(192, 640, 3), num_layers=18, scales=
     num_layers: ResNet depth, 18 (paper), 34 or 50.
     scales: output scales, subset of 0..4 (paper: 0, 1, 2, 3).
     name: model name and layer-name prefix.
+    layers: ``None`` (``keras.layers``, the default Keras 3 model) or ``tf_keras.layers``: the
+      tf_keras twin for quantisation-aware training (tensorflow-model-optimization, `export.qat`),
+      the same graph from stock layers only (reflection padding as ``Cropping2D`` +
+      ``Concatenate``, `tfdepth.layers.reflection_pad`) with the same weight list, so
+      ``twin.set_weights(model.get_weights())`` gives the same outputs.
   Returns:
-    Model: float32 RGB ``(B, H, W, 3)`` in [0, 1] -> ``{"disp_s": (B, H/2^s, W/2^s, 1)}``
-    float32 sigmoid outputs in (0, 1).
+    Model (``keras.Model``, or ``tf_keras.Model`` for ``tf_keras.layers``): float32 RGB
+    ``(B, H, W, 3)`` in [0, 1] -> ``{"disp_s": (B, H/2^s, W/2^s, 1)}`` float32 sigmoid outputs
+    in (0, 1).
   Raises:
-    InvalidInputError: bad shape, ``num_layers`` or ``scales``.
+    InvalidInputError: bad shape, ``num_layers``, ``scales`` or ``layers``.
   """
+  layers, input_fn, model_cls = _common.model_api(layers)
   _common.check_name(name)
   shape = _common.check_input_shape(input_shape)
   if min(shape[:2]) < MIN_DEPTH_NET_SIZE:
@@ -147,12 +183,12 @@ def build_monodepth2_depth_net(input_shape=(192, 640, 3), num_layers=18, scales=
         f"feature map), got {input_shape!r}")
   encoders.check_resnet_args(num_layers)
   scales = _check_scales(scales)
-  inputs = keras.Input(shape=shape, name=f"{name}_image")
+  inputs = input_fn(shape=shape, name=f"{name}_image")
   x = encoders.normalize_image(
-      inputs, keras.layers, 1.0 / encoders.MONODEPTH2_IMAGE_STD,
+      inputs, layers, 1.0 / encoders.MONODEPTH2_IMAGE_STD,
       -encoders.MONODEPTH2_IMAGE_MEAN / encoders.MONODEPTH2_IMAGE_STD, f"{name}_normalize")
-  feats = encoders.resnet_features(x, keras.layers, num_layers, 32, f"{name}_encoder")
-  return keras.Model(inputs, depth_decoder(feats, scales, f"{name}_decoder"), name=name)
+  feats = encoders.resnet_features(x, layers, num_layers, 32, f"{name}_encoder")
+  return model_cls(inputs, depth_decoder(feats, scales, f"{name}_decoder", layers), name=name)
 
 
 def build_monodepth2_pose_net(input_shape=(192, 640, 3), num_layers=18, num_input_frames=2,

@@ -10,6 +10,10 @@ Configs (see README.md for counts, features and the evaluation each is meant for
   benchmark (Uhrig et al., 3DV 2017; 652 frames): uint16 PNG, metres = value / 256, 0 = invalid.
 - `eigen_zhou`: self-supervised training clips (t−1, t, t+1) of the left camera with the stereo
   partner frame (Zhou et al., CVPR 2017; Godard et al., ICCV 2019), split by drive.
+- `eigen_zhou_depth`: supervised training data: `train` / `validation` = the target frames of the
+  `eigen_zhou` lists, each a single image with its LiDAR ground truth (camera z) as in `eigen`;
+  `test` = the `eigen` test frames. Train / validation frames without a Velodyne scan are skipped
+  (count logged); a missing test scan raises, as in `eigen`.
 
 Every example carries intrinsics (3×3, pixels of the stored image, 0-based pixel centres), the
 stereo baseline (metres), and date / drive / frame id metadata; keys are `<drive>_<frame>_<side>`.
@@ -19,6 +23,7 @@ import functools
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import dataclasses
+from absl import logging
 from etils import epath
 import numpy as np
 import PIL.Image
@@ -77,7 +82,14 @@ _ANNOTATED_FOLDER = "proj_depth/groundtruth/image_0{camera}"
 _SPLIT_FILES_DIR = "split_files"
 _SPLIT_FILE_NAMES = {"test": "test_files.txt", "train": "train_files.txt",
                      "validation": "val_files.txt"}
-KINDS = ("eigen", "eigen_benchmark", "eigen_zhou")
+KINDS = ("eigen", "eigen_benchmark", "eigen_zhou", "eigen_zhou_depth")
+# `eigen_zhou_depth` reads the user split lists of the configs whose frames it reuses when its own
+# folder `<manual_dir>/split_files/eigen_zhou_depth/` lacks them: `train_files.txt` (with the
+# `val_files.txt` next to it) from `split_files/eigen_zhou/`, `test_files.txt` from
+# `split_files/eigen/`.
+ZHOU_DEPTH_LIST_FALLBACKS = {"train": "eigen_zhou", "test": "eigen"}
+# How many skipped frame keys the "no Velodyne scan" log line names.
+_LOGGED_MISSING_KEYS = 5
 
 
 @dataclasses.dataclass
@@ -85,9 +97,11 @@ class KittiDepthConfig(tfds.core.BuilderConfig):
   """Options of a `kitti_depth` config.
 
   Attributes:
-    kind: "eigen" (LiDAR ground truth), "eigen_benchmark" (annotated ground truth) or
-      "eigen_zhou" (training clips).
-    depth_mode: for "eigen": "camera_z" or "lidar_x" (`tfds_builders.common.lidar`).
+    kind: "eigen" (LiDAR ground truth), "eigen_benchmark" (annotated ground truth),
+      "eigen_zhou" (training clips) or "eigen_zhou_depth" (single frames of the Zhou split with
+      LiDAR ground truth, plus the Eigen test frames).
+    depth_mode: for "eigen" / "eigen_zhou_depth": "camera_z" or "lidar_x"
+      (`tfds_builders.common.lidar`).
     image_size: `(H, W)` the eigen_zhou images are resized to (PIL Lanczos, as Monodepth2's
       loader); None keeps the raw size (375×1242 on 2011_09_26; sizes differ between dates).
     split_dir: directory with user split files (`test_files.txt` / `train_files.txt`,
@@ -166,6 +180,21 @@ def _annotated_path(root: str, frame: kitti_splits.Frame) -> Optional[epath.Path
   return None
 
 
+def velodyne_path(frame: kitti_splits.Frame, root: str) -> epath.Path:
+  """`<root>/<date>/<drive>/velodyne_points/data/<frame:010d>.bin`."""
+  return (epath.Path(root) / frame.date / frame.drive / _VELODYNE_FOLDER
+          / _frame_name(frame.index, "bin"))
+
+
+def split_by_scan(frames: Sequence[kitti_splits.Frame], root: str
+                  ) -> Tuple[List[kitti_splits.Frame], List[kitti_splits.Frame]]:
+  """`(frames with a Velodyne scan, frames without)`, each in the input order."""
+  present, missing = [], []
+  for frame in frames:
+    (present if velodyne_path(frame, root).exists() else missing).append(frame)
+  return present, missing
+
+
 def _metadata(frame: kitti_splits.Frame, calib: kitti_calib.KittiCalibration) -> Dict:
   return {
       "date": frame.date,
@@ -178,7 +207,7 @@ def _metadata(frame: kitti_splits.Frame, calib: kitti_calib.KittiCalibration) ->
 
 def make_eval_example(frame: kitti_splits.Frame, root: str, source: str,
                       depth_mode: str = "camera_z"):
-  """One `eigen` / `eigen_benchmark` example.
+  """One `eigen` / `eigen_benchmark` / `eigen_zhou_depth` example (image of `frame`'s camera).
 
   Args:
     frame: the frame (left or right camera).
@@ -198,7 +227,7 @@ def make_eval_example(frame: kitti_splits.Frame, root: str, source: str,
   image = _read_image(image_path)
   _check_size(image, size, image_path, "image")
   if source == "lidar":
-    scan_path = drive_dir / _VELODYNE_FOLDER / _frame_name(frame.index, "bin")
+    scan_path = velodyne_path(frame, root)
     if not scan_path.exists():
       raise _missing(scan_path, "Velodyne scan")
     depth = lidar.project_to_depth(lidar.read_velodyne_bin(scan_path),
@@ -298,8 +327,12 @@ def resolve_raw_root(manual_dir, extract_dir) -> str:
 class Builder(tfds.core.GeneratorBasedBuilder):
   """KITTI raw data for depth evaluation (Eigen split) and self-supervised training (Zhou split)."""
 
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  VERSION = tfds.core.Version("1.1.0")
+  RELEASE_NOTES = {
+      "1.1.0": "New config eigen_zhou_depth (supervised: Zhou-split frames with LiDAR depth, "
+               "Eigen test frames); the other configs are unchanged.",
+      "1.0.0": "Initial release.",
+  }
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
   BUILDER_CONFIGS = [
       KittiDepthConfig(name="eigen", kind="eigen", depth_mode="camera_z",
@@ -310,6 +343,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                        description="652 Eigen test frames with annotated depth maps."),
       KittiDepthConfig(name="eigen_zhou", kind="eigen_zhou", image_size=MONODEPTH2_IMAGE_SIZE,
                        description="Zhou-split (t-1, t, t+1) training clips with stereo partner."),
+      KittiDepthConfig(name="eigen_zhou_depth", kind="eigen_zhou_depth", depth_mode="camera_z",
+                       description="Zhou-split frames with LiDAR ground truth as camera z "
+                                   "(train / validation) and the 697 Eigen test frames (test)."),
   ]
   DEFAULT_CONFIG_NAME = "eigen"
 
@@ -359,41 +395,96 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     candidate = epath.Path(self._manual_dir_root) / _SPLIT_FILES_DIR / config.name
     return candidate if candidate.exists() else None
 
+  def _list_dir(self, split: str) -> Optional[epath.Path]:
+    """`eigen_zhou_depth`: the folder whose `_SPLIT_FILE_NAMES[split]` user list is used.
+
+    `config.split_dir` if set, else `split_files/eigen_zhou_depth/`, else the folder of the
+    config the split reuses (`ZHOU_DEPTH_LIST_FALLBACKS`); None (built-in / derived frames) when
+    none of them holds the file.
+    """
+    config = self.builder_config
+    if config.split_dir:
+      candidates = [epath.Path(config.split_dir)]
+    else:
+      base = epath.Path(self._manual_dir_root) / _SPLIT_FILES_DIR
+      candidates = [base / config.name, base / ZHOU_DEPTH_LIST_FALLBACKS[split]]
+    for folder in candidates:
+      if (folder / _SPLIT_FILE_NAMES[split]).exists():
+        return folder
+    return None
+
+  def _zhou_splits(self, root: str, split_dir: Optional[epath.Path]
+                   ) -> Dict[str, List[kitti_splits.Frame]]:
+    """Target frames of `eigen_zhou`: user lists in `split_dir`, else derived by drive."""
+    config = self.builder_config
+    if split_dir is not None:
+      splits = {"train": kitti_splits.read_split_file(split_dir / _SPLIT_FILE_NAMES["train"])}
+      val_file = split_dir / _SPLIT_FILE_NAMES["validation"]
+      if val_file.exists():
+        splits["validation"] = kitti_splits.read_split_file(val_file)
+      return splits
+    frames = kitti_splits.derive_zhou_frames(
+        list_drives(root), kitti_splits.eigen_test_scenes(), kitti_splits.static_frames())
+    if not frames:
+      raise errors.MissingFileError(
+          f"No training frame found under {root!r}: no non-test drive has three "
+          f"consecutive frames.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    validation = set(config.validation_drives)
+    return {"train": [f for f in frames if f.drive not in validation],
+            "validation": [f for f in frames if f.drive in validation]}
+
+  def _test_frames(self, root: str, split_dir: Optional[epath.Path]
+                   ) -> List[kitti_splits.Frame]:
+    """Eigen test frames: the user list in `split_dir`, else the vendored 697 (652 annotated)."""
+    if split_dir is not None:
+      return kitti_splits.read_split_file(split_dir / _SPLIT_FILE_NAMES["test"])
+    frames = kitti_splits.eigen_test_frames()
+    if self.builder_config.kind == "eigen_benchmark":
+      frames = [f for f in frames if _annotated_path(root, f) is not None]
+      if not frames:
+        raise errors.MissingFileError(
+            f"No annotated depth map of an Eigen test frame found under {root!r}: extract "
+            f"data_depth_annotated.zip there.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+    return frames
+
+  def _zhou_depth_splits(self, root: str) -> Dict[str, List[kitti_splits.Frame]]:
+    """`eigen_zhou_depth`: Zhou target frames that have a scan, and the Eigen test frames.
+
+    Train / validation frames without a Velodyne scan are skipped and counted in a warning (the
+    frames come from image lists; supervision needs the scan). Test frames are kept as listed:
+    a missing test scan raises `MissingFileError` during generation, as for `eigen`.
+    """
+    splits = self._zhou_splits(root, self._list_dir("train"))
+    for name in list(splits):
+      present, missing = split_by_scan(splits[name], root)
+      if missing:
+        logging.warning(
+            "kitti_depth/%s %s: skipped %d of %d frames that have no Velodyne scan (%s%s).",
+            self.builder_config.name, name, len(missing), len(splits[name]),
+            ", ".join(f.key for f in missing[:_LOGGED_MISSING_KEYS]),
+            ", ..." if len(missing) > _LOGGED_MISSING_KEYS else "")
+      if not present:
+        raise errors.MissingFileError(
+            f"None of the {len(splits[name])} {name} frames has a Velodyne scan under "
+            f"{root!r} (e.g. {str(velodyne_path(splits[name][0], root))!r}): extract the "
+            f"drives' velodyne_points.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      splits[name] = present
+    splits["test"] = self._test_frames(root, self._list_dir("test"))
+    return splits
+
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
     self._manual_dir_root = str(dl_manager.manual_dir)
     root = resolve_raw_root(dl_manager.manual_dir,
                             getattr(dl_manager, "_extract_dir", dl_manager.download_dir))
-    split_dir = self._split_dir()
-    if config.kind == "eigen_zhou":
-      if split_dir is not None:
-        splits = {"train": kitti_splits.read_split_file(split_dir / _SPLIT_FILE_NAMES["train"])}
-        val_file = split_dir / _SPLIT_FILE_NAMES["validation"]
-        if val_file.exists():
-          splits["validation"] = kitti_splits.read_split_file(val_file)
-      else:
-        frames = kitti_splits.derive_zhou_frames(
-            list_drives(root), kitti_splits.eigen_test_scenes(), kitti_splits.static_frames())
-        if not frames:
-          raise errors.MissingFileError(
-              f"No training frame found under {root!r}: no non-test drive has three "
-              f"consecutive frames.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
-        validation = set(config.validation_drives)
-        splits = {"train": [f for f in frames if f.drive not in validation],
-                  "validation": [f for f in frames if f.drive in validation]}
-      return {name: self._generate_examples(frames=frames, root=root)
-              for name, frames in splits.items()}
-    if split_dir is not None:
-      frames = kitti_splits.read_split_file(split_dir / _SPLIT_FILE_NAMES["test"])
+    if config.kind == "eigen_zhou_depth":
+      splits = self._zhou_depth_splits(root)
+    elif config.kind == "eigen_zhou":
+      splits = self._zhou_splits(root, self._split_dir())
     else:
-      frames = kitti_splits.eigen_test_frames()
-      if config.kind == "eigen_benchmark":
-        frames = [f for f in frames if _annotated_path(root, f) is not None]
-        if not frames:
-          raise errors.MissingFileError(
-              f"No annotated depth map of an Eigen test frame found under {root!r}: extract "
-              f"data_depth_annotated.zip there.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
-    return {"test": self._generate_examples(frames=frames, root=root)}
+      splits = {"test": self._test_frames(root, self._split_dir())}
+    return {name: self._generate_examples(frames=frames, root=root)
+            for name, frames in splits.items()}
 
   def _generate_examples(self, frames, root):
     config = self.builder_config
@@ -402,7 +493,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     else:
       process = functools.partial(
           _process_eval, root=root,
-          source="lidar" if config.kind == "eigen" else "annotated",
+          source="annotated" if config.kind == "eigen_benchmark" else "lidar",
           depth_mode=config.depth_mode)
     return generation.generate(frames, process, use_beam=config.use_beam)
 

@@ -7,6 +7,9 @@ drives and frames). Expected counts:
 - eigen_zhou (derived): 0002 is a test scene (excluded); 0113 frames 28-32 give targets 29, 31
   (30 is static in SfMLearner's list) -> train 2; 0022 frames 5-8 give 6, 7 -> validation 2.
 - eigen_zhou_custom: user split files, train 2 (one left, one right clip), validation 1.
+- eigen_zhou_depth: the derived eigen_zhou targets that have a Velodyne scan: train 2 (0113: 29,
+  31), validation 1 (0022: 6; 7 has no scan and is skipped); test = `split_files/eigen/` (the
+  `eigen` list, read as fallback): 2.
 """
 
 import tensorflow_datasets as tfds
@@ -40,6 +43,12 @@ class KittiDepthZhouCustomSplitTest(builder_testing.BuilderTestCase):
           name="eigen_zhou_custom", kind="eigen_zhou", image_size=(12, 40),
           description="User split files from the manual directory.")]
   SPLITS = {"train": 2, "validation": 1}
+
+
+class KittiDepthZhouDepthTest(builder_testing.BuilderTestCase):
+  DATASET_CLASS = kitti_depth_dataset_builder.Builder
+  BUILDER_CONFIG_NAMES_TO_TEST = ["eigen_zhou_depth"]
+  SPLITS = {"train": 2, "validation": 1, "test": 2}
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 """Pure-NumPy rendering of one synthetic-world clip (frames t-1, t, t+1) and its ground truth.
 
+`render_clip(..., num_frames=N)` renders a longer sequence around the same frame t (for pose
+evaluation over 5-frame snippets, Zhou et al. 2017): frames t-1, t, t+1 are those of the 3-frame
+clip, and the camera continues before and after them with the mean per-frame motion of
+t-1 -> t+1 (`mean_step`: constant speed and turn rate).
+
 `render_clip` is what the TFDS builder stores per example and what tests call directly (no TFDS,
 no TensorFlow). Per-clip randomness comes from `clip_rng(seed, split, index)`:
 `np.random.default_rng(np.random.SeedSequence([seed, crc32(split), index]))`, so a clip depends only
@@ -22,6 +27,12 @@ CENTRE_INDEX = 1
 # 2013, Fig. 3; Monodepth2 `evaluate_depth.py` STEREO_SCALE_FACTOR = 0.54 / 0.1), so models trained
 # on it are evaluated exactly as on KITTI (x5.4 for Monodepth2's 0.1 training baseline).
 KITTI_STEREO_BASELINE_M = 0.54
+# Sequence length of `render_clip(num_frames=...)`: 3 is the training clip [t-1, t, t+1].
+DEFAULT_NUM_FRAMES = 3
+# Longest sequence: the indoor camera is placed >= INDOOR_WALL_MARGIN_M (0.7 m) from every wall and
+# moves <= INDOOR_STEP_RANGE_M[1] (0.06 m) per frame, so 11 frames on each side of t stay inside
+# the room (the street extends 40 m behind and 160 m ahead of t at ~1 m per frame).
+MAX_NUM_FRAMES = 2 * int(scenes.INDOOR_WALL_MARGIN_M / scenes.INDOOR_STEP_RANGE_M[1]) + 1
 
 
 def clip_key(split, index):
@@ -40,8 +51,65 @@ def _check_positive_int(name, value):
     raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
+def frame_times(num_frames):
+  """Time offsets (frames) from t of a `num_frames` sequence: -(N-1)//2 ... N-1-(N-1)//2.
+
+  3 -> (-1, 0, 1) (`FRAME_TIMES`), 5 -> (-2, ..., 2), 4 -> (-1, 0, 1, 2); frame t is at index
+  (N-1)//2.
+  """
+  first = -((num_frames - 1) // 2)
+  return tuple(range(first, first + num_frames))
+
+
+def _rotation_half(rot):
+  """R_h with R_h @ R_h = R for a (3, 3) rotation with angle < pi (axis-angle halved, Rodrigues)."""
+  cos = np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0)
+  angle = math.acos(cos)
+  skew = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
+  norm = np.linalg.norm(skew)  # = 2 sin(angle)
+  if norm == 0.0:
+    return np.eye(3)
+  axis = skew / norm
+  k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
+  half = 0.5 * angle
+  return np.eye(3) + math.sin(half) * k + (1.0 - math.cos(half)) * (k @ k)
+
+
+def mean_step(first_from_last):
+  """The rigid (4, 4) S with S @ S = `first_from_last` (a screw motion halved).
+
+  Used as the per-frame camera motion `prev_from_next` beyond frames t-1, t+1 of a sequence:
+  `first_from_last` = inv(world_from_camera(t-1)) @ world_from_camera(t+1).
+  R_S = the rotation of half the angle about the same axis; t_S solves (R_S + I) t_S = t.
+  """
+  m = np.asarray(first_from_last, np.float64)
+  rot_h = _rotation_half(m[:3, :3])
+  out = np.eye(4)
+  out[:3, :3] = rot_h
+  out[:3, 3] = np.linalg.solve(rot_h + np.eye(3), m[:3, 3])
+  return out
+
+
+def sequence_poses(clip_poses, num_frames):
+  """(num_frames, 4, 4) float64 world_from_camera at `frame_times(num_frames)`.
+
+  Frames t-1, t, t+1 are `clip_poses` (3, 4, 4) unchanged; each further frame moves by
+  `mean_step` of t-1 -> t+1 from its neighbour (after t+1: P @ S, before t-1: P @ inv(S)).
+  """
+  times = frame_times(num_frames)
+  step = mean_step(np.linalg.inv(clip_poses[0]) @ clip_poses[2])
+  back = np.linalg.inv(step)
+  poses = {tau: clip_poses[tau + CENTRE_INDEX] for tau in FRAME_TIMES}
+  for tau in range(2, times[-1] + 1):
+    poses[tau] = poses[tau - 1] @ step
+  for tau in range(-2, times[0] - 1, -1):
+    poses[tau] = poses[tau + 1] @ back
+  return np.stack([poses[tau] for tau in times])
+
+
 def render_clip(scene="street", height=None, width=None, seed=0, split="train", index=0,
-                random_intrinsics=False, include_all_depths=False, stereo_baseline=None):
+                random_intrinsics=False, include_all_depths=False, stereo_baseline=None,
+                num_frames=DEFAULT_NUM_FRAMES):
   """Renders one clip and its ground truth.
 
   Args:
@@ -57,6 +125,11 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       also render frame t from a second camera shifted by +stereo_baseline along camera t's x axis
       (the right camera of a rectified pair whose left camera is frame t; same K, same scene
       time). It costs one more render (a clip renders 3 views otherwise).
+    num_frames: int in [3, MAX_NUM_FRAMES]; 3 (default) is the training clip (output unchanged).
+      N > 3 renders a sequence of N frames at `frame_times(N)` around the same frame t (for pose
+      evaluation): frames [t-1, t, t+1] and every ground-truth field of frame t are exactly those
+      of the 3-frame clip; the camera moves by `mean_step` per frame beyond them, moving objects
+      keep their velocity. Costs N views.
   Returns:
     dict of numpy arrays (H, W the image size):
       'frames': (3, H, W, 3) uint8 RGB of frames [t-1, t, t+1];
@@ -75,10 +148,15 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       'clip_id': str, clip_key(split, index);
       with include_all_depths: 'depth_all' (3, H, W, 1) float32 (same validity rule) and
       'world_from_camera' (3, 4, 4) float64;
+      with num_frames = N > 3: 'frames' is (N, H, W, 3) at `frame_times(N)` (frame t at index
+      (N-1)//2), 'depth_all' / 'world_from_camera' have N entries, and 'target_from_frame'
+      (N, 4, 4) float32 is added: p_t = M[i] @ p_i for static points (identity at frame t;
+      M[i]^-1 @ M[i+1] is the motion prev_from_next of each consecutive pair);
       with stereo_baseline: 'stereo_image' (H, W, 3) uint8 RGB of the right camera at time t and
       'stereo_baseline' float32 scalar metres (p_t = p_right + (baseline, 0, 0)).
   Raises:
-    ValueError: unknown scene, non-positive / non-int sizes or a bad stereo_baseline.
+    ValueError: unknown scene, non-positive / non-int sizes, a bad stereo_baseline or num_frames
+      not an int in [3, MAX_NUM_FRAMES].
   """
   if scene not in scenes.SCENES:
     raise ValueError(f"unknown scene {scene!r}; expected one of {scenes.SCENES}")
@@ -94,6 +172,10 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
                      f"{stereo_baseline!r}")
   if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or index < 0:
     raise ValueError(f"index must be a non-negative int, got {index!r}")
+  if (isinstance(num_frames, bool) or not isinstance(num_frames, (int, np.integer))
+      or not DEFAULT_NUM_FRAMES <= num_frames <= MAX_NUM_FRAMES):
+    raise ValueError(f"num_frames must be an int in [{DEFAULT_NUM_FRAMES}, {MAX_NUM_FRAMES}], got "
+                     f"{num_frames!r}")
   rng = clip_rng(seed, split, index)
   clip = scenes.make_clip(rng, scene)
   if random_intrinsics:
@@ -102,18 +184,24 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
     k = scenes.default_intrinsics(scene, height, width)
   max_depth = clip.scene.max_depth
 
-  frames = np.zeros((3, height, width, 3), np.uint8)
-  depth_all = np.zeros((3, height, width, 1), np.float32)
+  centre_index = (num_frames - 1) // 2
+  if num_frames == DEFAULT_NUM_FRAMES:
+    world_from_camera, times = clip.poses, clip.times
+  else:
+    world_from_camera = sequence_poses(clip.poses, num_frames)
+    times = clip.times[CENTRE_INDEX] + np.asarray(frame_times(num_frames), np.float64)
+  frames = np.zeros((num_frames, height, width, 3), np.uint8)
+  depth_all = np.zeros((num_frames, height, width, 1), np.float32)
   centre = None
-  for f, (pose, tau) in enumerate(zip(clip.poses, clip.times)):
+  for f, (pose, tau) in enumerate(zip(world_from_camera, times)):
     view = renderer.render_view(clip.scene, pose, k, height, width, time=tau)
     frames[f] = np.round(view["rgb"] * 255.0).astype(np.uint8)
     d = view["depth"]
     depth_all[f, ..., 0] = np.where(d <= max_depth, d, 0.0)
-    if f == CENTRE_INDEX:
+    if f == centre_index:
       centre = view
 
-  depth = depth_all[CENTRE_INDEX]
+  depth = depth_all[centre_index]
   valid = depth[..., 0] > 0.0
   normals = np.where(valid[..., None], centre["normal"], 0.0).astype(np.float16)
   cam_t = clip.poses[CENTRE_INDEX]
@@ -141,7 +229,10 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
                                 time=clip.times[CENTRE_INDEX])
     out["stereo_image"] = np.round(view["rgb"] * 255.0).astype(np.uint8)
     out["stereo_baseline"] = np.float32(stereo_baseline)
+  if num_frames != DEFAULT_NUM_FRAMES:
+    out["target_from_frame"] = (np.linalg.inv(cam_t)[None] @ world_from_camera).astype(
+        np.float32)
   if include_all_depths:
     out["depth_all"] = depth_all
-    out["world_from_camera"] = clip.poses.copy()
+    out["world_from_camera"] = np.array(world_from_camera, np.float64)
   return out

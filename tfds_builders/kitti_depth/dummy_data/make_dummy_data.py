@@ -9,7 +9,11 @@ deterministic (fixed seed) and tiny (24×80 images). All values are made up in t
 - one annotated depth map `proj_depth/groundtruth/image_02/0000000003.png`: uint16, metres·256;
 - split files under `split_files/` (Monodepth2 and SfMLearner line formats).
 Drives: 0002 (an Eigen test scene: frames 0-3, with scans), 0113 (training: frames 28-32, 30 is
-static in SfMLearner's list), 0022 (a default validation drive: frames 5-8).
+static in SfMLearner's list, all with scans), 0022 (a default validation drive: frames 5-8, scans
+for all but frame 7, so that `eigen_zhou_depth` skips its target 7 as a frame without a scan).
+Every scan of 0113 / 0022 starts with `KNOWN_POINT` and has its random points farther forward, so
+the known point is the nearest on its pixel: camera 2 sees it at row 12, col 41 with camera
+z = 20.0 + 0.0025 (P_rect_02's z translation), camera 3 at row 12, col 40 with z = 20.0.
 """
 
 import pathlib
@@ -37,6 +41,14 @@ DRIVES = {
     "2011_09_26_drive_0022_sync": range(5, 9),
 }
 SCAN_DRIVE = "2011_09_26_drive_0002_sync"
+# Training / validation drives with scans, and their frames that have none.
+TRAIN_SCAN_DRIVES = ("2011_09_26_drive_0113_sync", "2011_09_26_drive_0022_sync")
+MISSING_SCANS = (("2011_09_26_drive_0022_sync", 7),)
+TRAIN_SCAN_SEED = SEED + 1  # Separate stream: the scans of SCAN_DRIVE stay as they were.
+# LiDAR (x fwd, y left, z up): camera 0 = (-y, -z - 0.08, x - 0.27) = (1.0, 0.34, 20.0) m.
+# Camera 2: u = (46·1 + 40·20 + 2.76) / 20.0025 = 42.43 -> col 41 (round - 1),
+#           v = (46·0.34 + 12·20) / 20.0025 = 12.78 -> row 12.
+KNOWN_POINT = (20.27, -1.0, -0.42, 0.5)
 ANNOTATED_FRAME = 3
 NUM_POINTS = 48
 
@@ -82,6 +94,15 @@ def scan(rng: np.random.Generator) -> np.ndarray:
   return points.astype(np.float32)
 
 
+def train_scan(rng: np.random.Generator) -> np.ndarray:
+  """`KNOWN_POINT`, then random points in front of the camera at least 5 m farther forward."""
+  forward = rng.uniform(KNOWN_POINT[0] + 5.0, 60.0, NUM_POINTS - 1)
+  left = rng.uniform(-0.9, 0.9, NUM_POINTS - 1) * forward
+  up = rng.uniform(-0.25, 0.25, NUM_POINTS - 1) * forward
+  points = np.stack([forward, left, up, rng.uniform(0, 1, NUM_POINTS - 1)], axis=1)
+  return np.concatenate([np.array([KNOWN_POINT]), points]).astype(np.float32)
+
+
 def main() -> None:
   rng = np.random.default_rng(SEED)
   date_dir = HERE / DATE
@@ -97,6 +118,13 @@ def main() -> None:
         folder = date_dir / drive / "velodyne_points" / "data"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{index:010d}.bin").write_bytes(scan(rng).tobytes())
+  train_rng = np.random.default_rng(TRAIN_SCAN_SEED)
+  for drive in TRAIN_SCAN_DRIVES:
+    folder = date_dir / drive / "velodyne_points" / "data"
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in DRIVES[drive]:
+      if (drive, index) not in MISSING_SCANS:
+        (folder / f"{index:010d}.bin").write_bytes(train_scan(train_rng).tobytes())
   depth = np.zeros((HEIGHT, WIDTH, 1), np.uint16)
   depth[HEIGHT // 2:, ::3, 0] = (np.linspace(5.0, 40.0, WIDTH)[::3] * 256).astype(np.uint16)
   folder = date_dir / SCAN_DRIVE / "proj_depth" / "groundtruth" / "image_02"
