@@ -20,9 +20,9 @@ training; the rendered data is cached by TFDS in ``--data_dir`` (rendering 512 +
 Each trained model is exported to every format: ``saved_model``, ``tflite_fp32``, ``tflite_fp16``,
 ``tflite_dynamic``, ``tflite_int8`` (calibrated on ``--num_calibration`` train-split images through
 the training pipeline's preprocessing, ``tfdepth.data.make_supervised_dataset``, no augmentation;
-uint8 I/O) and ``tflite_qat`` (`export.qat`, fine-tuned on ``--qat_train_images`` train images;
-FastDepth only: the Monodepth2 builder has no ``layers=`` namespace for a tf_keras twin and uses
-the Keras 3 ``ReflectionPadding2D``). Every artefact is evaluated on the first ``--num_test``
+uint8 I/O) and ``tflite_qat`` (`export.qat`, fine-tuned on ``--qat_train_images`` train images,
+both models with the same settings; the tf_keras twin of Monodepth2 comes from
+``export._testing.monodepth2_depth_model(layers=tf_keras.layers)``). Every artefact is evaluated on the first ``--num_test``
 test-split images with the `tfdepth.metrics` ``synthetic_street`` protocol next to the Keras
 model (`export.report.export_and_report`). The JSON also records, per TFLite format, the op types
 (`export.litert_runner.op_summary`), and per model the relative AbsRel drift of int8 / QAT vs the
@@ -96,9 +96,11 @@ DEFAULT_WEIGHTS_DIR = os.path.join(os.path.expanduser("~"), ".cache", "tfdepth",
 TARGET_INT8_ABS_REL_DRIFT = 0.02
 TARGET_INT8_SPEEDUP = 2.5
 TARGET_INT8_SIZE_RATIO = 4.0
-QAT_BUILDER = "tfdepth.models.fastdepth:build_fastdepth"
-QAT_UNSUPPORTED = ("Monodepth2's builder has no layers= namespace (no tf_keras twin for tfmot) and "
-                   "uses the Keras 3 ReflectionPadding2D layer")
+# QAT builders ("module:function" called with layers=tf_keras.layers in the QAT worker): the
+# functions that build_network uses for each model.
+QAT_BUILDERS = {"fastdepth": "tfdepth.models.fastdepth:build_fastdepth",
+                "monodepth2": "export._testing:monodepth2_depth_model"}
+MONODEPTH2_NUM_LAYERS = 18  # Monodepth2-R18 (Godard et al. 2019)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,8 +117,17 @@ MODELS = {
     "fastdepth": ModelSpec("fastdepth_224", "FastDepth 224×224", FASTDEPTH_SIZE, FASTDEPTH_BATCH,
                            True),
     "monodepth2": ModelSpec("monodepth2_r18_192x640", "Monodepth2-R18 192×640", MONODEPTH2_SIZE,
-                            MONODEPTH2_BATCH, False),
+                            MONODEPTH2_BATCH, True),
 }
+
+
+def qat_builder(name, config):
+  """``(builder, builder_kwargs)`` of `export.qat` for model ``name``: the builder that
+  `build_network` uses, with the kwargs that rebuild the benchmarked network."""
+  spec = MODELS[name]
+  if name == "fastdepth":
+    return QAT_BUILDERS[name], {"input_shape": list(spec.size) + [3], **dict(config.model.kwargs)}
+  return QAT_BUILDERS[name], {"input_size": list(spec.size), "num_layers": MONODEPTH2_NUM_LAYERS}
 
 
 def build_network(name, config=None):
@@ -127,7 +138,7 @@ def build_network(name, config=None):
     config = config or experiment_config(MODELS[name], DEFAULT_NUM_TRAIN, DEFAULT_NUM_TEST)
     return common.build_network(config)
   del config
-  return monodepth2_depth_model(MODELS[name].size)
+  return monodepth2_depth_model(MODELS[name].size, num_layers=MONODEPTH2_NUM_LAYERS)
 
 
 def experiment_config(spec, num_train, num_test):
@@ -282,9 +293,8 @@ def run_trained(names, formats, args):
     if "tflite_qat" in formats and spec.qat:
       images, depths = _split_arrays(config, builder, config.data.train_split,
                                      args.qat_train_images)
-      qat_options = {"builder": QAT_BUILDER,
-                     "builder_kwargs": {"input_shape": list(spec.size) + [3],
-                                        **dict(config.model.kwargs)},
+      builder_name, builder_kwargs = qat_builder(name, config)
+      qat_options = {"builder": builder_name, "builder_kwargs": builder_kwargs,
                      "train_data": {"images": images, "depth": depths},
                      "epochs": args.qat_epochs,
                      "learning_rate": config.optimizer.learning_rate * QAT_LR_FACTOR,
@@ -293,7 +303,7 @@ def run_trained(names, formats, args):
                 "depth_range": [0.1, float(config.max_depth)]}
     for fmt in formats:
       if fmt == "tflite_qat" and not spec.qat:
-        entry[fmt] = {"skipped": QAT_UNSUPPORTED}
+        entry[fmt] = {"skipped": f"no QAT builder for {name}"}
         continue
       with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()

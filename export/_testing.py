@@ -1,4 +1,4 @@
-"""Small, deterministic FastDepth and Monodepth2 models for export tests and benchmarks (no training).
+"""Small, deterministic FastDepth and Monodepth2 models for export tests and benchmarks.
 
 A freshly initialised FastDepth with a ReLU head outputs ~0 m everywhere (depth clamped away,
 quantisation ranges degenerate). `spread_fastdepth` rescales only the 1x1 head so that on
@@ -93,14 +93,15 @@ def monodepth2_depth_model(input_size=(192, 640), num_layers=18, seed=0, layers=
 
 
 # Spread of the test Monodepth2's disparity head: the pre-sigmoid logits get mean
-# logit(sigmoid_disp(HEAD_BIAS_M)) and this standard deviation, so depth spans ~3-8 m around
-# 5 m (a randomly initialised net outputs sigmoid ~0.5, a near-constant 0.2 m).
+# logit(sigmoid_disp(HEAD_BIAS_M)) and this standard deviation, so depth is ~5 m with most pixels
+# in 3-8 m and tails to ~1-25 m on noise images (a randomly initialised net outputs sigmoid ~0.5,
+# a near-constant 0.2 m).
 MONODEPTH2_HEAD_LOGIT_STD = 0.5
 MONODEPTH2_HEAD = "monodepth2_depth_decoder_dispconv0_conv"
 
 
 def spread_monodepth2(input_size=(64, 64), num_layers=18, seed=0):
-  """`monodepth2_depth_model` whose disparity head gives depth ~3-8 m around ``HEAD_BIAS_M``.
+  """`monodepth2_depth_model` whose disparity head gives a varied depth around ``HEAD_BIAS_M``.
 
   Only the 3x3 head conv of ``disp_0`` is rescaled (as `spread_fastdepth` does for FastDepth's
   head), so the model still comes from `monodepth2_depth_model` (same weight list, same QAT

@@ -189,3 +189,16 @@ def test_dorn_edges_override_and_json_round_trip(tmp_path):
   assert cfg.losses[0].kwargs["edges"] == tuple(edges)   # JSON floats round-trip exactly
   experiments.save_resolved_config(cfg, str(tmp_path))
   assert experiments.load_resolved_config(str(tmp_path)) == cfg
+
+
+def test_data_cache_mode_auto_caches_only_the_synthetic_world():
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  street = experiments.get_experiment("fastdepth_synthetic_street")
+  kitti = experiments.get_experiment("dorn_kitti")
+  assert street.data.cache == kitti.data.cache == "auto"
+  assert common.cache_in_memory(street) is True
+  assert common.cache_in_memory(kitti) is False          # 375x1242 frames: no in-memory cache
+  assert common.cache_in_memory(experiments.apply_overrides(kitti, ["data.cache=memory"]))
+  assert not common.cache_in_memory(experiments.apply_overrides(street, ["data.cache=none"]))
+  with pytest.raises(ConfigError, match=r"data.cache must be one of .*received 'disk'"):
+    experiments.apply_overrides(street, ["data.cache=disk"])

@@ -232,3 +232,37 @@ def test_monodepth2_geometric3d_term():
                                       ss.SelfSupervisedConfig(scales=(0,), use_automask=False),
                                       source_depths=sources)
   assert "geometric3d" not in default
+
+
+def test_monodepth2_fit_and_evaluate_with_geometric3d():
+  """One `fit` step and one `evaluate` of SelfSupervisedDepthModel with the 3D term on: it is
+  tracked, enters the total with its weight, and the step trains the depth net through it."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from trainers import self_supervised as ss  # pylint: disable=g-import-not-at-top
+  h, w = 16, 32
+  keras.utils.set_random_seed(0)
+  image = keras.Input((h, w, 3))
+  x = keras.layers.Conv2D(4, 3, padding="same", activation="relu")(image)
+  x = keras.layers.BatchNormalization()(x)
+  depth_net = keras.Model(image, {"disp_0": keras.layers.Conv2D(
+      1, 3, padding="same", activation="sigmoid")(x)})
+  pair = keras.Input((h, w, 6))
+  y = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu")(pair))
+  pose_net = keras.Model(pair, {"axis_angle": keras.layers.Dense(3)(y) * 0.01,
+                                "translation": keras.layers.Dense(3)(y) * 0.01})
+  config = ss.SelfSupervisedConfig(scales=(0,), automask_noise_scale=0.0, geometric3d_weight=0.5)
+  model = ss.SelfSupervisedDepthModel(depth_net, pose_net, config)
+  model.compile(optimizer=keras.optimizers.SGD(0.1))
+  rng = np.random.default_rng(0)
+  frames = tf.constant(rng.uniform(size=(2, 3, h, w, 3)).astype(np.float32))
+  k = np.tile(np.array([[[20.0, 0, 15.5], [0, 20.0, 7.5], [0, 0, 1]]], np.float32), (2, 1, 1))
+  data = tf.data.Dataset.from_tensors({"frames": frames, "frames_aug": frames, "intrinsics": k})
+  hist = model.fit(data, epochs=1, verbose=0).history
+  logs = {key: v[-1] for key, v in hist.items()}
+  assert set(logs) == {"loss", "photometric_loss", "smoothness_loss", "geometric3d_loss"}
+  assert logs["geometric3d_loss"] > 0
+  # float32 sums of O(0.1..1) values.
+  np.testing.assert_allclose(logs["loss"], logs["photometric_loss"] + 1e-3 * logs[
+      "smoothness_loss"] + 0.5 * logs["geometric3d_loss"], rtol=1e-5)
+  result = model.evaluate(data, verbose=0, return_dict=True)
+  assert np.isfinite(result["geometric3d_loss"]) and result["geometric3d_loss"] > 0

@@ -410,8 +410,10 @@ def test_bad_render_arguments_raise():
 
 def test_builder_configs():
   configs = {c.name: c for c in swb.Builder.BUILDER_CONFIGS}
-  assert set(configs) == {"street", "street_unknown_camera", "indoor"}
+  assert set(configs) == {"street", "street_unknown_camera", "street_stereo", "indoor"}
   assert (configs["street"].height, configs["street"].width) == (128, 416)
+  assert configs["street_stereo"].stereo_baseline == 0.54   # KITTI's baseline in metres
+  assert configs["street"].stereo_baseline == 0.0
   assert (configs["indoor"].height, configs["indoor"].width) == (192, 256)
   assert configs["street_unknown_camera"].random_intrinsics
   assert not configs["street"].random_intrinsics

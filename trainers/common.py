@@ -97,6 +97,19 @@ def prepare_builder(data_config, data_dir=None):
   return builder
 
 
+def cache_in_memory(config):
+  """Whether the input pipeline caches decoded examples in memory (`data.cache`).
+
+  "auto" caches the procedurally rendered synthetic world (small, and costly to decode again)
+  and nothing else: real datasets at native resolution (KITTI 375x1242, NYU 480x640) would not
+  fit in memory.
+  """
+  mode = config.data.cache
+  if mode == "auto":
+    return config.data.tfds_name.split("/")[0] == SYNTHETIC_WORLD
+  return mode == "memory"
+
+
 def make_datasets(config, builder, splits=("train", "validation"), cache=True):
   """`{split_role: dataset}` for roles "train", "validation", "test" of `config.data`."""
   from tfdepth.data import make_supervised_dataset  # pylint: disable=g-import-not-at-top
@@ -164,7 +177,9 @@ def build_optimizer(opt, total_steps):
   if name == "adamw":
     return keras.optimizers.AdamW(weight_decay=opt.weight_decay, **kwargs)
   if name == "sgd":
-    # Coupled L2 decay as in Caffe / PyTorch SGD (DORN, DeepLab: 5e-4); 0 = none.
+    # Keras 3 decays decoupled (w -= lr·wd·w each step, `BaseOptimizer._apply_weight_decay`);
+    # the papers' Caffe solvers (DORN, DeepLab: 5e-4) add coupled L2 to the gradient, which
+    # momentum 0.9 amplifies ~10x: the same coefficient is a weaker decay here. 0 = none.
     return keras.optimizers.SGD(momentum=0.9, weight_decay=opt.weight_decay or None, **kwargs)
   raise ConfigError(f"optimizer.name must be adam|adamw|sgd, received {opt.name!r}")
 
@@ -514,7 +529,8 @@ def fit_experiment(config, model_dir, make_datasets_fn, build_trainer_fn, strate
   keras.utils.set_random_seed(config.train.seed)
   roles = ("train", "validation") if config.data.validation_split else ("train",)
   datasets = {role: ds.with_options(data_sharding_options())
-              for role, ds in make_datasets_fn(config, builder, roles).items()}
+              for role, ds in make_datasets_fn(config, builder, roles,
+                                               cache=cache_in_memory(config)).items()}
   steps = steps_per_epoch(config, builder)
   # After a restart from a backup, continue the input stream where the killed run was.
   datasets["train"] = resume_dataset(datasets["train"], model_dir, steps)

@@ -86,6 +86,9 @@ class DataConfig:
   # colour jitter only). See tfdepth.data.augment.MIN_CROP_FRACTION.
   min_crop_fraction: float = 0.8
   shuffle_buffer: int = 256
+  # In-memory cache of the decoded examples: "auto" (the synthetic world only), "memory", "none"
+  # (`trainers.common.cache_in_memory`).
+  cache: str = "auto"
 
   def __post_init__(self):
     _freeze_sequences(self)
@@ -179,6 +182,9 @@ def get_experiment(name):
   return _REGISTRY[name]
 
 
+DATA_CACHE_MODES = ("auto", "memory", "none")
+
+
 def validate_config(config):
   """Checks cross-field constraints; raises `ConfigError` naming the value and what was expected."""
   t = config.train
@@ -192,6 +198,9 @@ def validate_config(config):
   if config.optimizer.learning_rate <= 0:
     raise ConfigError(
         f"optimizer.learning_rate must be positive, received {config.optimizer.learning_rate!r}")
+  if config.data.cache not in DATA_CACHE_MODES:
+    raise ConfigError(f"data.cache must be one of {DATA_CACHE_MODES}, received "
+                      f"{config.data.cache!r}")
   if not config.losses:
     raise ConfigError("losses must contain at least one term, received ()")
   names = [l.name for l in config.losses]

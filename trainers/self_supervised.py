@@ -748,9 +748,6 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
       self.term_names.append("segmentation")
     if config.geometric3d_weight > 0:
       self.term_names.append("geometric3d")
-    # `training` of the latest `call` (train_step / test_step call the depth net on the target just
-    # before `compute_loss_terms`, which runs it on the sources in the same mode).
-    self._depth_call_training = False
     self.total_tracker = keras.metrics.Mean(name=TOTAL_LOSS_NAME)
     self.term_trackers = [keras.metrics.Mean(name=n + TERM_SUFFIX) for n in self.term_names]
     self.depth_metrics = list(depth_metrics)
@@ -770,7 +767,6 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
     """image `(B, H, W, 3)` (or a batch dict) -> depth-net outputs + `"depth"` `(B, H, W, 1)`."""
     if isinstance(inputs, Mapping):
       inputs = inputs["image"] if "image" in inputs else inputs["frames"][:, TARGET_INDEX]
-    self._depth_call_training = training is True
     outputs = dict(self.depth_net(inputs, training=training))
     outputs = {k: tf.cast(v, tf.float32) for k, v in outputs.items()}
     _, outputs["depth"] = geometry.disp_to_depth(outputs["disp_0"], self.config.min_depth,
@@ -866,15 +862,18 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
           f"{sorted(data) if isinstance(data, Mapping) else ''}")
     return data
 
-  def compute_loss_terms(self, batch, outputs, poses, seed):
-    """Per-replica weighted total and `{term: global-batch-mean contribution}` (float32)."""
+  def compute_loss_terms(self, batch, outputs, poses, seed, training=False):
+    """Per-replica weighted total and `{term: global-batch-mean contribution}` (float32).
+
+    `training`: the mode in which the depth net runs on the source frames (3D loss only).
+    """
     per_image = self_supervised_losses(
         batch["frames"], batch["intrinsics"],
         {s: outputs[f"disp_{s}"] for s in self.config.scales}, poses, self.config, seed=seed,
         sparse_depth=batch.get("sparse_depth"), seg_logits=outputs.get("seg_logits"),
         seg_labels=batch.get("seg_labels"), seg_weights=batch.get("seg_weights"),
         stereo_image=batch.get("stereo_image"),
-        source_depths=(self.source_depths(batch, self._depth_call_training)
+        source_depths=(self.source_depths(batch, training)
                        if self.config.geometric3d_weight > 0 and self.config.use_temporal_frames
                        else None))
     terms = {}
@@ -911,7 +910,7 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
     with tf.GradientTape() as tape:
       outputs = self(frames_aug[:, TARGET_INDEX], training=True)
       poses = self.source_poses(batch, frames_aug, training=True)
-      total, terms = self.compute_loss_terms(batch, outputs, poses, seed)
+      total, terms = self.compute_loss_terms(batch, outputs, poses, seed, training=True)
       scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
     variables = self.trainable_variables
     grads = tape.gradient(scaled, variables)
@@ -927,7 +926,8 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
     frames = tf.cast(batch["frames"], tf.float32)
     outputs = self(frames[:, TARGET_INDEX], training=False)
     poses = self.source_poses(batch, frames, training=False)
-    total, terms = self.compute_loss_terms(batch, outputs, poses, tf.constant([0, 2], tf.int64))
+    total, terms = self.compute_loss_terms(batch, outputs, poses, tf.constant([0, 2], tf.int64),
+                                           training=False)
     self._update_trackers(total, terms, tf.shape(frames)[0])
     self._update_metrics(batch, outputs)
     return step_logs(self.metrics)
@@ -1170,7 +1170,8 @@ def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
   if (self_supervised_config(config).use_temporal_frames and builder is not None
       and config.data.tfds_name.split("/")[0] == common.SYNTHETIC_WORLD):
     ate5 = synthetic_pose_ate(model, builder.builder_config, config.data.height,
-                              config.data.width, split or config.data.test_split)
+                              config.data.width, split or config.data.test_split,
+                              num_sequences=POSE_EVAL_NUM_SEQUENCES)
     extra[ATE_SNIPPET_KEY] = {"mean": ate5["mean"], "std": ate5["std"],
                               "num_snippets": ate5["num_snippets"]}
   output_dir = output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
