@@ -42,8 +42,11 @@ VARIANTS = ("monodepth2", "li2021", "li2021_learned_k")
 
 def render(split, n, random_intrinsics=False):
   from tfds_builders.synthetic_world import clips  # pylint: disable=g-import-not-at-top
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
   return [clips.render_clip("street", HEIGHT, WIDTH, seed=0, split=split, index=i,
-                            random_intrinsics=random_intrinsics) for i in range(n)]
+                            random_intrinsics=random_intrinsics,
+                            frame_interval=experiments.SYNTHETIC_VIDEO_FRAME_INTERVAL)
+          for i in range(n)]
 
 
 def focal_errors(model, test_ds):

@@ -2,8 +2,8 @@
 
     python -m benchmarks.monodepth2_learning [--minutes=12] [--variants=monodepth2,segdepth]
 
-Each variant trains for a fixed wall-clock budget on CPU (ResNet-18 depth + pose nets, random
-init, 64x192, batch 8, Adam), evaluating the median-scaled test AbsRel (protocol
+Each variant trains for a fixed CPU-time budget (ResNet-18 depth + pose nets, random
+init, 64x192, batch 8, Adam; clips at the video experiments' 30 Hz-like frame interval), evaluating the median-scaled test AbsRel (protocol
 `synthetic_street` + per-image median scaling, `tfdepth.metrics.evaluate_predictions`) after every
 chunk of steps (the learning curve). Reported beside it: the median-depth baseline (a constant
 prediction, which median scaling turns into the per-image GT median), AbsRel on the boundary
@@ -35,10 +35,13 @@ DEFAULT_MINUTES = 12.0
 _POSE_SEQUENCES = []
 
 
-def render(split, n):
+def render(split, n, frame_interval=None):
+  """Clips of the synthetic street at the video experiments' frame interval (30 Hz-like)."""
   from tfds_builders.synthetic_world import clips  # pylint: disable=g-import-not-at-top
-  return [clips.render_clip("street", HEIGHT, WIDTH, seed=0, split=split, index=i)
-          for i in range(n)]
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  fi = experiments.SYNTHETIC_VIDEO_FRAME_INTERVAL if frame_interval is None else frame_interval
+  return [clips.render_clip("street", HEIGHT, WIDTH, seed=0, split=split, index=i,
+                            frame_interval=fi) for i in range(n)]
 
 
 def boundary_mask(semantic):
@@ -73,8 +76,10 @@ def evaluate(model, test_ds, protocol):
   from trainers import self_supervised as ss  # pylint: disable=g-import-not-at-top
   res = ss.predict_split(model, test_ds)
   if not _POSE_SEQUENCES:
+    from trainers import experiments  # pylint: disable=g-import-not-at-top
     _POSE_SEQUENCES.extend(ss.render_pose_sequences(
-        "street", HEIGHT, WIDTH, seed=0, split="test", num_sequences=ss.POSE_EVAL_NUM_SEQUENCES))
+        "street", HEIGHT, WIDTH, seed=0, split="test", num_sequences=ss.POSE_EVAL_NUM_SEQUENCES,
+        frame_interval=experiments.SYNTHETIC_VIDEO_FRAME_INTERVAL))
   ate5 = ss.pose_snippets_ate(model, _POSE_SEQUENCES)
   table, _ = metrics.evaluate_predictions(list(res["gt"][..., 0]), list(res["pred"][..., 0]),
                                           protocol)
@@ -96,8 +101,34 @@ def rel_std(depth, gt):
   return float(np.mean(vals))
 
 
+def parse_overrides(items):
+  """["use_full_res_multiscale=false", "smoothness_weight=1e-3"] -> SelfSupervisedConfig kwargs.
+
+  Strict: an unknown field raises ValueError; values are parsed by the field's default type.
+  """
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  from trainers import self_supervised as ss  # pylint: disable=g-import-not-at-top
+  fields = {f.name: f for f in dataclasses.fields(ss.SelfSupervisedConfig)}
+  out = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep or key not in fields:
+      raise ValueError(f"--set expected field=value with a SelfSupervisedConfig field "
+                       f"({sorted(fields)}), received {item!r}")
+    default = fields[key].default
+    if isinstance(default, bool):
+      if value.lower() not in ("true", "false"):
+        raise ValueError(f"--set {key} expected true or false, received {value!r}")
+      out[key] = value.lower() == "true"
+    elif isinstance(default, tuple):
+      out[key] = tuple(int(v) for v in value.split(",") if v)
+    else:
+      out[key] = type(default)(value)
+  return out
+
+
 def run_variant(variant, train_clips, test_ds, minutes, protocol, chunk_steps=CHUNK_STEPS,
-                learning_rate=LEARNING_RATE):
+                learning_rate=LEARNING_RATE, overrides=None):
   import keras  # pylint: disable=g-import-not-at-top
   from tfdepth.data import video  # pylint: disable=g-import-not-at-top
   from tfdepth.models import monodepth2, segdepth  # pylint: disable=g-import-not-at-top
@@ -111,20 +142,25 @@ def run_variant(variant, train_clips, test_ds, minutes, protocol, chunk_steps=CH
   depth = (segdepth.build_segdepth_net(shape) if seg
            else monodepth2.build_monodepth2_depth_net(shape))
   pose = monodepth2.build_monodepth2_pose_net(shape)
-  config = (ss.SelfSupervisedConfig(smoothness_weight=ss.SEGDEPTH_SMOOTHNESS_WEIGHT,
-                                    segmentation_weight=ss.SEGDEPTH_SEGMENTATION_WEIGHT)
-            if seg else ss.SelfSupervisedConfig())
+  kwargs = ({"smoothness_weight": ss.SEGDEPTH_SMOOTHNESS_WEIGHT,
+             "segmentation_weight": ss.SEGDEPTH_SEGMENTATION_WEIGHT} if seg else {})
+  kwargs.update(overrides or {})
+  config = ss.SelfSupervisedConfig(**kwargs)
   model = ss.SelfSupervisedDepthModel(depth, pose, config)
   model.compile(optimizer=keras.optimizers.Adam(learning_rate))
   curve = []
-  train_s = 0.0  # training wall-clock (including the first trace); evaluation is excluded
+  # Training CPU time (all threads, including the first trace; evaluation excluded): the budget.
+  # CPU time rather than wall time, so that a shared machine does not shrink the budget.
+  train_cpu_s = train_s = 0.0
   steps = 0
-  while train_s < minutes * 60.0:
-    t = time.time()
+  while train_cpu_s < minutes * 60.0:
+    t, c = time.time(), time.process_time()
     hist = model.fit(train_ds, steps_per_epoch=chunk_steps, epochs=1, verbose=0)
     train_s += time.time() - t
+    train_cpu_s += time.process_time() - c
     steps += chunk_steps
     row = {"step": steps, "train_seconds": round(train_s, 1),
+           "train_cpu_seconds": round(train_cpu_s, 1),
            "loss": float(hist.history["loss"][-1]), **evaluate(model, test_ds, protocol)}
     curve.append(row)
     print(variant, row, flush=True)
@@ -134,13 +170,21 @@ def run_variant(variant, train_clips, test_ds, minutes, protocol, chunk_steps=CH
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--minutes", type=float, default=DEFAULT_MINUTES,
-                      help="training wall-clock budget per variant (evaluation excluded)")
+                      help="training CPU-time budget per variant (evaluation excluded)")
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="SelfSupervisedConfig override for every variant (repeatable, strict)")
+  parser.add_argument("--precision", default="float32",
+                      help="Keras dtype policy: float32 | mixed_bfloat16 | mixed_float16")
+  parser.add_argument("--result_name", default=NAME)
   parser.add_argument("--variants", default="monodepth2,segdepth")
   parser.add_argument("--num_train", type=int, default=NUM_TRAIN)
   parser.add_argument("--num_test", type=int, default=NUM_TEST)
   parser.add_argument("--chunk_steps", type=int, default=CHUNK_STEPS)
   parser.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
   args = parser.parse_args()
+  overrides = parse_overrides(args.set)
+  from trainers import common as trainer_common  # pylint: disable=g-import-not-at-top
+  trainer_common.set_precision(args.precision)
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   from tfdepth.data import video  # pylint: disable=g-import-not-at-top
   import dataclasses  # pylint: disable=g-import-not-at-top
@@ -159,7 +203,8 @@ def main():
   baseline_boundary = region_abs_rel(gt, np.ones_like(gt), boundary_mask(sem), protocol)
   figures = {"height": HEIGHT, "width": WIDTH, "num_train_clips": args.num_train,
              "num_test_clips": args.num_test, "batch_size": BATCH_SIZE, "learning_rate": args.learning_rate,
-             "minutes_per_variant": args.minutes, "render_seconds": round(render_s, 1),
+             "cpu_minutes_per_variant": args.minutes,
+             "precision": args.precision, "config_overrides": overrides, "render_seconds": round(render_s, 1),
              "protocol": protocol.describe(),
              "median_depth_baseline": {"abs_rel": float(baseline["abs_rel"]),
                                        "delta1": float(baseline["delta1"]),
@@ -169,7 +214,7 @@ def main():
   print("median-depth baseline", figures["median_depth_baseline"], flush=True)
   for variant in args.variants.split(","):
     curve = run_variant(variant, train_clips, test_ds, args.minutes, protocol, args.chunk_steps,
-                        args.learning_rate)
+                        args.learning_rate, overrides)
     best = min(curve, key=lambda r: r["abs_rel"])
     figures["variants"][variant] = {"final": curve[-1], "best": best, "curve": curve}
   rows = [["median-depth baseline", "-", figures["median_depth_baseline"]["abs_rel"],
@@ -180,7 +225,7 @@ def main():
                  f.get("ate_5frame", "-")])
   common.print_table(rows, ["model", "steps", "abs_rel", "boundary_abs_rel", "ate_3frame",
                             "ate_5frame"])
-  print("written", common.write_result(NAME, figures))
+  print("written", common.write_result(args.result_name, figures))
 
 
 if __name__ == "__main__":

@@ -153,6 +153,7 @@ def test_supervised_zoo_experiments_carry_the_published_settings():
   assert dpt.model.name == "dpt" and dpt.model.kwargs["max_depth"] == 10.0
   assert (dpt.data.height, dpt.data.width) == (384, 512)
   assert dpt.losses[0].kwargs == {"variance_focus": 0.85} and dpt.metrics_protocol == "nyu"
+  assert dpt.optimizer.warmup_steps == 100 and dpt.optimizer.learning_rate == 1e-4
   e14 = experiments.get_experiment("eigen2014_nyu")
   assert e14.model.name == "eigen2014" and e14.losses[0].kwargs == {"variance_focus": 0.5}
   assert e14.train.batch_size == 32 and (e14.data.height, e14.data.width) == (224, 288)

@@ -428,3 +428,23 @@ def test_infinite_dataset_matches_render_clip():
     for key in ("frames", "depth", "normals", "target_from_source", "intrinsics"):
       np.testing.assert_array_equal(example[key], ref[key], err_msg=key)
     assert example["clip_id"] == ref["clip_id"].encode()
+
+
+def test_frame_interval_scales_camera_and_object_motion():
+  from tfds_builders.synthetic_world import clips as clips_lib  # pylint: disable=g-import-not-at-top
+  full = clips_lib.render_clip("street", 16, 48, seed=0, split="train", index=0)
+  third = clips_lib.render_clip("street", 16, 48, seed=0, split="train", index=0,
+                                frame_interval=1.0 / 3.0)
+  # Frame t and its ground truth do not depend on the interval.
+  np.testing.assert_array_equal(third["frames"][1], full["frames"][1])
+  np.testing.assert_array_equal(third["depth"], full["depth"])
+  # The relative camera motion scales by 1/3 (translation exactly, rotation angle by 1/3).
+  for i in range(2):
+    np.testing.assert_allclose(third["target_from_source"][i][:3, 3],
+                               full["target_from_source"][i][:3, 3] / 3.0, atol=1e-5)
+    angle = lambda m: np.arccos(np.clip((np.trace(m[:3, :3]) - 1) / 2, -1, 1))
+    assert angle(third["target_from_source"][i]) == pytest.approx(
+        angle(full["target_from_source"][i]) / 3.0, abs=1e-4)
+  np.testing.assert_allclose(third["object_motion"], full["object_motion"] / 3.0, atol=1e-6)
+  with pytest.raises(ValueError, match="frame_interval must be a number in"):
+    clips_lib.render_clip("street", 16, 48, frame_interval=1.5)

@@ -4,6 +4,7 @@ import json
 import os
 
 from absl import flags
+import keras
 import numpy as np
 import pytest
 
@@ -80,3 +81,34 @@ def test_cosine_schedule_decays_to_the_end_factor():
   assert np.isclose(float(schedule(50)),
                     cfg.learning_rate * (cfg.end_learning_rate_factor
                                          + (1 - cfg.end_learning_rate_factor) * 0.5))
+
+
+def test_linear_warmup_ramps_then_hands_over_to_the_schedule():
+  from trainers import schedules  # pylint: disable=g-import-not-at-top
+  # Constant 1e-3 after 4 warm-up steps: (step + 1) / 4 of the rate, then the rate.
+  constant = schedules.LinearWarmup(1e-3, 4)
+  assert [float(constant(s)) for s in range(6)] == pytest.approx(
+      [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3], rel=1e-6)
+  # Polynomial decay (power 1, 1e-3 -> 1e-4 over 10 steps) starts its own step 0 after the ramp.
+  poly = keras.optimizers.schedules.PolynomialDecay(1e-3, 10, end_learning_rate=1e-4, power=1.0)
+  warm = schedules.LinearWarmup(poly, 2)
+  assert float(warm(0)) == pytest.approx(5e-4, rel=1e-6)
+  assert float(warm(2)) == pytest.approx(1e-3, rel=1e-6)
+  assert float(warm(7)) == pytest.approx(1e-3 - 5 * 9e-5, rel=1e-6)   # poly step 5
+  assert float(warm(12)) == pytest.approx(1e-4, rel=1e-6)
+  # Round trip with a schedule inside, and through the optimizer config.
+  clone = schedules.LinearWarmup.from_config(warm.get_config())
+  assert [float(clone(s)) for s in (0, 3, 9)] == pytest.approx(
+      [float(warm(s)) for s in (0, 3, 9)], rel=1e-7)
+  cfg = experiments.apply_overrides(experiments.get_experiment("fastdepth_synthetic_street"),
+                                    ["optimizer.schedule=constant", "optimizer.warmup_steps=5",
+                                     "optimizer.learning_rate=0.002"]).optimizer
+  opt = common.build_optimizer(cfg, total_steps=100)
+  restored = keras.optimizers.Adam.from_config(opt.get_config())
+  for s in (0, 4, 50):
+    assert float(restored._learning_rate(s)) == pytest.approx(  # pylint: disable=protected-access
+        0.002 * min(1.0, (s + 1) / 5), rel=1e-6)
+  with pytest.raises(ConfigError, match="warmup_steps expected an int >= 1, received 0"):
+    schedules.LinearWarmup(1e-3, 0)
+  with pytest.raises(ConfigError, match="received -1.0"):
+    schedules.LinearWarmup(-1.0, 3)

@@ -14,6 +14,7 @@ import tensorflow as tf
 from tfdepth import models
 from tfdepth.errors import ConfigError
 from trainers import experiments
+from trainers import schedules
 from trainers import supervised
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -152,7 +153,12 @@ def build_network(config):
 
 
 def build_optimizer(opt, total_steps):
-  """Keras optimizer from an `OptimizerConfig`; schedules decay over `total_steps`."""
+  """Keras optimizer from an `OptimizerConfig`; schedules decay over `total_steps`.
+
+  `opt.warmup_steps` > 0 ramps the rate up linearly first, for every schedule (cosine: Keras'
+  built-in warm-up from 0; constant / polynomial: `schedules.LinearWarmup`); decays then run over
+  the remaining `total_steps - warmup_steps`.
+  """
   lr = opt.learning_rate
   decay_steps = max(1, total_steps - opt.warmup_steps)
   if opt.schedule == "constant":
@@ -168,6 +174,8 @@ def build_optimizer(opt, total_steps):
   else:
     raise ConfigError(f"optimizer.schedule must be constant|cosine|polynomial, received "
                       f"{opt.schedule!r}")
+  if opt.warmup_steps and opt.schedule != "cosine":   # CosineDecay has its own warm-up
+    schedule = schedules.LinearWarmup(schedule, int(opt.warmup_steps))
   kwargs = {"learning_rate": schedule}
   if opt.clipnorm is not None:
     kwargs["clipnorm"] = opt.clipnorm

@@ -658,12 +658,12 @@ def pose_snippets_ate(model, sequences, snippet_length=ATE_SNIPPET_LENGTH):
 
 def render_pose_sequences(scene, height, width, seed=0, split="test",
                           num_sequences=POSE_EVAL_NUM_SEQUENCES, num_frames=ATE_SNIPPET_LENGTH,
-                          random_intrinsics=False):
+                          random_intrinsics=False, frame_interval=1.0):
   """Synthetic-world sequences with ground-truth poses for `pose_snippets_ate`.
 
-  Sequence i is `render_clip(scene, height, width, seed, split, i, num_frames=num_frames)`: its
-  frames t-1, t, t+1 are those of clip i of `split`, with (num_frames - 3) more frames around
-  them (see `tfds_builders.synthetic_world.clips.render_clip`).
+  Sequence i is `render_clip(scene, height, width, seed, split, i, num_frames=num_frames,
+  frame_interval=frame_interval)`: its frames t-1, t, t+1 are those of clip i of `split`, with
+  (num_frames - 3) more frames around them (see `tfds_builders.synthetic_world.clips.render_clip`).
 
   Returns:
     list of dicts: "frames" `(num_frames, height, width, 3)` uint8, "target_from_frame"
@@ -674,7 +674,8 @@ def render_pose_sequences(scene, height, width, seed=0, split="test",
   out = []
   for index in range(num_sequences):
     clip = clips.render_clip(scene, height, width, seed=seed, split=split, index=index,
-                             random_intrinsics=random_intrinsics, num_frames=num_frames)
+                             random_intrinsics=random_intrinsics, num_frames=num_frames,
+                             frame_interval=frame_interval)
     if "target_from_frame" not in clip:  # num_frames == 3: frame t is the reference
       clip["target_from_frame"] = np.stack([clip["target_from_source"][0], np.eye(4),
                                             clip["target_from_source"][1]]).astype(np.float32)
@@ -688,7 +689,8 @@ def synthetic_pose_ate(model, builder_config, height, width, split="test",
 
   Args:
     model: as `pose_snippets_ate`.
-    builder_config: a `SyntheticWorldConfig` (its scene, seed and random_intrinsics are used).
+    builder_config: a `SyntheticWorldConfig` (its scene, seed, random_intrinsics and
+      frame_interval are used).
     height, width: the experiment's network input size (the sequences are rendered at it).
     split: split name whose clips the sequences extend (a TFDS slice like "test[:10]" is cut to
       "test").
@@ -702,7 +704,8 @@ def synthetic_pose_ate(model, builder_config, height, width, split="test",
   sequences = render_pose_sequences(
       builder_config.scene, height, width, seed=builder_config.seed,
       split=str(split).split("[")[0], num_sequences=num_sequences, num_frames=snippet_length,
-      random_intrinsics=builder_config.random_intrinsics)
+      random_intrinsics=builder_config.random_intrinsics,
+      frame_interval=float(getattr(builder_config, "frame_interval", 1.0)))
   return pose_snippets_ate(model, sequences, snippet_length)
 
 

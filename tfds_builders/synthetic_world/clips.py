@@ -61,8 +61,8 @@ def frame_times(num_frames):
   return tuple(range(first, first + num_frames))
 
 
-def _rotation_half(rot):
-  """R_h with R_h @ R_h = R for a (3, 3) rotation with angle < pi (axis-angle halved, Rodrigues)."""
+def _rotation_power(rot, power):
+  """R^power of a (3, 3) rotation with angle < pi: same axis, angle x power (Rodrigues)."""
   cos = np.clip((np.trace(rot) - 1.0) / 2.0, -1.0, 1.0)
   angle = math.acos(cos)
   skew = np.array([rot[2, 1] - rot[1, 2], rot[0, 2] - rot[2, 0], rot[1, 0] - rot[0, 1]])
@@ -71,8 +71,13 @@ def _rotation_half(rot):
     return np.eye(3)
   axis = skew / norm
   k = np.array([[0.0, -axis[2], axis[1]], [axis[2], 0.0, -axis[0]], [-axis[1], axis[0], 0.0]])
-  half = 0.5 * angle
-  return np.eye(3) + math.sin(half) * k + (1.0 - math.cos(half)) * (k @ k)
+  part = power * angle
+  return np.eye(3) + math.sin(part) * k + (1.0 - math.cos(part)) * (k @ k)
+
+
+def _rotation_half(rot):
+  """R_h with R_h @ R_h = R for a (3, 3) rotation with angle < pi (axis-angle halved, Rodrigues)."""
+  return _rotation_power(rot, 0.5)
 
 
 def mean_step(first_from_last):
@@ -88,6 +93,33 @@ def mean_step(first_from_last):
   out[:3, :3] = rot_h
   out[:3, 3] = np.linalg.solve(rot_h + np.eye(3), m[:3, 3])
   return out
+
+
+def retime_clip(clip, frame_interval):
+  """The clip's frames t-1, t+1 moved to times t -+ frame_interval (frames of the scene default).
+
+  Camera: `world_from_camera(t + s)` becomes `P_t @ F(inv(P_t) @ P_{t+s}, frame_interval)`, where
+  F scales the rotation angle (same axis) and the translation of the relative motion by
+  `frame_interval`, so a camera at 1 m per frame moves 1/3 m with `frame_interval=1/3`
+  (including the per-frame jitter). Moving objects are rendered at the scaled times, so their
+  displacement scales alike. frame_interval = 1 returns `clip` itself.
+  """
+  if frame_interval == 1.0:
+    return clip
+  centre = clip.poses[CENTRE_INDEX]
+  poses = []
+  for i, pose in enumerate(clip.poses):
+    if i == CENTRE_INDEX:
+      poses.append(centre)
+      continue
+    rel = np.linalg.inv(centre) @ pose
+    part = np.eye(4)
+    part[:3, :3] = _rotation_power(rel[:3, :3], frame_interval)
+    part[:3, 3] = rel[:3, 3] * frame_interval
+    poses.append(centre @ part)
+  t0 = clip.times[CENTRE_INDEX]
+  times = t0 + (np.asarray(clip.times, np.float64) - t0) * frame_interval
+  return scenes.Clip(scene=clip.scene, poses=np.stack(poses), times=times)
 
 
 def sequence_poses(clip_poses, num_frames):
@@ -109,7 +141,7 @@ def sequence_poses(clip_poses, num_frames):
 
 def render_clip(scene="street", height=None, width=None, seed=0, split="train", index=0,
                 random_intrinsics=False, include_all_depths=False, stereo_baseline=None,
-                num_frames=DEFAULT_NUM_FRAMES):
+                num_frames=DEFAULT_NUM_FRAMES, frame_interval=1.0):
   """Renders one clip and its ground truth.
 
   Args:
@@ -130,6 +162,11 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       evaluation): frames [t-1, t, t+1] and every ground-truth field of frame t are exactly those
       of the 3-frame clip; the camera moves by `mean_step` per frame beyond them, moving objects
       keep their velocity. Costs N views.
+    frame_interval: float in (0, 1], time between consecutive frames as a fraction of the scene's
+      default (street: KITTI's 10 Hz, ~1 m of camera motion per frame; indoor: NYU's 30 Hz).
+      1 (default) leaves the output unchanged; 1/3 renders the street as a 30 Hz camera would
+      see it (`retime_clip`): the same scene and frame t, a third of the camera and object
+      motion (object_motion and target_from_source scale alike).
   Returns:
     dict of numpy arrays (H, W the image size):
       'frames': (3, H, W, 3) uint8 RGB of frames [t-1, t, t+1];
@@ -176,8 +213,12 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       or not DEFAULT_NUM_FRAMES <= num_frames <= MAX_NUM_FRAMES):
     raise ValueError(f"num_frames must be an int in [{DEFAULT_NUM_FRAMES}, {MAX_NUM_FRAMES}], got "
                      f"{num_frames!r}")
+  if (isinstance(frame_interval, bool) or not isinstance(frame_interval, (int, float, np.floating))
+      or not math.isfinite(frame_interval) or not 0.0 < frame_interval <= 1.0):
+    raise ValueError(f"frame_interval must be a number in (0, 1], got {frame_interval!r}")
+  frame_interval = float(frame_interval)
   rng = clip_rng(seed, split, index)
-  clip = scenes.make_clip(rng, scene)
+  clip = retime_clip(scenes.make_clip(rng, scene), frame_interval)
   if random_intrinsics:
     k = scenes.sample_intrinsics(rng, scene, height, width)
   else:
@@ -189,7 +230,8 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
     world_from_camera, times = clip.poses, clip.times
   else:
     world_from_camera = sequence_poses(clip.poses, num_frames)
-    times = clip.times[CENTRE_INDEX] + np.asarray(frame_times(num_frames), np.float64)
+    times = clip.times[CENTRE_INDEX] + frame_interval * np.asarray(frame_times(num_frames),
+                                                                   np.float64)
   frames = np.zeros((num_frames, height, width, 3), np.uint8)
   depth_all = np.zeros((num_frames, height, width, 1), np.float32)
   centre = None
@@ -207,7 +249,7 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
   cam_t = clip.poses[CENTRE_INDEX]
   rot_wc = cam_t[:3, :3]
   vel_cam = centre["velocity"] @ rot_wc  # R^T v as row vectors, metres per frame
-  motion = np.stack([vel_cam * s for s in SOURCE_TIMES]).astype(np.float32)
+  motion = np.stack([vel_cam * (s * frame_interval) for s in SOURCE_TIMES]).astype(np.float32)
   moving = centre["moving"]
   t_from_s = np.stack([np.linalg.inv(cam_t) @ clip.poses[CENTRE_INDEX + s]
                        for s in SOURCE_TIMES]).astype(np.float32)

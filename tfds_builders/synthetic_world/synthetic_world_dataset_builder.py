@@ -78,6 +78,9 @@ class SyntheticWorldConfig(tfds.core.BuilderConfig):
     random_intrinsics: give each clip its own random K ("unknown camera").
     stereo_baseline: metres >= 0; > 0 adds the stereo partner of frame t (`stereo_image`,
       `stereo_baseline`, see `clips.render_clip`); 0 (default) renders no partner.
+    frame_interval: number in (0, 1]: time between frames as a fraction of the scene default
+      (`clips.render_clip`; street 1 = KITTI's 10 Hz, 1/3 = a 30 Hz camera). 1 (default) leaves
+      the data unchanged.
   Raises:
     ValueError: on an unknown scene, non-positive or non-int sizes / counts, or a bad seed.
   """
@@ -90,6 +93,7 @@ class SyntheticWorldConfig(tfds.core.BuilderConfig):
   seed: int = DEFAULT_SEED
   random_intrinsics: bool = False
   stereo_baseline: float = 0.0
+  frame_interval: float = 1.0
 
   def __post_init__(self):
     if self.scene not in scenes.SCENES:
@@ -108,6 +112,11 @@ class SyntheticWorldConfig(tfds.core.BuilderConfig):
         or not np.isfinite(self.stereo_baseline) or self.stereo_baseline < 0):
       raise ValueError("SyntheticWorldConfig.stereo_baseline must be a finite number of metres "
                        f">= 0, got {self.stereo_baseline!r}")
+    if (isinstance(self.frame_interval, bool)
+        or not isinstance(self.frame_interval, (int, float, np.floating))
+        or not np.isfinite(self.frame_interval) or not 0 < self.frame_interval <= 1):
+      raise ValueError("SyntheticWorldConfig.frame_interval must be a number in (0, 1], got "
+                       f"{self.frame_interval!r}")
 
   @property
   def split_sizes(self):
@@ -187,7 +196,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     for index in range(num_clips):
       example = clips.render_clip(cfg.scene, cfg.height, cfg.width, seed=cfg.seed, split=split,
                                   index=index, random_intrinsics=cfg.random_intrinsics,
-                                  stereo_baseline=cfg.stereo_baseline or None)
+                                  stereo_baseline=cfg.stereo_baseline or None,
+                                  frame_interval=float(cfg.frame_interval))
       yield clips.clip_key(split, index), example
 
 
