@@ -288,7 +288,8 @@ def test_real_pose_net_matches_trainer_convention_and_synthetic_eval():
   inp = keras.Input((h, w, 3))
   depth_net = keras.Model(inp, {"disp_0": keras.layers.Conv2D(1, 1, activation="sigmoid")(inp)})
   model = ss.SelfSupervisedDepthModel(depth_net, pose_net, ss.SelfSupervisedConfig(scales=(0,)))
-  cfg = types.SimpleNamespace(scene="street", seed=0, random_intrinsics=False)
+  cfg = types.SimpleNamespace(scene="street", seed=0, random_intrinsics=False,
+                              frame_interval=1.0)
   seqs = ss.render_pose_sequences(cfg.scene, h, w, seed=0, split="test", num_sequences=1,
                                   num_frames=5)
   frames = seqs[0]["frames"].astype(np.float32) / 255.0

@@ -697,7 +697,7 @@ def synthetic_pose_ate(model, builder_config, height, width, split="test",
   Returns:
     `pose_snippets_ate`'s dict.
   """
-  for attr in ("scene", "seed", "random_intrinsics"):
+  for attr in ("scene", "seed", "random_intrinsics", "frame_interval"):
     if not hasattr(builder_config, attr):
       raise InvalidInputError(f"builder_config expected a synthetic_world config with {attr!r}, "
                               f"received {type(builder_config)}")
@@ -705,7 +705,7 @@ def synthetic_pose_ate(model, builder_config, height, width, split="test",
       builder_config.scene, height, width, seed=builder_config.seed,
       split=str(split).split("[")[0], num_sequences=num_sequences, num_frames=snippet_length,
       random_intrinsics=builder_config.random_intrinsics,
-      frame_interval=float(getattr(builder_config, "frame_interval", 1.0)))
+      frame_interval=float(builder_config.frame_interval))
   return pose_snippets_ate(model, sequences, snippet_length)
 
 

@@ -75,11 +75,6 @@ def _rotation_power(rot, power):
   return np.eye(3) + math.sin(part) * k + (1.0 - math.cos(part)) * (k @ k)
 
 
-def _rotation_half(rot):
-  """R_h with R_h @ R_h = R for a (3, 3) rotation with angle < pi (axis-angle halved, Rodrigues)."""
-  return _rotation_power(rot, 0.5)
-
-
 def mean_step(first_from_last):
   """The rigid (4, 4) S with S @ S = `first_from_last` (a screw motion halved).
 
@@ -88,7 +83,7 @@ def mean_step(first_from_last):
   R_S = the rotation of half the angle about the same axis; t_S solves (R_S + I) t_S = t.
   """
   m = np.asarray(first_from_last, np.float64)
-  rot_h = _rotation_half(m[:3, :3])
+  rot_h = _rotation_power(m[:3, :3], 0.5)
   out = np.eye(4)
   out[:3, :3] = rot_h
   out[:3, 3] = np.linalg.solve(rot_h + np.eye(3), m[:3, 3])
