@@ -12,14 +12,15 @@ SPEC.json keys: ``builder`` ("module:function", called as ``fn(layers=tf_keras.l
 (null or in (0, 1)), ``prune_epochs``, ``io_dtype`` ("uint8" | "int8" | "float32"), ``seed``.
 
 Layer handling (tfmot 0.8.1 ``Default8BitQuantizeRegistry``): Conv2D, DepthwiseConv2D (per-axis
-int8 weights), ReLU, Add, Concatenate, UpSampling2D (nearest: copies values, no extra error),
-ZeroPadding2D, Cropping2D (the reflection padding of Monodepth2's tf_keras twin) are supported;
+int8 weights), ReLU, Add, Concatenate, ZeroPadding2D, Cropping2D (the reflection padding of Monodepth2's tf_keras twin) are supported;
 BatchNormalization after a convolution is folded by the default transforms. ``Rescaling``,
 ``Lambda`` (Monodepth2's ``disp_to_depth``), ``Activation`` with a function the registry refuses
 (Monodepth2's ELU) and any other layer the registry does not support get
 `OutputOnlyQuantizeConfig` (no weight quantisation, an 8-bit moving-average
 quantiser on the output: the scheme the registry uses for Add / ReLU), listed in the info JSON
-under ``output_only_layers``. Dict outputs (``{"depth": ...}``) are kept by ``quantize_apply``.
+under ``output_only_layers``. Layers that only copy values of one tensor (nearest
+``UpSampling2D``; ``Concatenate`` of crops of one tensor, i.e. reflection padding) get
+`SameScaleQuantizeConfig`: no quantiser, their output keeps their input's scale. Dict outputs (``{"depth": ...}``) are kept by ``quantize_apply``.
 """
 
 import importlib
@@ -72,6 +73,22 @@ class OutputOnlyQuantizeConfig(_Q.QuantizeConfig):
 
   def get_config(self):
     return {}
+
+
+class SameScaleQuantizeConfig(OutputOnlyQuantizeConfig):
+  """No quantiser at all: the layer's output keeps its input's quantisation parameters.
+
+  For layers that copy values of one tensor (`_copies_values`: nearest ``UpSampling2D``, the
+  crops + ``Concatenate`` of reflection padding), whose output range is exactly their input's.
+  tfmot's registry gives them an output quantiser of their own; the range it learns from
+  fake-quantised (nudged) inputs differs from the input's in the last float bits (seen: scales
+  0.00337304578 vs 0.00337304812 after Monodepth2's ELU at 64x192), and the converter then
+  rejects TFLite's ``RESIZE_NEAREST_NEIGHBOR`` / ``CONCATENATION``, which require one scale for
+  input and output ("quantization parameters violate the same scale constraint").
+  """
+
+  def get_output_quantizers(self, layer):
+    return []
 
 
 def masked_l1(y_true, y_pred):
@@ -146,6 +163,8 @@ def _annotate(model):
     # quantize_apply clones the annotated model and copies the weights.
     if isinstance(layer, tf_keras.layers.InputLayer):
       return layer
+    if _copies_values(layer):
+      return _Q.quantize_annotate_layer(layer, quantize_config=SameScaleQuantizeConfig())
     if ((registry.supports(layer) and _supported_activation(layer))
         or isinstance(layer, tf_keras.layers.BatchNormalization)):
       return _Q.quantize_annotate_layer(layer)
@@ -153,6 +172,34 @@ def _annotate(model):
     return _Q.quantize_annotate_layer(layer, quantize_config=OutputOnlyQuantizeConfig())
 
   return tf_keras.models.clone_model(model, clone_function=annotate), output_only
+
+
+def _inbound_layers(layer):
+  layers = layer.inbound_nodes[0].inbound_layers if layer.inbound_nodes else []
+  return layers if isinstance(layers, (list, tuple)) else [layers]
+
+
+def _copy_source(layer):
+  """The layer whose output ``layer``'s output copies through ``Cropping2D`` layers only."""
+  while isinstance(layer, tf_keras.layers.Cropping2D):
+    inbound = _inbound_layers(layer)
+    if len(inbound) != 1:
+      break
+    layer = inbound[0]
+  return layer
+
+
+def _copies_values(layer):
+  """True for layers whose output only copies values of one input tensor: nearest
+  ``UpSampling2D``, and a ``Concatenate`` of crops of one tensor (the reflection padding of
+  `tfdepth.layers.reflection_pad`). Their output range is their input's, so they get
+  `SameScaleQuantizeConfig`."""
+  if isinstance(layer, tf_keras.layers.UpSampling2D):
+    return getattr(layer, "interpolation", None) == "nearest"
+  if isinstance(layer, tf_keras.layers.Concatenate):
+    sources = {id(_copy_source(l)) for l in _inbound_layers(layer)}
+    return len(sources) == 1
+  return False
 
 
 def _supported_activation(layer):
@@ -249,7 +296,8 @@ def run(spec):
 
   annotated, info["output_only_layers"] = _annotate(_freeze_batch_norm(model))
   with _lambda_cloning(), _Q.quantize_scope(
-      {"OutputOnlyQuantizeConfig": OutputOnlyQuantizeConfig}):
+      {"OutputOnlyQuantizeConfig": OutputOnlyQuantizeConfig,
+       "SameScaleQuantizeConfig": SameScaleQuantizeConfig}):
     qat = (_Q.quantize_apply(annotated, scheme) if scheme is not None
            else _Q.quantize_apply(annotated))
   timings["quantize_apply"] = time.time() - start

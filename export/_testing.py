@@ -46,30 +46,11 @@ def spread_fastdepth(input_size=(64, 64), width_multiplier=0.25, seed=0, **kwarg
   return model
 
 
-def sigmoid_disp_to_depth(sigmoid_disp):
-  """Depth (m) of Monodepth2's sigmoid disparity: ``disp_to_depth(d)[1]`` (min 0.1 m, max 100 m).
-
-  A module-level function (not a ``lambda``) so that the ``Lambda`` layer that calls it is
-  serialised by reference, in Keras 3 and in tf_keras (tfmot's ``quantize_apply`` clones layers
-  through their configs). TF ops only: it runs in both libraries' graphs.
-  """
-  from tfdepth.geometry.intrinsics import disp_to_depth  # pylint: disable=g-import-not-at-top
-  return disp_to_depth(sigmoid_disp)[1]
-
-
 def monodepth2_depth_model(input_size=(192, 640), num_layers=18, seed=0, layers=None):
-  """Monodepth2 depth net (scale 0) with Monodepth2's ``disp_to_depth``: a depth model to export.
-
-  `tfdepth.models.build_monodepth2_depth_net` returns the sigmoid disparity ``disp_0``; the export
-  contract wants depth in metres, so a ``Lambda`` applies ``disp_to_depth`` (min 0.1 m, max 100 m,
-  Godard et al. 2019; shared/docs/reference-conventions.md), which converts to TFLite ``MUL`` /
-  ``ADD`` / ``DIV``. The tensors of the depth net are reused (the model is flat), so
-  `export.rewrite.tflite_friendly` sees its layers.
-
-  This is also the QAT builder of Monodepth2 (``"export._testing:monodepth2_depth_model"`` for
-  `export.qat.quantization_aware_training`): with ``layers=tf_keras.layers`` it builds the
-  tf_keras twin (same weight list; the ``Lambda`` carries no weights and tfmot quantises only its
-  output, see ``export._qat_worker``).
+  """Monodepth2-R``num_layers`` export model (`build_monodepth2_depth_model`, min 0.1 m, max
+  100 m) from a seeded random initialisation: the Monodepth2 model of the export tests and
+  benchmarks, and its QAT builder (``"export._testing:monodepth2_depth_model"``; with
+  ``layers=tf_keras.layers`` it builds the tf_keras twin).
 
   Args:
     input_size: (H, W), multiples of 32, >= 64 (paper: 192x640).
@@ -80,16 +61,13 @@ def monodepth2_depth_model(input_size=(192, 640), num_layers=18, seed=0, layers=
   Returns:
     Model float32 (B, H, W, 3) in [0, 1] -> {"depth": (B, H, W, 1) metres in [0.1, 100]}.
   """
-  from tfdepth.models import build_monodepth2_depth_net  # pylint: disable=g-import-not-at-top
   from tfdepth.models import _common  # pylint: disable=g-import-not-at-top
-  layers, _, model_cls = _common.model_api(layers)
+  from tfdepth.models.monodepth2 import build_monodepth2_depth_model  # pylint: disable=g-import-not-at-top
+  _, _, model_cls = _common.model_api(layers)
   if model_cls.__module__.split(".")[0] == "keras":
     import keras  # pylint: disable=g-import-not-at-top
     keras.utils.set_random_seed(seed)
-  net = build_monodepth2_depth_net(tuple(input_size) + (3,), num_layers=num_layers, scales=(0,),
-                                   layers=layers)
-  depth = layers.Lambda(sigmoid_disp_to_depth, name="to_depth")(net.output["disp_0"])
-  return model_cls(net.inputs, {"depth": depth}, name=f"monodepth2_r{num_layers}")
+  return build_monodepth2_depth_model(tuple(input_size) + (3,), num_layers, layers=layers)
 
 
 # Spread of the test Monodepth2's disparity head: the pre-sigmoid logits get mean

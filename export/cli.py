@@ -10,6 +10,14 @@ The model is the experiment's network (float32 policy) with the checkpoint's wei
 (int8) and QAT images come from the experiment's train split, the metrics from its test split,
 both through the training pipeline's own preprocessing (`tfdepth.data.make_supervised_dataset`,
 no augmentation). The report is `export.report.export_and_report`'s.
+
+Self-supervised (Monodepth2, segdepth) and dynamic (Li et al. 2021) experiments export their depth
+net at scale 0 with ``disp_to_depth`` (`tfdepth.models.monodepth2.build_monodepth2_depth_model`,
+weights copied by layer name from the trainer checkpoint; no pose / motion net, no segmentation
+head). Their images are the target frames of the video pipeline (`tfdepth.data.video`), their
+metrics use the experiment's evaluation protocol (per-image median scaling for monocular
+training), and QAT self-distils (the float model's own depth is the target: metric ground truth
+would turn QAT into supervised fine-tuning of a scale-ambiguous model).
 """
 
 import os
@@ -49,8 +57,43 @@ def _define_flags():
   flags.DEFINE_float("target_sparsity", None, "Prune to this sparsity before QAT (tflite_qat).")
 
 
+def _video_module(config):
+  """`trainers.self_supervised` or `trainers.dynamic` for video experiments, else None."""
+  from trainers import dynamic  # pylint: disable=g-import-not-at-top
+  from trainers import self_supervised  # pylint: disable=g-import-not-at-top
+  if self_supervised.is_self_supervised(config):
+    return self_supervised
+  if dynamic.is_dynamic(config):
+    return dynamic
+  return None
+
+
+def _video_trainer(config):
+  """The (compiled, built) trainer of a self-supervised or dynamic experiment and its settings."""
+  from trainers import dynamic  # pylint: disable=g-import-not-at-top
+  from trainers import self_supervised  # pylint: disable=g-import-not-at-top
+  if self_supervised.is_self_supervised(config):
+    return self_supervised.build_self_supervised_trainer(config, total_steps=1, with_metrics=False)
+  return dynamic.build_dynamic_trainer(config, total_steps=1, with_metrics=False)
+
+
+def video_export_builder_kwargs(config, depth_net_name):
+  """kwargs of `build_monodepth2_depth_model` for the depth net (layer-name prefix
+  ``depth_net_name``) of a video experiment."""
+  module = _video_module(config)
+  settings = (module.self_supervised_config(config) if hasattr(module, "self_supervised_config")
+              else module.dynamic_config(config))
+  return {"input_shape": [config.data.height, config.data.width, 3],
+          "num_layers": int(dict(config.model.kwargs).get("num_layers", 18)),
+          "min_depth": float(settings.min_depth), "max_depth": float(settings.max_depth),
+          "name": depth_net_name}
+
+
 def load_experiment_network(config, checkpoint):
   """The experiment's network (float32 policy) with ``checkpoint``'s weights.
+
+  For video experiments (self-supervised, dynamic): the scale-0 depth model
+  ``{"depth": metres}`` of `build_monodepth2_depth_model` with the trained depth net's weights.
 
   Raises:
     InvalidInputError: missing checkpoint, or one that does not match the experiment's model.
@@ -60,6 +103,20 @@ def load_experiment_network(config, checkpoint):
   if not checkpoint or not os.path.exists(checkpoint):
     raise InvalidInputError(f"checkpoint {checkpoint!r} does not exist")
   config = experiments.apply_overrides(config, ["train.mixed_precision=float32"])
+  if _video_module(config) is not None:
+    from tfdepth.models import monodepth2  # pylint: disable=g-import-not-at-top
+    trainer = _video_trainer(config)
+    try:
+      trainer.load_weights(checkpoint)
+    except (ValueError, KeyError, OSError) as e:
+      raise InvalidInputError(
+          f"checkpoint {checkpoint!r} does not match the trainer of experiment {config.name!r} "
+          f"({config.model.name} {dict(config.model.kwargs)} at {config.data.height}x"
+          f"{config.data.width}): {str(e)[:300]}") from None
+    network = monodepth2.build_monodepth2_depth_model(
+        **video_export_builder_kwargs(config, trainer.depth_net.name))
+    monodepth2.copy_weights_by_name(trainer.depth_net, network)
+    return network
   trainer = common.build_trainer(config, total_steps=1)
   errors = []
   for target in (trainer, trainer.network):
@@ -74,12 +131,16 @@ def load_experiment_network(config, checkpoint):
       f"{config.data.width}): {' | '.join(errors)}")
 
 
-def _collect(dataset, limit):
+def _collect(dataset, limit, target_index=None):
+  """(images, depths) numpy arrays of up to ``limit`` examples; ``target_index``: take the image
+  from ``frames[:, target_index]`` (video pipelines)."""
   images, depths = [], []
   count = 0
   for batch in dataset:
-    images.append(batch["image"].numpy())
-    depths.append(batch["depth"].numpy())
+    image = batch["image"] if target_index is None else batch["frames"][:, target_index]
+    images.append(image.numpy())
+    depths.append(batch["depth"].numpy() if "depth" in batch
+                  else np.zeros(image.shape[:3] + (1,), np.float32))
     count += len(images[-1])
     if count >= limit:
       break
@@ -105,7 +166,15 @@ def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), dat
   d = config.data
   builder = common.prepare_builder(d, data_dir)
 
+  video_module = _video_module(config)
+
   def split_arrays(split, limit):
+    if video_module is not None:
+      from tfdepth.data import video  # pylint: disable=g-import-not-at-top
+      ds = video.make_self_supervised_dataset(
+          builder, split=split, batch_size=config.train.batch_size, height=d.height,
+          width=d.width, training=False, adapter=video_module._video_adapter(config))  # pylint: disable=protected-access
+      return _collect(ds, limit, target_index=video_module.TARGET_INDEX)
     ds = make_supervised_dataset(builder, split=split, batch_size=config.train.batch_size,
                                  height=d.height, width=d.width, training=False)
     return _collect(ds, limit)
@@ -119,25 +188,40 @@ def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), dat
     images, depths = split_arrays(d.train_split, qat_train_images)
     if len(images) == 0:
       raise InvalidInputError(f"train split {d.train_split!r} is empty: QAT needs images")
-    fn = models.MODEL_BUILDERS[config.model.name]
+    if video_module is not None:   # self-distillation (see the module docstring)
+      from tfdepth.models import monodepth2  # pylint: disable=g-import-not-at-top
+      fn = monodepth2.build_monodepth2_depth_model
+      builder_kwargs = video_export_builder_kwargs(
+          config, network.name[:-len(monodepth2.INFERENCE_SUFFIX)])
+      train_data = {"images": images}
+    else:
+      fn = models.MODEL_BUILDERS[config.model.name]
+      builder_kwargs = {"input_shape": [d.height, d.width, 3], **dict(config.model.kwargs)}
+      train_data = {"images": images, "depth": depths}
     qat_options = {"builder": f"{fn.__module__}:{fn.__name__}",
-                   "builder_kwargs": {"input_shape": [d.height, d.width, 3],
-                                      **dict(config.model.kwargs)},
-                   "train_data": {"images": images, "depth": depths}, "epochs": qat_epochs,
+                   "builder_kwargs": builder_kwargs,
+                   "train_data": train_data, "epochs": qat_epochs,
                    "learning_rate": config.optimizer.learning_rate * 0.1,
                    "batch_size": config.train.batch_size, "target_sparsity": target_sparsity}
   test_images = test_depths = None
   if num_test > 0:
     test_images, test_depths = split_arrays(d.test_split, num_test)
-  max_depth = config.max_depth or dict(config.model.kwargs).get("max_depth")
+  min_depth = DEFAULT_MIN_DEPTH
+  if video_module is not None:
+    protocol = video_module.eval_protocol(config)
+    depth_kwargs = video_export_builder_kwargs(config, "")
+    min_depth, max_depth = depth_kwargs["min_depth"], depth_kwargs["max_depth"]
+  else:
+    protocol = config.metrics_protocol
+    max_depth = config.max_depth or dict(config.model.kwargs).get("max_depth")
   metadata = {"experiment": config.name, "checkpoint": os.path.abspath(checkpoint),
               "model": config.model.name, "model_kwargs": dict(config.model.kwargs),
-              "metrics_protocol": config.metrics_protocol}
-  if max_depth and max_depth > DEFAULT_MIN_DEPTH:
-    metadata["depth_range"] = [DEFAULT_MIN_DEPTH, float(max_depth)]
+              "metrics_protocol": protocol if isinstance(protocol, str) else protocol.name}
+  if max_depth and max_depth > min_depth:
+    metadata["depth_range"] = [float(min_depth), float(max_depth)]
   return report_lib.export_and_report(
       network, metadata, fmt, output_dir, test_images=test_images, test_depths=test_depths,
-      protocol=config.metrics_protocol, representative_dataset=representative,
+      protocol=protocol, representative_dataset=representative,
       io_dtype=io_dtype, qat_options=qat_options, num_runs=num_runs)
 
 

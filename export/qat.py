@@ -40,6 +40,7 @@ IO_DTYPES = ("uint8", "int8", "float32")
 # FastDepth (Wofk et al. 2019) and Monodepth2-R18/34/50's depth net + disp_to_depth (Godard et
 # al. 2019; ``num_layers`` picks the ResNet).
 QAT_BUILDERS = ("tfdepth.models.fastdepth:build_fastdepth",
+                "tfdepth.models.monodepth2:build_monodepth2_depth_model",
                 "export._testing:monodepth2_depth_model")
 # Wall-clock limit of the worker process (seconds).
 DEFAULT_TIMEOUT_S = 3600

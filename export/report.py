@@ -190,7 +190,8 @@ def export_and_report(model, metadata, fmt, output_dir, test_images=None, test_d
   if test_images is not None:
     exported = make_runner(path, fmt).predict(test_images)
     report["num_test_images"] = int(len(test_images))
-    report["protocol"] = protocol
+    # A preset's name, or the name of a derived protocol (e.g. "synthetic_street_median").
+    report["protocol"] = protocol if isinstance(protocol, str) else protocol.name
     if reference_metrics is None:
       reference_metrics = metric_table(test_depths, keras_predict(model, test_images), protocol)
     report["metrics"] = {"keras": dict(reference_metrics),

@@ -133,3 +133,43 @@ def test_benchmark_summary_and_markdown(tmp_path, capsys):
   assert lines[5] == "|  | TFLite QAT int8 | n/a | n/a | n/a | n/a | n/a |"
   assert ("- fastdepth_224: int8 AbsRel drift +2.0 %; int8 3.00x / 2.50x faster (1 / 2 threads) "
           "and 4.00x smaller than fp32; 4.00x in CPU time (1 thread).") in lines
+
+
+# A Monodepth2 experiment shrunk to 64x64 (the depth net's minimum) on 2 / 1 / 2 rendered clips.
+SELF_SUPERVISED_OVERRIDES = [
+    "data.height=64", "data.width=64", "train.batch_size=2", "data.builder_kwargs.height=64",
+    "data.builder_kwargs.width=64", "data.builder_kwargs.num_train=2",
+    "data.builder_kwargs.num_validation=1", "data.builder_kwargs.num_test=2"]
+
+
+def test_self_supervised_experiment_exports_its_depth_net(tmp_path):
+  """tfdepth-export of a Monodepth2 checkpoint: the scale-0 depth model with the trained depth
+  net's weights (same depth as the trainer), median-scaled metrics, float32 TFLite == Keras."""
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  from trainers import self_supervised  # pylint: disable=g-import-not-at-top
+  config = experiments.apply_overrides(
+      experiments.get_experiment("monodepth2_synthetic_street"), SELF_SUPERVISED_OVERRIDES)
+  trainer = self_supervised.build_self_supervised_trainer(config, 1, with_metrics=False)
+  path = str(tmp_path / "md2.weights.h5")
+  trainer.save_weights(path)
+  network = cli.load_experiment_network(config, path)
+  assert sorted(network.output) == ["depth"]
+  assert len(network.get_weights()) < len(trainer.depth_net.get_weights())  # no disp_1..3 heads
+  images = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+  # Same layers and weights on the same input: the same float32 computation.
+  np.testing.assert_allclose(network(images)["depth"].numpy(),
+                             trainer(images, training=False)["depth"].numpy(), rtol=1e-6)
+  rep = cli.export_experiment("monodepth2_synthetic_street", path, "tflite_fp32",
+                              str(tmp_path / "out"), overrides=SELF_SUPERVISED_OVERRIDES,
+                              data_dir=str(tmp_path / "tfds"), num_test=2, num_runs=1)
+  assert rep["protocol"] == "synthetic_street_median"
+  assert rep["metadata"]["metrics_protocol"] == "synthetic_street_median"
+  assert rep["metadata"]["depth_range"] == [pytest.approx(0.1), pytest.approx(100.0)]
+  keras_abs_rel = rep["metrics"]["keras"]["abs_rel"]
+  assert rep["metrics"]["tflite_fp32"]["abs_rel"] == pytest.approx(keras_abs_rel, rel=FP32_ABS_REL)
+  # A supervised checkpoint is not a Monodepth2 trainer's.
+  other = str(tmp_path / "other.weights.h5")
+  spread_fastdepth(INPUT_SIZE).save_weights(other)
+  with pytest.raises(InvalidInputError, match="does not match the trainer of experiment "
+                                              "'monodepth2_synthetic_street'"):
+    cli.load_experiment_network(config, other)

@@ -66,7 +66,7 @@ def test_qat_of_monodepth2_runs_in_litert_close_to_float(model, tmp_path):
   info = qat.read_qat_info(path)
   assert info["num_train_images"] == NUM_TRAIN and len(info["qat_loss"]) == 1
   elus = [n for n in info["output_only_layers"] if n.endswith("_elu")]
-  assert len(elus) == NUM_ELUS and set(info["output_only_layers"]) == set(elus) | {"to_depth"}
+  assert len(elus) == NUM_ELUS and set(info["output_only_layers"]) == set(elus) | {"monodepth2_depth_to_depth"}
   runner = LiteRTRunner(path)
   assert runner.input_details["dtype"] == np.uint8 and runner.output_details["dtype"] == np.uint8
   x = _uint8_images(2, 1)

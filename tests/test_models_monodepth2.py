@@ -255,3 +255,21 @@ def test_reflection_pad_bad_input():
     reflection_pad(inp, keras.layers, -1, "p")
   with pytest.raises(InvalidInputError, match=r"layers must be keras.layers or tf_keras.layers"):
     build_monodepth2_depth_net(SMALL, layers=np)
+
+
+def test_depth_model_is_the_scale0_net_with_disp_to_depth():
+  from tfdepth.models.monodepth2 import build_monodepth2_depth_model, copy_weights_by_name  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(3)
+  net = build_monodepth2_depth_net(SMALL)   # the training net: 4 disparity heads
+  model = build_monodepth2_depth_model(SMALL, min_depth=0.5, max_depth=50.0)
+  copy_weights_by_name(net, model)
+  x = np.random.default_rng(0).uniform(size=(2,) + SMALL).astype(np.float32)
+  disp = net(x)["disp_0"].numpy().astype(np.float64)
+  # disp_to_depth (Godard et al. 2019): depth = 1 / (1/max + (1/min - 1/max) * sigmoid).
+  expected = 1.0 / (1.0 / 50.0 + (1.0 / 0.5 - 1.0 / 50.0) * disp)
+  np.testing.assert_allclose(model(x)["depth"].numpy(), expected, rtol=1e-5)
+  assert model.name == "monodepth2_depth_inference"
+  # A net without the layers (another name prefix) cannot supply the weights.
+  other = build_monodepth2_depth_net(SMALL, name="other")
+  with pytest.raises(InvalidInputError, match="no counterpart in 'other'"):
+    copy_weights_by_name(other, model)

@@ -13,6 +13,9 @@ import numbers
 import keras
 
 from tfdepth.errors import InvalidInputError
+from tfdepth.geometry import MONODEPTH2_MAX_DEPTH
+from tfdepth.geometry import MONODEPTH2_MIN_DEPTH
+from tfdepth.geometry import disp_to_depth
 from tfdepth.layers import ReflectionPadding2D
 from tfdepth.layers import reflection_pad
 from tfdepth.models import _common
@@ -248,7 +251,79 @@ def build_monodepth2_pose_net(input_shape=(192, 640, 3), num_layers=18, num_inpu
   return keras.Model(inputs, outputs, name=name)
 
 
+def sigmoid_disp_to_depth(sigmoid_disp, min_depth=MONODEPTH2_MIN_DEPTH,
+                          max_depth=MONODEPTH2_MAX_DEPTH):
+  """Depth (m) of a sigmoid disparity: `tfdepth.geometry.disp_to_depth(d, min, max)[1]`.
+
+  A module-level function (not a ``lambda``) so that the ``Lambda`` layer of
+  `build_monodepth2_depth_model` is serialised by reference, in Keras 3 and in tf_keras
+  (tfmot's ``quantize_apply`` clones layers through their configs). TF ops only.
+  """
+  return disp_to_depth(sigmoid_disp, min_depth, max_depth)[1]
+
+
+# Model-name suffix of `build_monodepth2_depth_model` (its layers keep the depth net's names).
+INFERENCE_SUFFIX = "_inference"
+
+
+def build_monodepth2_depth_model(input_shape=(192, 640, 3), num_layers=18,
+                                 min_depth=MONODEPTH2_MIN_DEPTH, max_depth=MONODEPTH2_MAX_DEPTH,
+                                 name="monodepth2_depth", layers=None):
+  """Inference / export model: the scale-0 depth net + Monodepth2's ``disp_to_depth``.
+
+  The depth net of `build_monodepth2_depth_net` with ``scales=(0,)`` (the coarser heads are only
+  used by the training loss) and a ``Lambda`` computing depth in metres from ``disp_0``
+  (``1 / (1/max + (1/min - 1/max)·sigmoid)``, Godard et al. 2019), which converts to TFLite
+  ``MUL`` / ``ADD`` / ``DIV``. Layer names are those of the training net with the same ``name``,
+  so a trained net's weights copy over by name (`copy_weights_by_name`). With
+  ``layers=tf_keras.layers`` it builds the tf_keras twin used by QAT (`export.qat`).
+
+  Args:
+    input_shape: ``(H, W, 3)``, multiples of 32, >= 64.
+    num_layers: ResNet depth (18 = Monodepth2-R18).
+    min_depth, max_depth: metres (Monodepth2: 0.1 and 100).
+    name: layer-name prefix, that of the trained depth net (``"segdepth"`` for the
+      segmentation-guided net, whose depth branch has the same layers).
+    layers: ``None`` (Keras 3) or ``tf_keras.layers``.
+  Returns:
+    Model float32 ``(B, H, W, 3)`` in [0, 1] -> ``{"depth": (B, H, W, 1)}`` metres in
+    ``[min_depth, max_depth]``.
+  """
+  layers_ns, _, model_cls = _common.model_api(layers)
+  net = build_monodepth2_depth_net(input_shape, num_layers, scales=(0,), name=name,
+                                   layers=layers)
+  depth = layers_ns.Lambda(sigmoid_disp_to_depth, name=f"{name}_to_depth",
+                           arguments={"min_depth": float(min_depth),
+                                      "max_depth": float(max_depth)})(net.output["disp_0"])
+  return model_cls(net.inputs, {"depth": depth}, name=f"{name}{INFERENCE_SUFFIX}")
+
+
+def copy_weights_by_name(source, target):
+  """Copies the weights of every layer of ``target`` that has weights from ``source``'s layer of
+  the same name (e.g. a trained 4-scale depth net into `build_monodepth2_depth_model`).
+
+  Raises:
+    InvalidInputError: a layer of ``target`` with weights is missing from ``source`` or has
+      other shapes.
+  """
+  for layer in target.layers:
+    weights = layer.get_weights()
+    if not weights:
+      continue
+    try:
+      src = source.get_layer(layer.name).get_weights()
+    except ValueError:
+      raise InvalidInputError(
+          f"layer {layer.name!r} of {target.name!r} has no counterpart in {source.name!r}") from None
+    if [w.shape for w in src] != [w.shape for w in weights]:
+      raise InvalidInputError(
+          f"layer {layer.name!r}: {source.name!r} has weight shapes {[w.shape for w in src]}, "
+          f"{target.name!r} expects {[w.shape for w in weights]}")
+    layer.set_weights(src)
+
+
 __all__ = [
-    "TORCH_CONV_KERNEL_INIT_SCALE", "build_monodepth2_depth_net", "build_monodepth2_pose_net",
+    "TORCH_CONV_KERNEL_INIT_SCALE", "build_monodepth2_depth_model", "build_monodepth2_depth_net",
+    "build_monodepth2_pose_net", "copy_weights_by_name", "sigmoid_disp_to_depth",
     "depth_decoder", "torch_conv2d", "torch_conv_initializers",
 ]
