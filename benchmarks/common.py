@@ -35,6 +35,40 @@ def machine_info():
   return info
 
 
+def result_path(name):
+  """benchmarks/results/<name>.json."""
+  return os.path.join(RESULTS_DIR, f"{name}.json")
+
+
+def merge_variants(figures, result_name, redone, check_only=False):
+  """Adds to ``figures["variants"]`` the variants of results/<result_name>.json not in ``redone``.
+
+  ``check_only``: only check the settings (at the start of a run, to fail before training).
+
+  Raises:
+    SystemExit: with ``check_only``, the earlier JSON was measured with other settings (size,
+      budget, precision...); after training such a JSON is left alone instead (not merged).
+  """
+  path = result_path(result_name)
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    old = json.load(f)["figures"]
+  differ = [k for k in figures if k not in ("variants", "render_seconds")
+            and old.get(k) != figures[k]]
+  if differ:
+    message = f"--merge: {path} has other settings { {k: old.get(k) for k in differ} }"
+    if check_only:
+      raise SystemExit(message)
+    print(message, "- not merged", flush=True)   # keep this run's results rather than lose them
+    return
+  if check_only:
+    return
+  for k, v in old["variants"].items():
+    if k not in redone:
+      figures["variants"][k] = v
+
+
 def write_result(name, figures, command=None):
   """Writes benchmarks/results/<name>.json with figures, command, date and machine.
 
@@ -54,7 +88,7 @@ def write_result(name, figures, command=None):
       "machine": machine_info(),
       "figures": figures,
   }
-  path = os.path.join(RESULTS_DIR, f"{name}.json")
+  path = result_path(name)
   with open(path, "w") as f:
     json.dump(record, f, indent=2, sort_keys=False)
     f.write("\n")

@@ -3,8 +3,9 @@
     python -m benchmarks.dynamic_learning [--minutes=6] \
         [--variants=monodepth2,li2021,li2021_learned_k] [--burnin_steps=100]
 
-Every variant trains from scratch for the same training wall-clock budget (evaluation excluded) at
-64x192, batch 8, Adam 2e-4, no XLA, on clips rendered by `tfds_builders.synthetic_world.clips`:
+Every variant trains from scratch for the same training CPU-time budget (`time.process_time`, all
+threads, evaluation excluded, so that other jobs on a shared machine do not shrink it) at 64x192,
+batch 8, Adam 2e-4, no XLA, `--precision` (Keras dtype policy, e.g. mixed_bfloat16), on clips rendered by `tfds_builders.synthetic_world.clips`:
 * `monodepth2`: `trainers.self_supervised` (ResNet-18 depth + separate pose net, Monodepth2 losses);
 * `li2021`: `trainers.dynamic` (same depth net, scale 0 only; Li's motion-field net, released loss
   weights, gradient clipping 10, residual burn-in `--burnin_steps`), known intrinsics;
@@ -20,6 +21,7 @@ within 10%) assume full training; a few minutes on a shared 2-core CPU is far fr
 
 import argparse
 import dataclasses
+import sys
 import time
 
 import numpy as np
@@ -113,13 +115,15 @@ def run_variant(variant, clips_by_kind, minutes, protocol, args):
                                                height=HEIGHT, width=WIDTH)
   moving = np.stack([c["moving_mask"][..., 0] > 0 for c in test_clips])
   model = build_model(variant, args.burnin_steps, args.base_channels)
-  curve, train_s, steps = [], 0.0, 0
-  while train_s < minutes * 60.0:
-    t = time.time()
+  curve, train_s, train_cpu_s, steps = [], 0.0, 0.0, 0
+  while train_cpu_s < minutes * 60.0:
+    t, c = time.time(), time.process_time()
     hist = model.fit(train_ds, steps_per_epoch=args.chunk_steps, epochs=1, verbose=0)
     train_s += time.time() - t
+    train_cpu_s += time.process_time() - c
     steps += args.chunk_steps
     row = {"step": steps, "train_seconds": round(train_s, 1),
+           "train_cpu_seconds": round(train_cpu_s, 1),
            "loss": float(hist.history["loss"][-1]),
            **evaluate(model, test_ds, moving, protocol, learned)}
     curve.append(row)
@@ -138,7 +142,15 @@ def main():
   parser.add_argument("--burnin_steps", type=int, default=DEFAULT_BURNIN_STEPS)
   parser.add_argument("--base_channels", type=int, default=16,
                       help="motion-net width (released: 16)")
+  parser.add_argument("--precision", default="float32",
+                      help="Keras dtype policy: float32 | mixed_bfloat16 | mixed_float16")
+  parser.add_argument("--result_name", default=NAME)
+  parser.add_argument("--merge", action="store_true",
+                      help="keep the variants of an earlier --result_name JSON with the same "
+                           "settings that this run does not redo (e.g. variants run in parallel)")
   args = parser.parse_args()
+  from trainers import common as trainer_common  # pylint: disable=g-import-not-at-top
+  trainer_common.set_precision(args.precision)
   from benchmarks.monodepth2_learning import region_abs_rel  # pylint: disable=g-import-not-at-top
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   protocol = dataclasses.replace(metrics.SYNTHETIC_STREET, name="synthetic_street_median",
@@ -161,19 +173,25 @@ def main():
   figures = {
       "height": HEIGHT, "width": WIDTH, "num_train_clips": args.num_train,
       "num_test_clips": args.num_test, "batch_size": BATCH_SIZE, "learning_rate": LEARNING_RATE,
-      "minutes_per_variant": args.minutes, "burnin_steps": args.burnin_steps,
+      "cpu_minutes_per_variant": args.minutes, "precision": args.precision,
+      "burnin_steps": args.burnin_steps,
       "motion_base_channels": args.base_channels, "render_seconds": round(render_s, 1),
       "moving_pixel_fraction": float(moving.mean()), "protocol": protocol.describe(),
       "median_depth_baseline": {"abs_rel": float(baseline["abs_rel"]),
                                 "moving_abs_rel": region_abs_rel(gt, np.ones_like(gt), moving,
                                                                  protocol)},
       "variants": {}}
+  command = " ".join(["python -m benchmarks.dynamic_learning"] + sys.argv[1:])
+  if args.merge:
+    common.merge_variants(figures, args.result_name, variants, check_only=True)
   print("median-depth baseline", figures["median_depth_baseline"], flush=True)
   for variant in variants:
     curve = run_variant(variant, clips_by_kind, args.minutes, protocol, args)
     figures["variants"][variant] = {"final": curve[-1],
                                     "best": min(curve, key=lambda r: r["abs_rel"]),
-                                    "curve": curve}
+                                    "curve": curve, "command": command}
+  if args.merge:   # read now, not at the start: a parallel run may have written meanwhile
+    common.merge_variants(figures, args.result_name, variants)
   rows = [["median-depth baseline", "-", figures["median_depth_baseline"]["abs_rel"],
            figures["median_depth_baseline"]["moving_abs_rel"], "-"]]
   for variant, v in figures["variants"].items():
@@ -182,7 +200,7 @@ def main():
              if "focal_rel_error_fx" in f else "-")
     rows.append([variant, f["step"], f["abs_rel"], f["moving_abs_rel"], focal])
   common.print_table(rows, ["model", "steps", "abs_rel", "moving_abs_rel", "focal err fx/fy"])
-  print("written", common.write_result(NAME, figures))
+  print("written", common.write_result(args.result_name, figures, command))
 
 
 if __name__ == "__main__":

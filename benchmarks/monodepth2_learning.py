@@ -1,6 +1,7 @@
 """Monodepth2 (and the segmentation-guided variant) trained from scratch on the synthetic street.
 
-    python -m benchmarks.monodepth2_learning [--minutes=12] [--variants=monodepth2,segdepth]
+    python -m benchmarks.monodepth2_learning [--minutes=12] [--variants=monodepth2,segdepth] \
+        [--precision=mixed_bfloat16] [--merge]
 
 Each variant trains for a fixed CPU-time budget (ResNet-18 depth + pose nets, random
 init, 64x192, batch 8, Adam; clips at the video experiments' 30 Hz-like frame interval), evaluating the median-scaled test AbsRel (protocol
@@ -181,7 +182,13 @@ def main():
   parser.add_argument("--num_test", type=int, default=NUM_TEST)
   parser.add_argument("--chunk_steps", type=int, default=CHUNK_STEPS)
   parser.add_argument("--learning_rate", type=float, default=LEARNING_RATE)
+  parser.add_argument("--merge", action="store_true",
+                      help="keep the variants of an earlier --result_name JSON with the same "
+                           "settings that this run does not redo (e.g. variants run in parallel)")
   args = parser.parse_args()
+  import sys  # pylint: disable=g-import-not-at-top
+  command = " ".join(["python -m benchmarks.monodepth2_learning"] + sys.argv[1:])
+  variants = args.variants.split(",")
   overrides = parse_overrides(args.set)
   from trainers import common as trainer_common  # pylint: disable=g-import-not-at-top
   trainer_common.set_precision(args.precision)
@@ -211,12 +218,17 @@ def main():
                                        "boundary_abs_rel": baseline_boundary},
              "gt_rel_std": gt_rel_std,
              "variants": {}}
+  if args.merge:
+    common.merge_variants(figures, args.result_name, variants, check_only=True)
   print("median-depth baseline", figures["median_depth_baseline"], flush=True)
-  for variant in args.variants.split(","):
+  for variant in variants:
     curve = run_variant(variant, train_clips, test_ds, args.minutes, protocol, args.chunk_steps,
                         args.learning_rate, overrides)
     best = min(curve, key=lambda r: r["abs_rel"])
-    figures["variants"][variant] = {"final": curve[-1], "best": best, "curve": curve}
+    figures["variants"][variant] = {"final": curve[-1], "best": best, "curve": curve,
+                                    "command": command}
+  if args.merge:   # read now, not at the start: a parallel run may have written meanwhile
+    common.merge_variants(figures, args.result_name, variants)
   rows = [["median-depth baseline", "-", figures["median_depth_baseline"]["abs_rel"],
            figures["median_depth_baseline"]["boundary_abs_rel"], "-", "-"]]
   for variant, v in figures["variants"].items():
@@ -225,7 +237,7 @@ def main():
                  f.get("ate_5frame", "-")])
   common.print_table(rows, ["model", "steps", "abs_rel", "boundary_abs_rel", "ate_3frame",
                             "ate_5frame"])
-  print("written", common.write_result(args.result_name, figures))
+  print("written", common.write_result(args.result_name, figures, command))
 
 
 if __name__ == "__main__":

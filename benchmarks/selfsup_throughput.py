@@ -5,7 +5,8 @@
 One training image = one target frame with its two sources (depth net on 1 frame, pose net on 2
 pairs, 4 full-resolution scales). Each configuration builds a fresh ResNet-18 depth + pose model,
 runs `WARMUP_STEPS` steps (trace / XLA compile, reported separately) and times `--steps` more on a
-fixed in-memory batch (no input-pipeline cost).
+fixed in-memory batch (no input-pipeline cost). Reported in wall time (images/s) and in CPU time
+(images per CPU-second, all threads), the figure that other jobs on a shared machine do not move.
 """
 
 import argparse
@@ -50,16 +51,20 @@ def measure(policy, jit_compile, steps):
                                         monodepth2.build_monodepth2_pose_net(shape))
     model.compile(optimizer=keras.optimizers.Adam(1e-4), jit_compile=jit_compile)
     ds = tf.data.Dataset.from_tensors(_batch()).repeat()
-    t = time.time()
+    t, c = time.time(), time.process_time()
     model.fit(ds, steps_per_epoch=WARMUP_STEPS, epochs=1, verbose=0)
-    warmup = time.time() - t
-    t = time.time()
+    warmup, warmup_cpu = time.time() - t, time.process_time() - c
+    t, c = time.time(), time.process_time()
     hist = model.fit(ds, steps_per_epoch=steps, epochs=1, verbose=0)
-    elapsed = time.time() - t
+    elapsed, cpu = time.time() - t, time.process_time() - c
   finally:
     keras.mixed_precision.set_global_policy("float32")
+  # Wall figures depend on what else runs on the machine; CPU-time figures (all threads of
+  # this process) much less so: images per CPU-second is the comparable number across runs.
   return {"images_per_s": BATCH * steps / elapsed, "s_per_step": elapsed / steps,
-          "warmup_s": warmup, "final_loss": float(hist.history["loss"][-1])}
+          "images_per_cpu_s": BATCH * steps / cpu, "cpu_s_per_step": cpu / steps,
+          "warmup_s": warmup, "warmup_cpu_s": warmup_cpu,
+          "final_loss": float(hist.history["loss"][-1])}
 
 
 def main():
@@ -70,7 +75,7 @@ def main():
                       help="keep the other configs of an existing results JSON")
   args = parser.parse_args()
   figures = {"height": HEIGHT, "width": WIDTH, "batch": BATCH, "steps": args.steps,
-             "device": "CPU", "results": {}}
+             "device": "CPU", "cpu_affinity": sorted(os.sched_getaffinity(0)), "results": {}}
   path = os.path.join(common.RESULTS_DIR, f"{NAME}.json")
   if args.merge and os.path.exists(path):
     with open(path) as f:
@@ -82,10 +87,12 @@ def main():
     r = measure(policy, jit, args.steps)
     r["command"] = command
     figures["results"][name] = r
-    rows.append([name, policy, jit, r["images_per_s"], r["s_per_step"], r["warmup_s"]])
+    rows.append([name, policy, jit, r["images_per_s"], r["images_per_cpu_s"],
+                 r["cpu_s_per_step"], r["warmup_cpu_s"]])
     print(name, r, flush=True)
     common.write_result(NAME, figures)  # incremental: a killed run keeps the finished configs
-  common.print_table(rows, ["config", "policy", "jit_compile", "images/s", "s/step", "warmup s"])
+  common.print_table(rows, ["config", "policy", "jit_compile", "images/s", "images/CPU-s",
+                            "CPU-s/step", "warmup CPU-s"])
   print("written", common.write_result(NAME, figures))
 
 

@@ -69,7 +69,7 @@ def _video_module(config):
 
 
 def _video_trainer(config):
-  """The (compiled, built) trainer of a self-supervised or dynamic experiment and its settings."""
+  """The (compiled, built) trainer of a self-supervised or dynamic experiment."""
   from trainers import dynamic  # pylint: disable=g-import-not-at-top
   from trainers import self_supervised  # pylint: disable=g-import-not-at-top
   if self_supervised.is_self_supervised(config):

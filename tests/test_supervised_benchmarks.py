@@ -75,3 +75,25 @@ def test_subprocess_over_its_limit_is_recorded_as_timeout():
   result = tt.run_in_subprocess("fastdepth", "fp32", batch_size=1, steps=1, warmup=1,
                                 timeout_s=0.5)
   assert result["status"] == "timeout" and result["timeout_s"] == 0.5
+
+
+def test_merge_variants_keeps_other_variants_of_the_same_settings(tmp_path, monkeypatch):
+  """Variants run in parallel processes (`--merge`) end up in one JSON; other settings refuse."""
+  from benchmarks import common  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(common, "RESULTS_DIR", str(tmp_path))
+  settings = {"height": 64, "cpu_minutes_per_variant": 10.0, "render_seconds": 3.0}
+  common.write_result("r", {**settings, "variants": {"a": {"abs_rel": 0.3},
+                                                      "b": {"abs_rel": 0.9}}}, "cmd")
+  figures = {**settings, "render_seconds": 5.0, "variants": {"b": {"abs_rel": 0.2}}}
+  common.merge_variants(figures, "r", ["b"], check_only=True)
+  assert figures["variants"] == {"b": {"abs_rel": 0.2}}        # checking merges nothing
+  common.merge_variants(figures, "r", ["b"])
+  # "a" comes from the file, this run's "b" wins; render time is not a setting.
+  assert figures["variants"] == {"b": {"abs_rel": 0.2}, "a": {"abs_rel": 0.3}}
+  other = {**settings, "cpu_minutes_per_variant": 2.0, "variants": {"c": {}}}
+  with pytest.raises(SystemExit, match="cpu_minutes_per_variant"):
+    common.merge_variants(other, "r", ["c"], check_only=True)
+  common.merge_variants(other, "r", ["c"])   # after a run: its results are kept, not merged
+  assert other["variants"] == {"c": {}}
+  common.merge_variants(other, "missing", ["c"])   # no earlier file: nothing to merge
+  assert other["variants"] == {"c": {}}
