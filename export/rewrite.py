@@ -33,35 +33,18 @@ from tfdepth.layers import reflection_slices
 NEAREST = "nearest"
 
 
-def _check_pairs(padding):
-  try:
-    pairs = tuple(tuple(int(v) for v in p) for p in padding)
-  except (TypeError, ValueError):
-    pairs = None
-  if (pairs is None or len(pairs) != 2 or any(len(p) != 2 for p in pairs)
-      or any(v < 0 for p in pairs for v in p)):
-    raise InvalidInputError(
-        f"padding must be ((top, bottom), (left, right)) of non-negative ints, got {padding!r}")
-  return pairs
-
-
 @keras.saving.register_keras_serializable(package="tfdepth")
-class SliceReflectionPadding2D(keras.layers.Layer):
+class SliceReflectionPadding2D(ReflectionPadding2D):
   """Reflection padding of NHWC tensors by slicing and concatenation (no ``MIRROR_PAD``).
 
-  Same values as `tfdepth.layers.ReflectionPadding2D` (mirror without repeating the edge pixel,
-  PyTorch ``nn.ReflectionPad2d``): the top rows are input rows ``top, ..., 1``, the bottom rows
-  ``H-2, ..., H-1-bottom``; columns likewise after the rows.
-
-  Args:
-    padding: ``((top, bottom), (left, right))`` non-negative ints, each smaller than the input
-      size along its axis.
-  Input ``(B, H, W, C)`` with static H, W; output ``(B, H+top+bottom, W+left+right, C)``.
+  Same values, padding argument, output shape and config as `tfdepth.layers.ReflectionPadding2D`
+  (mirror without repeating the edge pixel, PyTorch ``nn.ReflectionPad2d``), computed as the
+  concatenation of one-row slices (`tfdepth.layers.reflection_slices`), rows first, then columns.
+  Needs static H and W.
   """
 
   def __init__(self, padding=((1, 1), (1, 1)), **kwargs):
-    super().__init__(**kwargs)
-    self.padding = _check_pairs(padding)
+    super().__init__(padding, **kwargs)
 
   def build(self, input_shape):
     for axis, (before, after) in zip((1, 2), self.padding):
@@ -92,17 +75,6 @@ class SliceReflectionPadding2D(keras.layers.Layer):
   def call(self, inputs):
     (top, bottom), (left, right) = self.padding
     return self._pad_axis(self._pad_axis(inputs, 1, top, bottom), 2, left, right)
-
-  def compute_output_shape(self, input_shape):
-    (top, bottom), (left, right) = self.padding
-    h, w = input_shape[1], input_shape[2]
-    return (input_shape[0], None if h is None else h + top + bottom,
-            None if w is None else w + left + right, input_shape[3])
-
-  def get_config(self):
-    config = super().get_config()
-    config["padding"] = [list(p) for p in self.padding]
-    return config
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")
@@ -144,7 +116,8 @@ class DepthToSpaceUpsampling2D(keras.layers.Layer):
 
 def _replacement(layer):
   """The TFLite-friendly twin of ``layer``, or None if it is kept."""
-  if isinstance(layer, ReflectionPadding2D):
+  # Not the subclass SliceReflectionPadding2D itself (already the friendly form).
+  if isinstance(layer, ReflectionPadding2D) and not isinstance(layer, SliceReflectionPadding2D):
     return SliceReflectionPadding2D(layer.padding, name=f"{layer.name}_slices")
   if (isinstance(layer, keras.layers.UpSampling2D) and layer.interpolation == NEAREST
       and layer.data_format == "channels_last" and layer.size[0] == layer.size[1]):
