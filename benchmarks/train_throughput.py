@@ -202,6 +202,7 @@ def main(argv=None):
     result = measure(models[0], policy, jit, args.batch_size, args.steps, args.warmup)
     print(RESULT_PREFIX + json.dumps(result), flush=True)
     return
+  # Top-level settings are this run's; each result cell records its own (see below).
   figures = {"batch_size": args.batch_size, "steps": args.steps, "warmup": args.warmup,
              "timeout_s": args.timeout, "device": "CPU",
              "sizes": {m: list(MODELS[m][1]) for m in MODELS},
@@ -215,6 +216,9 @@ def main(argv=None):
     for variant in variants:
       result = run_in_subprocess(model, variant, args.batch_size, args.steps, args.warmup,
                                  args.timeout)
+      # Per cell: the settings it was measured with (--merge mixes runs with other settings).
+      result.update({"steps": args.steps, "batch_size": args.batch_size,
+                     "timeout_s": args.timeout, "command": command})
       figures["results"].setdefault(model, {})[variant] = result
       print(f"{model} {variant}: {json.dumps(result)}", flush=True)
       bench_common.write_result(args.result_name, figures, command)   # incremental
