@@ -97,6 +97,8 @@ DEFAULT_QAT_TRAIN_IMAGES = 256
 DEFAULT_QAT_EPOCHS = 2
 # QAT learning rate: 1/10 of the training rate (export.cli does the same).
 QAT_LR_FACTOR = 0.1
+# Characters of a failed format's error message kept in the JSON.
+ERROR_CHARS = 600
 DEFAULT_WEIGHTS_DIR = os.path.join(os.path.expanduser("~"), ".cache", "tfdepth", NAME)
 # Issue 7 targets: int8 AbsRel at most 2 % (relative) above float; int8 >= 2.5x faster than and
 # ~4x smaller than float32 TFLite.
@@ -275,7 +277,7 @@ def _entry(report, fmt):
   return entry
 
 
-def run_trained(names, formats, args):
+def run_trained(names, formats, args, on_progress=None):
   """Trains (or loads), exports to every format and evaluates each model in ``names``."""
   from export import report as report_lib  # pylint: disable=g-import-not-at-top
   from export import tflite  # pylint: disable=g-import-not-at-top
@@ -318,11 +320,20 @@ def run_trained(names, formats, args):
         continue
       with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        r = report_lib.export_and_report(
-            network, metadata, fmt, tmp, test_images=test_images, test_depths=test_depths,
-            protocol=protocol, representative_dataset=rep if fmt == "tflite_int8" else None,
-            qat_options=qat_options if fmt == "tflite_qat" else None, num_runs=args.num_runs,
-            reference_metrics=keras_metrics)
+        try:
+          r = report_lib.export_and_report(
+              network, metadata, fmt, tmp, test_images=test_images, test_depths=test_depths,
+              protocol=protocol, representative_dataset=rep if fmt == "tflite_int8" else None,
+              qat_options=qat_options if fmt == "tflite_qat" else None, num_runs=args.num_runs,
+              reference_metrics=keras_metrics)
+        except Exception as e:  # pylint: disable=broad-except
+          # A format that fails to convert or to run is a result too: record it, go on.
+          entry[fmt] = {"error": f"{type(e).__name__}: {str(e)[-ERROR_CHARS:]}",
+                        "export_and_report_seconds": time.perf_counter() - t0}
+          print(f"{spec.key} {fmt}: FAILED {entry[fmt]['error']}", flush=True)
+          if on_progress:
+            on_progress({**figures, spec.key: entry})
+          continue
       entry[fmt] = _entry(r, fmt)
       entry[fmt]["export_and_report_seconds"] = time.perf_counter() - t0
       m = r["metrics"][fmt]
@@ -330,6 +341,8 @@ def run_trained(names, formats, args):
             f"{r['latency']['1']['median_ms']:.2f} / {r['latency']['2']['median_ms']:.2f} ms, "
             f"AbsRel {m['abs_rel']:.4f} (Keras {keras_metrics['abs_rel']:.4f}), "
             f"delta1 {m['delta1']:.4f}", flush=True)
+      if on_progress:   # a run that dies later keeps what it measured
+        on_progress({**figures, spec.key: entry})
     entry["summary"] = drift_summary(entry)
     figures[spec.key] = entry
   return figures
@@ -376,8 +389,9 @@ def table_rows(figures):
       f = per_fmt.get(fmt)
       if not isinstance(f, dict):
         continue
-      if "skipped" in f:
-        rows.append([label, FORMAT_LABELS[fmt], None, None, None, None, None])
+      if "skipped" in f or "error" in f:
+        rows.append([label, FORMAT_LABELS[fmt] + (" (failed)" if "error" in f else ""),
+                     None, None, None, None, None])
         continue
       m = f.get("metrics", {}).get(fmt, {})
       rows.append([label, FORMAT_LABELS[fmt], f["size_bytes"] / 1e6,
@@ -414,6 +428,10 @@ def markdown_table(record):
                    f"faster (1 / 2 threads) and {s['int8_size_ratio']:.2f}x smaller than fp32")
     if "int8_speedup_1thr_cpu" in s:
       parts.append(f"{s['int8_speedup_1thr_cpu']:.2f}x in CPU time (1 thread)")
+    for fmt in FORMATS:
+      failed = per_fmt.get(fmt)
+      if isinstance(failed, dict) and "error" in failed:
+        parts.append(f"{FORMAT_LABELS[fmt]} failed ({failed['error'].strip().splitlines()[-1]})")
     train = per_fmt.get("train")
     if train:
       seconds = train.get("train_cpu_seconds", train["train_seconds"])
@@ -463,16 +481,17 @@ def main(argv=None):
   if unknown or bad:
     parser.error(f"unknown models {unknown} / formats {bad}; expected models from "
                  f"{sorted(MODELS)}, formats from {FORMATS}")
+  command = " ".join([os.path.basename(sys.executable), "-m", f"benchmarks.{NAME}"]
+                     + list(argv if argv is not None else sys.argv[1:]))
   if args.random_weights:
     figures = run_random(names, formats, args.num_runs)
   else:
-    figures = run_trained(names, formats, args)
+    figures = run_trained(names, formats, args,
+                          on_progress=lambda f: write_result(args.result_name, f, command))
   print_table(table_rows(figures),
               ["model", "format", "size_MB", "ms_1thr", "ms_2thr", "abs_rel", "delta1"])
   for key, per_fmt in figures.items():
     print(key, json.dumps(per_fmt.get("summary", {})))
-  command = " ".join([os.path.basename(sys.executable), "-m", f"benchmarks.{NAME}"]
-                     + list(argv if argv is not None else sys.argv[1:]))
   print(write_result(args.result_name, figures, command))
 
 

@@ -173,3 +173,18 @@ def test_self_supervised_experiment_exports_its_depth_net(tmp_path):
   with pytest.raises(InvalidInputError, match="does not match the trainer of experiment "
                                               "'monodepth2_synthetic_street'"):
     cli.load_experiment_network(config, other)
+
+
+def test_benchmark_markdown_reports_a_failed_format():
+  from benchmarks import export_formats as bench  # pylint: disable=g-import-not-at-top
+  keras_row = {"abs_rel": 0.1, "delta1": 0.9}
+  per_format = {"keras_metrics": keras_row,
+                "tflite_qat": {"error": "RuntimeError: tflite/kernels/div.cc:262 failed to invoke.\n"
+                                        "Node number 163 (DIV) failed to invoke."}}
+  per_format["summary"] = bench.drift_summary(per_format)
+  assert per_format["summary"] == {}          # nothing measured, nothing derived
+  md = bench.markdown_table({"figures": {"monodepth2_r18_192x640": per_format}})
+  lines = md.splitlines()
+  assert lines[3] == "|  | TFLite QAT int8 (failed) | n/a | n/a | n/a | n/a | n/a |"
+  assert ("- monodepth2_r18_192x640: TFLite QAT int8 failed (Node number 163 (DIV) failed to "
+          "invoke.).") in lines
