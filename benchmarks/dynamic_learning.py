@@ -5,7 +5,8 @@
 
 Every variant trains from scratch for the same training CPU-time budget (`time.process_time`, all
 threads, evaluation excluded, so that other jobs on a shared machine do not shrink it) at 64x192,
-batch 8, Adam 2e-4, no XLA, `--precision` (Keras dtype policy, e.g. mixed_bfloat16), on clips rendered by `tfds_builders.synthetic_world.clips`:
+batch 8, Adam 2e-4, no XLA, `--precision` (Keras dtype policy, e.g. mixed_bfloat16), on clips
+rendered by `tfds_builders.synthetic_world.clips`:
 * `monodepth2`: `trainers.self_supervised` (ResNet-18 depth + separate pose net, Monodepth2 losses);
 * `li2021`: `trainers.dynamic` (same depth net, scale 0 only; Li's motion-field net, released loss
   weights, gradient clipping 10, residual burn-in `--burnin_steps`), known intrinsics;

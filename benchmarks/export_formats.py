@@ -11,11 +11,11 @@ Monodepth2-R18 depth net (Godard et al. 2019) + ``disp_to_depth`` at 192x640. Ea
 SUPERVISED, briefly, on the synthetic ``street`` world rendered at its input size, with the
 ``fastdepth_synthetic_street`` experiment's recipe (`trainers.supervised.SupervisedDepthModel`,
 SILog + 0.1 L1, Adam constant (2e-3 FastDepth, 1e-3 Monodepth2), ground truth beyond 80 m masked)
-for ``--train_cpu_seconds`` of CPU time each, the first step's tracing included (Monodepth2 is normally self-supervised;
-supervised training is the quickest way to weights whose accuracy means something). Weights are
-cached in ``--weights_dir`` (key: model, training clips, budget, rate), so reruns skip
-training; the rendered data is cached by TFDS in ``--data_dir`` (rendering 512 + 64 clips at
-192x640 takes minutes on 2 cores: ~0.3 s of CPU per clip).
+for ``--train_cpu_seconds`` of CPU time each, the first step's tracing included (Monodepth2 is
+normally self-supervised; supervised training is the quickest way to weights whose accuracy means
+something). Weights are cached in ``--weights_dir`` (key: model, training clips, budget, rate), so
+reruns skip training; the rendered data is cached by TFDS in ``--data_dir`` (rendering 512 + 64
+clips at 192x640 takes minutes on 2 cores: ~0.3 s of CPU per clip).
 
 Each trained model is exported to every format: ``saved_model``, ``tflite_fp32``, ``tflite_fp16``,
 ``tflite_dynamic``, ``tflite_int8`` (calibrated on ``--num_calibration`` train-split images through

@@ -12,7 +12,8 @@ SPEC.json keys: ``builder`` ("module:function", called as ``fn(layers=tf_keras.l
 (null or in (0, 1)), ``prune_epochs``, ``io_dtype`` ("uint8" | "int8" | "float32"), ``seed``.
 
 Layer handling (tfmot 0.8.1 ``Default8BitQuantizeRegistry``): Conv2D, DepthwiseConv2D (per-axis
-int8 weights), ReLU, Add, Concatenate, ZeroPadding2D, Cropping2D (the reflection padding of Monodepth2's tf_keras twin) are supported;
+int8 weights), ReLU, Add, Concatenate, ZeroPadding2D, Cropping2D (the reflection padding of
+Monodepth2's tf_keras twin) are supported;
 BatchNormalization after a convolution is folded by the default transforms. ``Rescaling``,
 ``Lambda`` (Monodepth2's ``disp_to_depth``), ``Activation`` with a function the registry refuses
 (Monodepth2's ELU) and any other layer the registry does not support get
@@ -20,7 +21,8 @@ BatchNormalization after a convolution is folded by the default transforms. ``Re
 quantiser on the output: the scheme the registry uses for Add / ReLU), listed in the info JSON
 under ``output_only_layers``. Layers that only copy values of one tensor (nearest
 ``UpSampling2D``; ``Concatenate`` of crops of one tensor, i.e. reflection padding) get
-`SameScaleQuantizeConfig`: no quantiser, their output keeps their input's scale. Dict outputs (``{"depth": ...}``) are kept by ``quantize_apply``.
+`SameScaleQuantizeConfig`: no quantiser, their output keeps their input's scale. Dict outputs
+(``{"depth": ...}``) are kept by ``quantize_apply``.
 """
 
 import importlib

@@ -313,8 +313,8 @@ def copy_weights_by_name(source, target):
     try:
       src = source.get_layer(layer.name).get_weights()
     except ValueError:
-      raise InvalidInputError(
-          f"layer {layer.name!r} of {target.name!r} has no counterpart in {source.name!r}") from None
+      raise InvalidInputError(f"layer {layer.name!r} of {target.name!r} has no counterpart in "
+                              f"{source.name!r}") from None
     if [w.shape for w in src] != [w.shape for w in weights]:
       raise InvalidInputError(
           f"layer {layer.name!r}: {source.name!r} has weight shapes {[w.shape for w in src]}, "
