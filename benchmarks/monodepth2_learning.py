@@ -15,6 +15,7 @@ depth of a saturated sigmoid, the failure this benchmark once showed; the ground
 """
 
 import argparse
+import sys
 import time
 
 import numpy as np
@@ -186,7 +187,6 @@ def main():
                       help="keep the variants of an earlier --result_name JSON with the same "
                            "settings that this run does not redo (e.g. variants run in parallel)")
   args = parser.parse_args()
-  import sys  # pylint: disable=g-import-not-at-top
   command = " ".join(["python -m benchmarks.monodepth2_learning"] + sys.argv[1:])
   variants = args.variants.split(",")
   overrides = parse_overrides(args.set)

@@ -68,21 +68,14 @@ def _video_module(config):
   return None
 
 
-def _video_trainer(config):
-  """The (compiled, built) trainer of a self-supervised or dynamic experiment."""
-  from trainers import dynamic  # pylint: disable=g-import-not-at-top
-  from trainers import self_supervised  # pylint: disable=g-import-not-at-top
-  if self_supervised.is_self_supervised(config):
-    return self_supervised.build_self_supervised_trainer(config, total_steps=1, with_metrics=False)
-  return dynamic.build_dynamic_trainer(config, total_steps=1, with_metrics=False)
-
-
 def video_export_builder_kwargs(config, depth_net_name):
   """kwargs of `build_monodepth2_depth_model` for the depth net (layer-name prefix
-  ``depth_net_name``) of a video experiment."""
+  ``depth_net_name``) of a video experiment: its input size, ResNet depth and the trainer's
+  ``disp_to_depth`` range."""
   module = _video_module(config)
-  settings = (module.self_supervised_config(config) if hasattr(module, "self_supervised_config")
-              else module.dynamic_config(config))
+  settings_fn = (getattr(module, "self_supervised_config", None)
+                 or getattr(module, "dynamic_config"))
+  settings = settings_fn(config)
   return {"input_shape": [config.data.height, config.data.width, 3],
           "num_layers": int(dict(config.model.kwargs).get("num_layers", 18)),
           "min_depth": float(settings.min_depth), "max_depth": float(settings.max_depth),
@@ -103,9 +96,12 @@ def load_experiment_network(config, checkpoint):
   if not checkpoint or not os.path.exists(checkpoint):
     raise InvalidInputError(f"checkpoint {checkpoint!r} does not exist")
   config = experiments.apply_overrides(config, ["train.mixed_precision=float32"])
-  if _video_module(config) is not None:
+  module = _video_module(config)
+  if module is not None:
     from tfdepth.models import monodepth2  # pylint: disable=g-import-not-at-top
-    trainer = _video_trainer(config)
+    build = (getattr(module, "build_self_supervised_trainer", None)
+             or getattr(module, "build_dynamic_trainer"))
+    trainer = build(config, total_steps=1, with_metrics=False)
     try:
       trainer.load_weights(checkpoint)
     except (ValueError, KeyError, OSError) as e:
@@ -167,6 +163,11 @@ def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), dat
   builder = common.prepare_builder(d, data_dir)
 
   video_module = _video_module(config)
+  depth_kwargs = None
+  if video_module is not None:   # the kwargs `load_experiment_network` built `network` with
+    from tfdepth.models import monodepth2  # pylint: disable=g-import-not-at-top
+    depth_kwargs = video_export_builder_kwargs(
+        config, network.name[:-len(monodepth2.INFERENCE_SUFFIX)])
 
   def split_arrays(split, limit):
     if video_module is not None:
@@ -189,10 +190,8 @@ def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), dat
     if len(images) == 0:
       raise InvalidInputError(f"train split {d.train_split!r} is empty: QAT needs images")
     if video_module is not None:   # self-distillation (see the module docstring)
-      from tfdepth.models import monodepth2  # pylint: disable=g-import-not-at-top
       fn = monodepth2.build_monodepth2_depth_model
-      builder_kwargs = video_export_builder_kwargs(
-          config, network.name[:-len(monodepth2.INFERENCE_SUFFIX)])
+      builder_kwargs = depth_kwargs
       train_data = {"images": images}
     else:
       fn = models.MODEL_BUILDERS[config.model.name]
@@ -209,7 +208,6 @@ def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), dat
   min_depth = DEFAULT_MIN_DEPTH
   if video_module is not None:
     protocol = video_module.eval_protocol(config)
-    depth_kwargs = video_export_builder_kwargs(config, "")
     min_depth, max_depth = depth_kwargs["min_depth"], depth_kwargs["max_depth"]
   else:
     protocol = config.metrics_protocol
