@@ -8,7 +8,8 @@ threads, evaluation excluded, so that other jobs on a shared machine do not shri
 batch 8, Adam 2e-4, no XLA, `--precision` (Keras dtype policy, e.g. mixed_bfloat16), on clips
 rendered by `tfds_builders.synthetic_world.clips`:
 * `monodepth2`: `trainers.self_supervised` (ResNet-18 depth + separate pose net, Monodepth2 losses);
-* `li2021`: `trainers.dynamic` (same depth net, scale 0 only; Li's motion-field net, released loss
+* `li2021`: `trainers.dynamic` (same depth U-Net, scale 0 only, with the released softplus depth
+  head instead of the sigmoid disparity; Li's motion-field net, released loss
   weights, gradient clipping 10, residual burn-in `--burnin_steps`), known intrinsics;
 * `li2021_learned_k`: the same with learned intrinsics, trained and tested on
   `street_unknown_camera`-style clips (each clip its own random K); reports the relative error of
@@ -97,7 +98,7 @@ def build_model(variant, burnin_steps, base_channels):
     return model
   learned = variant == "li2021_learned_k"
   model = dynamic.DynamicDepthModel(
-      monodepth2.build_monodepth2_depth_net(shape, scales=(0,)),
+      monodepth2.build_monodepth2_depth_net(shape, scales=(0,), output=dynamic.DEPTH_NET_OUTPUT),
       motion_net.build_motion_net((HEIGHT, WIDTH, motion_net.MOTION_INPUT_CHANNELS),
                                   learn_intrinsics=learned, base_channels=base_channels),
       dynamic.DynamicConfig(motion_field_burnin_steps=burnin_steps, learn_intrinsics=learned))

@@ -250,3 +250,23 @@ def test_configs_weights_and_experiments():
   with pytest.raises(InvalidInputError, match="learn_intrinsics"):
     dynamic.DynamicDepthModel(tiny, motion_net.build_motion_net((32, 32, 8), base_channels=1),
                               dynamic.DynamicConfig(learn_intrinsics=True))
+  # Depth heads: "depth_0" (metres, the default softplus net) is used as is; "disp_0" (sigmoid)
+  # goes through disp_to_depth with the config's range; anything else is refused.
+  z = keras.layers.Conv2D(1, 1, name="z")(inp)
+  mn = motion_net.build_motion_net((32, 32, 8), base_channels=1)
+  x = np.random.default_rng(0).uniform(size=(2, 32, 32, 3)).astype(np.float32)
+  logits = keras.Model(inp, z)(x).numpy().astype(np.float64)
+  softplus_net = keras.Model(inp, {"depth_0": keras.layers.Activation("softplus")(z)})
+  depth = dynamic.DynamicDepthModel(softplus_net, mn)(x)["depth"].numpy()
+  np.testing.assert_allclose(depth, np.log1p(np.exp(logits)), rtol=1e-6)
+  sigmoid_net = keras.Model(inp, {"disp_0": keras.layers.Activation("sigmoid")(z)})
+  cfg = dynamic.DynamicConfig(min_depth=0.5, max_depth=50.0)
+  depth = dynamic.DynamicDepthModel(sigmoid_net, mn, cfg)(x)["depth"].numpy()
+  expected = 1.0 / (1.0 / 50.0 + (1.0 / 0.5 - 1.0 / 50.0) / (1.0 + np.exp(-logits)))
+  np.testing.assert_allclose(depth, expected, rtol=1e-5)
+  with pytest.raises(InvalidInputError, match=r"depth_net expected a dict output with 'depth_0'"):
+    dynamic.DynamicDepthModel(keras.Model(inp, {"disp": z}), mn)
+  depth_net, _ = dynamic.build_networks(experiments.apply_overrides(
+      experiments.get_experiment("dynamic_synthetic_street"),
+      ["data.height=64", "data.width=64"]), learn_intrinsics=False)
+  assert list(depth_net.output) == ["depth_0"]

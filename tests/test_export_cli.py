@@ -3,6 +3,7 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
@@ -173,6 +174,25 @@ def test_self_supervised_experiment_exports_its_depth_net(tmp_path):
   with pytest.raises(InvalidInputError, match="does not match the trainer of experiment "
                                               "'monodepth2_synthetic_street'"):
     cli.load_experiment_network(config, other)
+
+
+def test_dynamic_experiment_exports_its_softplus_depth_net(tmp_path):
+  """A Li et al. 2021 checkpoint exports its scale-0 softplus depth head (no disp_to_depth): the
+  same depth as the trainer."""
+  from trainers import dynamic  # pylint: disable=g-import-not-at-top
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  config = experiments.apply_overrides(
+      experiments.get_experiment("dynamic_synthetic_street"),
+      SELF_SUPERVISED_OVERRIDES + ["model.kwargs.base_channels=2"])
+  trainer = dynamic.build_dynamic_trainer(config, 1, with_metrics=False)
+  path = str(tmp_path / "li.weights.h5")
+  trainer.save_weights(path)
+  assert cli.video_export_builder_kwargs(config, "dynamic_depth")["output"] == "depth"
+  network = cli.load_experiment_network(config, path)
+  assert not [l for l in network.layers if isinstance(l, keras.layers.Lambda)]
+  images = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+  np.testing.assert_allclose(network(images)["depth"].numpy(),
+                             trainer(images, training=False)["depth"].numpy(), rtol=1e-6)
 
 
 def test_benchmark_markdown_reports_a_failed_format():

@@ -273,3 +273,31 @@ def test_depth_model_is_the_scale0_net_with_disp_to_depth():
   other = build_monodepth2_depth_net(SMALL, name="other")
   with pytest.raises(InvalidInputError, match="no counterpart in 'other'"):
     copy_weights_by_name(other, model)
+
+
+def test_softplus_depth_head_shares_the_layers_of_the_sigmoid_head():
+  """output="depth" (Li et al. 2021 released head): the same layers and weights with softplus
+  instead of sigmoid on the last conv z, so depth = softplus(z) = -log(1 - sigmoid(z))."""
+  from tfdepth.models.monodepth2 import build_monodepth2_depth_model, copy_weights_by_name  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(4)
+  disp_net = build_monodepth2_depth_net(SMALL, scales=(0, 2))
+  depth_net = build_monodepth2_depth_net(SMALL, scales=(0, 2), output="depth")
+  assert [w.shape for w in depth_net.weights] == [w.shape for w in disp_net.weights]
+  copy_weights_by_name(disp_net, depth_net)
+  x = np.random.default_rng(1).uniform(size=(2,) + SMALL).astype(np.float32)
+  disp, depth = disp_net(x), depth_net(x)
+  assert sorted(depth) == ["depth_0", "depth_2"]
+  for s in (0, 2):
+    d = disp[f"disp_{s}"].numpy().astype(np.float64)
+    # float32 sigmoid near 0.5 (random init) keeps ~1e-7 absolute, -log(1 - d) amplifies it by
+    # 1 / (1 - d) ~ 2: 1e-5 relative is tight.
+    np.testing.assert_allclose(depth[f"depth_{s}"].numpy(), -np.log1p(-d), rtol=1e-5)
+  assert depth_net.get_layer("monodepth2_depth_decoder_dispconv0_softplus").dtype_policy.name == (
+      "float32")
+  # The inference model of a softplus net is its scale-0 head, no disp_to_depth.
+  model = build_monodepth2_depth_model(SMALL, output="depth")
+  copy_weights_by_name(depth_net, model)
+  np.testing.assert_array_equal(model(x)["depth"].numpy(), depth["depth_0"].numpy())
+  with pytest.raises(InvalidInputError, match=r"output expected one of \['depth', 'disparity'\], "
+                                              r"received 'inverse'"):
+    build_monodepth2_depth_net(SMALL, output="inverse")

@@ -9,8 +9,14 @@ network (`tfdepth.models.motion_net.build_motion_net`) with `model.fit` on batch
 `frames_aug`, `intrinsics` (B, 3, 3); `depth` for metrics).
 
 Per step:
-* Depth of all three frames from the depth net (Monodepth2 family, `disp_0` sigmoid ->
-  `disp_to_depth` 0.1 / 100 m; the released depth net is a ResNet-18 U-Net with its own head).
+* Depth of all three frames from the depth net: the Monodepth2 ResNet U-Net with softplus depth
+  heads (`build_monodepth2_depth_net(output="depth")`, `depth_0` in metres), as the released
+  ResNet-18 U-Net predicts depth with a softplus; a net with Monodepth2's sigmoid `disp_0` head
+  is accepted too (`disp_to_depth` with config.min/max_depth). Measured on the synthetic street
+  (64x192, bf16, one core, Adam 2e-4, 150 steps): with the sigmoid head the depth starts at
+  ~0.2 m everywhere and learns no structure (median-scaled AbsRel 0.58 / 1.24 / 0.58 after
+  25 / 50 / 75 steps, worse than a constant), with the softplus head 0.61 / 0.75 / 0.52 / 0.46 /
+  0.39 after 25..125 steps (`benchmarks/dynamic_learning.py`).
 * Directed pairs `PAIRS` = (t→t−1, t−1→t, t→t+1, t+1→t). The motion net sees
   `[rgb_a, depth_a, rgb_b, depth_b]` (jittered frames, predicted depths: released `cascade=True`)
   and returns b_from_a as Euler angles, a camera translation and a residual translation field at
@@ -74,6 +80,7 @@ from tfdepth import geometry
 from tfdepth import losses as losses_lib
 from tfdepth import models
 from tfdepth.errors import ConfigError, InvalidInputError
+from tfdepth.models.monodepth2 import DEPTH_OUTPUT
 from trainers.supervised import GuardedFitMixin
 from trainers.supervised import MultiWorkerFitMixin
 from trainers.supervised import step_logs
@@ -109,6 +116,10 @@ class Li2021Defaults:
 
 
 LI2021 = Li2021Defaults()
+# The depth net's head: softplus depth in metres at scale 0 (`build_monodepth2_depth_net`
+# output="depth", Li et al. 2021 released `depth_prediction_resnet18unet`).
+DEPTH_NET_OUTPUT = DEPTH_OUTPUT
+DEPTH_HEAD_KEY = "depth_0"
 # Index of the target frame t in `frames` [t−1, t, t+1].
 TARGET_INDEX = 1
 NUM_FRAMES = 3
@@ -140,7 +151,8 @@ class DynamicConfig:
     learn_intrinsics: learn K with the motion net (ignore the batch's `intrinsics`).
     auto_mask: released `auto_mask` of the residual field.
     target_depth_stop_gradient: stop the gradient through frame b's depth (released: True).
-    min_depth, max_depth: metres of `disp_to_depth` for the depth net's sigmoid output.
+    min_depth, max_depth: metres of `disp_to_depth`, used only for a depth net with a sigmoid
+      `disp_0` head (the default softplus `depth_0` head predicts metres directly).
   """
   rgb_weight: float = LI2021.rgb_weight
   ssim_weight: float = LI2021.ssim_weight
@@ -388,9 +400,10 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
   """Li et al. 2021 trainer: depth net + motion-field net, self-supervised in dynamic scenes.
 
   Args:
-    depth_net: `keras.Model`, image (B, H, W, 3) float32 [0, 1] -> dict with "disp_0"
-      (B, H, W, 1) sigmoid disparity (`disp_to_depth` with config.min/max_depth), e.g.
-      `build_monodepth2_depth_net(scales=(0,))`.
+    depth_net: `keras.Model`, image (B, H, W, 3) float32 [0, 1] -> dict with "depth_0"
+      (B, H, W, 1) depth in metres (> 0), e.g. `build_monodepth2_depth_net(scales=(0,),
+      output="depth")` (`build_networks`), or with "disp_0" (B, H, W, 1) sigmoid disparity
+      (`disp_to_depth` with config.min/max_depth).
     motion_net: `keras.Model` (B, H, W, 8) -> {"rotation", "translation", "residual_translation"
       [, "intrinsics"]}, e.g. `build_motion_net(learn_intrinsics=config.learn_intrinsics)`.
     config: `DynamicConfig` (or its dict).
@@ -403,6 +416,11 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
     for name, net in (("depth_net", depth_net), ("motion_net", motion_net)):
       if not isinstance(net, keras.Model):
         raise InvalidInputError(f"{name} expected a keras.Model, received {type(net)}")
+    heads = sorted(depth_net.output) if isinstance(depth_net.output, Mapping) else []
+    if DEPTH_HEAD_KEY not in heads and "disp_0" not in heads:
+      raise InvalidInputError(
+          f"depth_net expected a dict output with {DEPTH_HEAD_KEY!r} (metres) or 'disp_0' "
+          f"(sigmoid disparity), received {heads or type(depth_net.output)}")
     if config is None:
       config = DynamicConfig()
     elif isinstance(config, Mapping):
@@ -431,8 +449,11 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
       inputs = inputs["image"] if "image" in inputs else inputs["frames"][:, TARGET_INDEX]
     outputs = {k: tf.cast(v, tf.float32)
                for k, v in dict(self.depth_net(inputs, training=training)).items()}
-    _, outputs["depth"] = geometry.disp_to_depth(outputs["disp_0"], self.config.min_depth,
-                                                 self.config.max_depth)
+    if DEPTH_HEAD_KEY in outputs:
+      outputs["depth"] = outputs[DEPTH_HEAD_KEY]
+    else:
+      _, outputs["depth"] = geometry.disp_to_depth(outputs["disp_0"], self.config.min_depth,
+                                                   self.config.max_depth)
     return outputs
 
   def predict_depths(self, frames, training=False):
@@ -597,7 +618,8 @@ def build_networks(config, learn_intrinsics):
     raise ConfigError(f"unknown model.kwargs {unknown}; expected a subset of {list(MODEL_KWARGS)}")
   h, w = config.data.height, config.data.width
   depth = monodepth2.build_monodepth2_depth_net((h, w, 3), int(kwargs.get("num_layers", 18)),
-                                                scales=(0,), name="dynamic_depth")
+                                                scales=(0,), name="dynamic_depth",
+                                                output=DEPTH_NET_OUTPUT)
   motion = motion_net.build_motion_net(
       (h, w, motion_net.MOTION_INPUT_CHANNELS), learn_intrinsics=learn_intrinsics,
       base_channels=int(kwargs.get("base_channels", motion_net.MOTION_BASE_CHANNELS)),

@@ -48,6 +48,15 @@ MIN_DEPTH_NET_SIZE = 64
 # the sigmoid passes no gradient (benchmarks/monodepth2_learning.py, issue 5).
 # VarianceScaling(scale=1/3, fan_in, uniform) has limit sqrt(3·scale/fan_in) = 1/sqrt(fan_in).
 TORCH_CONV_KERNEL_INIT_SCALE = 1.0 / 3.0
+# What the decoder heads predict (`build_monodepth2_depth_net(output=...)`):
+#   "disparity": Monodepth2's sigmoid disparity `disp_s` in (0, 1), converted to metres with
+#     `disp_to_depth` (0.1..100 m); at initialisation (sigmoid ~ 0.5) that is ~0.2 m everywhere.
+#   "depth": depth in metres `depth_s` = softplus(conv), unbounded (Li et al. 2021 released
+#     `depth_prediction_nets.depth_prediction_resnet18unet`: "a softplus activation to generate
+#     positive depths ... the network predicts depth rather than disparity"); ~0.7 m at init.
+HEAD_OUTPUTS = {"disparity": ("disp", "sigmoid"), "depth": ("depth", "softplus")}
+DISPARITY_OUTPUT = "disparity"
+DEPTH_OUTPUT = "depth"
 
 
 def _check_scales(scales):
@@ -109,7 +118,7 @@ def torch_conv2d(x, filters, kernel_size, name, layers=None, **kwargs):
                        bias_initializer=bias_init, name=name, **kwargs)(x)
 
 
-def _conv3x3(x, filters, name, activation, layers):
+def _conv3x3(x, filters, name, activation, layers, activation_dtype=None):
   """Monodepth2 Conv3x3 (reflection pad 1, 3x3 conv with bias) + ELU / sigmoid.
 
   Keras 3: the `ReflectionPadding2D` layer (saved models and tests rely on it). tf_keras twin:
@@ -121,23 +130,33 @@ def _conv3x3(x, filters, name, activation, layers):
   else:
     x = reflection_pad(x, layers, DECODER_REFLECT_PAD, f"{name}_pad")
   x = torch_conv2d(x, filters, DECODER_KERNEL_SIZE, f"{name}_conv", layers, padding="valid")
-  return layers.Activation(activation, name=f"{name}_{activation}")(x)
+  return layers.Activation(activation, name=f"{name}_{activation}", dtype=activation_dtype)(x)
 
 
-def depth_decoder(features, scales=(0, 1, 2, 3), name="depth_decoder", layers=None):
+def _check_output(output):
+  if output not in HEAD_OUTPUTS:
+    raise InvalidInputError(f"output expected one of {sorted(HEAD_OUTPUTS)}, received {output!r}")
+  return HEAD_OUTPUTS[output]
+
+
+def depth_decoder(features, scales=(0, 1, 2, 3), name="depth_decoder", layers=None,
+                  output=DISPARITY_OUTPUT):
   """Monodepth2 DepthDecoder over a ResNet pyramid.
 
   Args:
     features: dict ``{"s2", "s4", "s8", "s16", "s32"}`` of encoder features.
-    scales: which sigmoid disparity maps to output.
+    scales: which maps to output.
     name: layer name prefix.
     layers: ``None`` / ``keras.layers`` or ``tf_keras.layers`` (the namespace the features were
       built with); see `build_monodepth2_depth_net`.
+    output: ``"disparity"`` (Monodepth2) or ``"depth"`` (Li et al. 2021), see `HEAD_OUTPUTS`.
   Returns:
-    Dict ``{"disp_s": (B, H / 2^s, W / 2^s, 1)}`` of sigmoid outputs in (0, 1) (Monodepth2's
-    disparity parameterisation: convert with disp_to_depth, min 0.1, max 100).
+    ``{"disp_s": (B, H / 2^s, W / 2^s, 1)}`` sigmoid outputs in (0, 1) (Monodepth2's disparity
+    parameterisation: convert with disp_to_depth, min 0.1, max 100), or for ``output="depth"``
+    ``{"depth_s": ...}`` softplus depth in metres (> 0).
   """
   layers, _, _ = _common.model_api(layers)
+  key, activation = _check_output(output)
   enc = [features[k] for k in ("s2", "s4", "s8", "s16", "s32")]
   x = enc[-1]
   outputs = {}
@@ -148,12 +167,14 @@ def depth_decoder(features, scales=(0, 1, 2, 3), name="depth_decoder", layers=No
       x = layers.Concatenate(name=f"{name}_skip{i}")([x, enc[i - 1]])
     x = _conv3x3(x, DEPTH_DECODER_CHANNELS[i], f"{name}_upconv{i}_1", "elu", layers)
     if i in scales:
-      outputs[f"disp_{i}"] = _conv3x3(x, 1, f"{name}_dispconv{i}", "sigmoid", layers)
-  return {f"disp_{s}": outputs[f"disp_{s}"] for s in sorted(scales)}
+      # Softplus depth in float32 under mixed precision: bfloat16 keeps 8 bits of mantissa.
+      outputs[f"{key}_{i}"] = _conv3x3(x, 1, f"{name}_dispconv{i}", activation, layers,
+                                       "float32" if output == DEPTH_OUTPUT else None)
+  return {f"{key}_{s}": outputs[f"{key}_{s}"] for s in sorted(scales)}
 
 
 def build_monodepth2_depth_net(input_shape=(192, 640, 3), num_layers=18, scales=(0, 1, 2, 3),
-                               name="monodepth2_depth", layers=None):
+                               name="monodepth2_depth", layers=None, output=DISPARITY_OUTPUT):
   """Monodepth2 depth network: ResNet encoder + depth decoder (Godard et al. 2019, Table 6).
 
   Decoder: five stages of [reflection-padded 3x3 conv + ELU, nearest x2 upsampling,
@@ -170,12 +191,15 @@ def build_monodepth2_depth_net(input_shape=(192, 640, 3), num_layers=18, scales=
       the same graph from stock layers only (reflection padding as ``Cropping2D`` +
       ``Concatenate``, `tfdepth.layers.reflection_pad`) with the same weight list, so
       ``twin.set_weights(model.get_weights())`` gives the same outputs.
+    output: ``"disparity"`` (Monodepth2's sigmoid heads) or ``"depth"`` (softplus heads in
+      metres, the head of Li et al. 2021's released depth net; `HEAD_OUTPUTS`). The layers and
+      weights are the same either way.
   Returns:
     Model (``keras.Model``, or ``tf_keras.Model`` for ``tf_keras.layers``): float32 RGB
     ``(B, H, W, 3)`` in [0, 1] -> ``{"disp_s": (B, H/2^s, W/2^s, 1)}`` float32 sigmoid outputs
-    in (0, 1).
+    in (0, 1), or ``{"depth_s": ...}`` metres for ``output="depth"``.
   Raises:
-    InvalidInputError: bad shape, ``num_layers``, ``scales`` or ``layers``.
+    InvalidInputError: bad shape, ``num_layers``, ``scales``, ``layers`` or ``output``.
   """
   layers, input_fn, model_cls = _common.model_api(layers)
   _common.check_name(name)
@@ -186,12 +210,14 @@ def build_monodepth2_depth_net(input_shape=(192, 640, 3), num_layers=18, scales=
         f"feature map), got {input_shape!r}")
   encoders.check_resnet_args(num_layers)
   scales = _check_scales(scales)
+  _check_output(output)
   inputs = input_fn(shape=shape, name=f"{name}_image")
   x = encoders.normalize_image(
       inputs, layers, 1.0 / encoders.MONODEPTH2_IMAGE_STD,
       -encoders.MONODEPTH2_IMAGE_MEAN / encoders.MONODEPTH2_IMAGE_STD, f"{name}_normalize")
   feats = encoders.resnet_features(x, layers, num_layers, 32, f"{name}_encoder")
-  return model_cls(inputs, depth_decoder(feats, scales, f"{name}_decoder", layers), name=name)
+  return model_cls(inputs, depth_decoder(feats, scales, f"{name}_decoder", layers, output),
+                   name=name)
 
 
 def build_monodepth2_pose_net(input_shape=(192, 640, 3), num_layers=18, num_input_frames=2,
@@ -268,7 +294,7 @@ INFERENCE_SUFFIX = "_inference"
 
 def build_monodepth2_depth_model(input_shape=(192, 640, 3), num_layers=18,
                                  min_depth=MONODEPTH2_MIN_DEPTH, max_depth=MONODEPTH2_MAX_DEPTH,
-                                 name="monodepth2_depth", layers=None):
+                                 name="monodepth2_depth", layers=None, output=DISPARITY_OUTPUT):
   """Inference / export model: the scale-0 depth net + Monodepth2's ``disp_to_depth``.
 
   The depth net of `build_monodepth2_depth_net` with ``scales=(0,)`` (the coarser heads are only
@@ -285,13 +311,19 @@ def build_monodepth2_depth_model(input_shape=(192, 640, 3), num_layers=18,
     name: layer-name prefix, that of the trained depth net (``"segdepth"`` for the
       segmentation-guided net, whose depth branch has the same layers).
     layers: ``None`` (Keras 3) or ``tf_keras.layers``.
+    output: the training net's head (`HEAD_OUTPUTS`): for ``"depth"`` (softplus metres, as the
+      depth net of `trainers.dynamic`) the head is the output itself and ``min_depth`` /
+      ``max_depth`` are unused.
   Returns:
     Model float32 ``(B, H, W, 3)`` in [0, 1] -> ``{"depth": (B, H, W, 1)}`` metres in
-    ``[min_depth, max_depth]``.
+    ``[min_depth, max_depth]`` (> 0 for ``output="depth"``).
   """
   layers_ns, _, model_cls = _common.model_api(layers)
   net = build_monodepth2_depth_net(input_shape, num_layers, scales=(0,), name=name,
-                                   layers=layers)
+                                   layers=layers, output=output)
+  if output == DEPTH_OUTPUT:
+    return model_cls(net.inputs, {"depth": net.output["depth_0"]},
+                     name=f"{name}{INFERENCE_SUFFIX}")
   depth = layers_ns.Lambda(sigmoid_disp_to_depth, name=f"{name}_to_depth",
                            arguments={"min_depth": float(min_depth),
                                       "max_depth": float(max_depth)})(net.output["disp_0"])
@@ -323,7 +355,8 @@ def copy_weights_by_name(source, target):
 
 
 __all__ = [
-    "TORCH_CONV_KERNEL_INIT_SCALE", "build_monodepth2_depth_model", "build_monodepth2_depth_net",
+    "DEPTH_OUTPUT", "DISPARITY_OUTPUT", "HEAD_OUTPUTS", "TORCH_CONV_KERNEL_INIT_SCALE",
+    "build_monodepth2_depth_model", "build_monodepth2_depth_net",
     "build_monodepth2_pose_net", "copy_weights_by_name", "sigmoid_disp_to_depth",
     "depth_decoder", "torch_conv2d", "torch_conv_initializers",
 ]
