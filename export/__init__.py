@@ -5,6 +5,8 @@ Modules (imported explicitly; this package imports nothing heavy):
                  ``native`` (float32 at model size) and ``metadata`` signatures
   tflite         convert_to_tflite(model, fmt) for tflite_fp32 / fp16 / dynamic / int8, builtin
                  ops only; representative_dataset_from for int8 calibration
+  float_tail     int8 with the output tail (sigmoid, disp_to_depth...) kept in float: selective
+                 quantisation of the converter's calibrated graph (tflite_int8 and QAT use it)
   rewrite        tflite_friendly(model): bit-identical replacements of ReflectionPadding2D and
                  nearest UpSampling2D whose TFLite ops (MIRROR_PAD, TILE) XNNPACK cannot run
   litert_runner  LiteRTRunner (ai_edge_litert) and SavedModelRunner: predict + latency;

@@ -15,7 +15,7 @@ Layer handling (tfmot 0.8.1 ``Default8BitQuantizeRegistry``): Conv2D, DepthwiseC
 int8 weights), ReLU, Add, Concatenate, ZeroPadding2D, Cropping2D (the reflection padding of
 Monodepth2's tf_keras twin) are supported;
 BatchNormalization after a convolution is folded by the default transforms. ``Rescaling``,
-``Lambda`` (Monodepth2's ``disp_to_depth``), ``Activation`` with a function the registry refuses
+``Lambda`` (outside the output tail, below), ``Activation`` with a function the registry refuses
 (Monodepth2's ELU) and any other layer the registry does not support get
 `OutputOnlyQuantizeConfig` (no weight quantisation, an 8-bit moving-average
 quantiser on the output: the scheme the registry uses for Add / ReLU), listed in the info JSON
@@ -23,6 +23,18 @@ under ``output_only_layers``. Layers that only copy values of one tensor (neares
 ``UpSampling2D``; ``Concatenate`` of crops of one tensor, i.e. reflection padding) get
 `SameScaleQuantizeConfig`: no quantiser, their output keeps their input's scale. Dict outputs
 (``{"depth": ...}``) are kept by ``quantize_apply``.
+
+The depth model's output tail (`float_tail_layers`: the per-pixel layers after the head
+convolution, Monodepth2's sigmoid + ``disp_to_depth`` Lambda, FastDepth's sigmoid x max_depth)
+gets `FloatQuantizeConfig` (no quantiser: it is not fake-quantised during QAT) and stays float in
+the converted model (`export.float_tail.quantize_with_float_tail`, the same selective quantisation
+as post-training ``tflite_int8``); the head's output (logits) is the last int8 tensor, the model
+outputs float32 metres. A fully quantised ``disp_to_depth`` ends with an int8 ``DIV`` whose
+divisor can round to its zero point: LiteRT then fails at run time (``div.cc``
+``data[i] != zero_point``). The head (the layer feeding the tail) keeps its weight quantisation
+but gets no output quantiser (`_head_config`); its int8 output range is calibrated at conversion.
+Listed in the info JSON under ``float_tail_layers`` (and the TFLite ops under
+``float_tail_ops``); the ``*_output_range`` entries are then None.
 """
 
 import importlib
@@ -39,6 +51,8 @@ from tensorflow_model_optimization.python.core.quantization.keras import quant_o
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
     default_8bit_quantize_registry)
 from tf_keras.src.saving import serialization_lib
+
+from export import float_tail
 
 _Q = tfmot.quantization.keras
 # Bits of the activation quantiser (the default 8-bit scheme of tfmot and of TFLite int8).
@@ -93,6 +107,15 @@ class SameScaleQuantizeConfig(OutputOnlyQuantizeConfig):
     return []
 
 
+class FloatQuantizeConfig(SameScaleQuantizeConfig):
+  """No quantiser: for the output tail, which the converted model runs in float.
+
+  Its outputs carry no fake quantisation, so QAT trains the network with the float tail it runs
+  with; the converter calibrates those tensors, and `export.float_tail` keeps the tail's ops out
+  of quantisation.
+  """
+
+
 def masked_l1(y_true, y_pred):
   """Mean |pred - gt| over pixels with gt > 0 (metres); 0 for a batch without valid pixels."""
   mask = tf.cast(y_true > 0.0, tf.float32)
@@ -137,8 +160,11 @@ def _initialize_ranges(qat, images):
     quant_ops.MovingAvgQuantize = original
 
 
-def _output_range(qat):
-  """[min, max] of the depth output's activation range after QAT (metres)."""
+def _output_range(qat, float_tail_layers=()):
+  """[min, max] of the depth output's activation range after QAT (metres); None when the model
+  has a float tail (its output is not fake-quantised)."""
+  if float_tail_layers:
+    return None
   for layer in reversed(qat.layers):  # the output layer comes last in topological order
     found = {}
     for w in layer.weights:
@@ -156,15 +182,22 @@ def _load_builder(spec):
 
 
 def _annotate(model):
-  """Annotates every layer for QAT; unsupported ones get OutputOnlyQuantizeConfig."""
+  """Annotates every layer for QAT: the output tail gets FloatQuantizeConfig, unsupported
+  layers OutputOnlyQuantizeConfig. Returns ``(annotated model, output-only names, tail names)``.
+  """
   registry = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
   output_only = []
+  tail, heads = float_tail_layers(model)
 
   def annotate(layer):
     # The annotation wraps the trained layer itself (as tfmot's quantize_annotate_model does);
     # quantize_apply clones the annotated model and copies the weights.
     if isinstance(layer, tf_keras.layers.InputLayer):
       return layer
+    if layer.name in tail:
+      return _Q.quantize_annotate_layer(layer, quantize_config=FloatQuantizeConfig())
+    if layer.name in heads:
+      return _Q.quantize_annotate_layer(layer, quantize_config=_head_config(registry, layer))
     if _copies_values(layer):
       return _Q.quantize_annotate_layer(layer, quantize_config=SameScaleQuantizeConfig())
     if ((registry.supports(layer) and _supported_activation(layer))
@@ -173,7 +206,58 @@ def _annotate(model):
     output_only.append(layer.name)
     return _Q.quantize_annotate_layer(layer, quantize_config=OutputOnlyQuantizeConfig())
 
-  return tf_keras.models.clone_model(model, clone_function=annotate), output_only
+  return tf_keras.models.clone_model(model, clone_function=annotate), output_only, tail
+
+
+def _is_relu(layer):
+  """ReLU layers: the converter fuses them into the preceding convolution (part of the head)."""
+  if isinstance(layer, tf_keras.layers.ReLU):
+    return True
+  activation = getattr(layer, "activation", None)
+  return (isinstance(layer, tf_keras.layers.Activation)
+          and getattr(activation, "__name__", activation) in ("relu", "relu6"))
+
+
+def float_tail_layers(model):
+  """The output tail of a functional tf_keras model: ``(tail names, head names)``.
+
+  The Keras-side twin of `export.float_tail.output_tail` (which finds the same ops in the TFLite
+  graph): walking back from each output, every layer with one input whose output has its input's
+  shape (a per-pixel map such as an ``Activation``, a ``Lambda`` or a 1x1 ``DepthwiseConv2D``
+  scaling), output side first, up to the first that is not: the head (the convolution that
+  changes the number of channels), whose name goes to the second list when the tail is not
+  empty. A ReLU stops the walk as well: TFLite fuses it into the head convolution.
+  """
+  names, heads = [], []
+  for tensor in model.outputs:
+    layer = tensor._keras_history.layer  # pylint: disable=protected-access
+    start = len(names)
+    while (not isinstance(layer, tf_keras.layers.InputLayer) and not _is_relu(layer)
+           and layer.name not in names):
+      inbound = _inbound_layers(layer)
+      if (len(inbound) != 1 or len(layer.inbound_nodes) != 1
+          or tuple(layer.input_shape[1:]) != tuple(layer.output_shape[1:])):
+        break
+      names.append(layer.name)
+      layer = inbound[0]
+    if len(names) > start and not isinstance(layer, tf_keras.layers.InputLayer):
+      heads.append(layer.name)
+  return names, [h for h in heads if h not in names]
+
+
+def _head_config(registry, layer):
+  """QuantizeConfig of the layer that feeds the float tail: its weights as the registry
+  quantises them, no quantiser on its output.
+
+  The tail must receive a tensor without fake quantisation: the TFLite converter quantises a
+  ``LOGISTIC`` whose input is quantised as a QAT op already (fixed output scale 1/256) before any
+  selective quantisation can keep it float. The head's int8 output range comes from the
+  converter's calibration on the training images instead.
+  """
+  config = registry.get_quantize_config(layer) if registry.supports(layer) else None
+  if isinstance(config, default_8bit_quantize_registry.Default8BitQuantizeConfig):
+    return type(config)(config.weight_attrs, [], False)
+  return FloatQuantizeConfig()
 
 
 def _inbound_layers(layer):
@@ -296,21 +380,23 @@ def run(spec):
     info["kernel_sparsity_after_pruning"] = _kernel_sparsity(model)
     scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme()
 
-  annotated, info["output_only_layers"] = _annotate(_freeze_batch_norm(model))
+  annotated, info["output_only_layers"], info["float_tail_layers"] = _annotate(
+      _freeze_batch_norm(model))
   with _lambda_cloning(), _Q.quantize_scope(
       {"OutputOnlyQuantizeConfig": OutputOnlyQuantizeConfig,
-       "SameScaleQuantizeConfig": SameScaleQuantizeConfig}):
+       "SameScaleQuantizeConfig": SameScaleQuantizeConfig,
+       "FloatQuantizeConfig": FloatQuantizeConfig}):
     qat = (_Q.quantize_apply(annotated, scheme) if scheme is not None
            else _Q.quantize_apply(annotated))
   timings["quantize_apply"] = time.time() - start
   _initialize_ranges(qat, images)
-  info["initial_output_range"] = _output_range(qat)
+  info["initial_output_range"] = _output_range(qat, info["float_tail_layers"])
   qat.compile(optimizer=tf_keras.optimizers.Adam(spec["learning_rate"]),
               loss={"depth": masked_l1})
   history = qat.fit(images, {"depth": depth}, batch_size=spec["batch_size"],
                     epochs=spec["epochs"], shuffle=True, verbose=0)
   info["qat_loss"] = [float(v) for v in history.history["loss"]]
-  info["final_output_range"] = _output_range(qat)
+  info["final_output_range"] = _output_range(qat, info["float_tail_layers"])
   timings["fit"] = time.time() - start
 
   h, w = images.shape[1:3]
@@ -331,7 +417,9 @@ def run(spec):
   io_dtype = tf.as_dtype(spec["io_dtype"])
   converter.inference_input_type = io_dtype
   converter.inference_output_type = io_dtype
-  flatbuffer = converter.convert()
+  # The output tail's ops stay float (selective quantisation; see the module docstring).
+  flatbuffer, tail_ops = float_tail.quantize_with_float_tail(converter, io_dtype)
+  info["float_tail_ops"] = [op["op"] for op in tail_ops]
   timings["convert"] = time.time() - start
   with open(spec["output"], "wb") as f:
     f.write(flatbuffer)

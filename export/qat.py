@@ -13,7 +13,11 @@ files, and the worker
    for the per-layer handling: Rescaling gets an output-only 8-bit QuantizeConfig) and sets the
    activation ranges from one batch of the data (tfmot would start them at [-6, 6]),
 5. fine-tunes ``epochs`` epochs with a masked L1 loss on depth (pixels with target > 0),
-6. converts to a full-integer TFLite model (``TFLITE_BUILTINS_INT8`` only, I/O ``io_dtype``).
+6. converts to a full-integer TFLite model (``TFLITE_BUILTINS_INT8`` only, input ``io_dtype``)
+   whose output tail (the per-pixel layers after the head convolution: Monodepth2's sigmoid +
+   ``disp_to_depth``, FastDepth's sigmoid x max_depth) is neither fake-quantised during QAT nor
+   quantised in the file (`export.float_tail`): the output is float32 metres (``io_dtype`` for a
+   model without a tail, e.g. a ReLU head).
 
 Reference: Jacob et al., "Quantization and Training of Neural Networks for Efficient
 Integer-Arithmetic-Only Inference", CVPR 2018; tfmot QAT guide.
@@ -130,7 +134,7 @@ def quantization_aware_training(model, builder, output_path, train_data, builder
       ``"export._testing:monodepth2_depth_model"`` for the Monodepth2 depth net with
       ``disp_to_depth``).
     output_path: where to write the ``.tflite`` file; ``output_path + ".json"`` gets the info
-      (losses, output-only layers, sparsity).
+      (losses, output-only layers, float-tail layers and ops, sparsity).
     train_data: dict or .npz path with ``images`` float32 (N, H, W, 3) in [0, 1] at the model
       size and optionally ``depth`` float32 (N, H, W, 1) metres (0 = invalid); without
       ``depth`` the model's own predictions are the targets.
@@ -138,7 +142,8 @@ def quantization_aware_training(model, builder, output_path, train_data, builder
     epochs, batch_size, learning_rate: QAT fine-tuning (Adam).
     target_sparsity: ``None`` or a float in (0, 1): prune to this fraction of zero weights first.
     prune_epochs: fine-tuning epochs while pruning.
-    io_dtype: ``"uint8"``, ``"int8"`` or ``"float32"`` input/output of the TFLite model.
+    io_dtype: ``"uint8"``, ``"int8"`` or ``"float32"`` input of the TFLite model, and output
+      when the model has no output tail (otherwise the output is float32 metres).
     seed: random seed of the worker.
     timeout_s: worker time limit in seconds.
   Returns:

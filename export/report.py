@@ -122,7 +122,9 @@ def export_artefact(model, metadata, fmt, output_dir, representative_dataset=Non
     fmt: one of ``FORMATS``.
     output_dir: directory for the artefact (``saved_model/`` or ``model_<fmt>.tflite``).
     representative_dataset: calibration images for ``tflite_int8`` (required there).
-    io_dtype: ``tflite_int8`` I/O dtype name (``"uint8"``, ``"int8"``, ``"float32"``).
+    io_dtype: ``tflite_int8`` / ``tflite_qat`` input dtype name (``"uint8"``, ``"int8"``,
+      ``"float32"``); the output is float32 metres when the model has an output tail kept in
+      float (`export.float_tail`), else of this dtype too.
     qat_options: for ``tflite_qat``: kwargs of `export.qat.quantization_aware_training` with at
       least ``builder``, ``builder_kwargs`` and ``train_data``.
   """

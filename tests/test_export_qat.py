@@ -43,6 +43,9 @@ def test_qat_with_pruning_runs(model, tmp_path):
   assert info["num_train_images"] == 8
   assert len(info["qat_loss"]) == 1 and len(info["prune_loss"]) == 1
   assert info["output_only_layers"] == []  # FastDepth's tf_keras twin has only registry layers
+  # A ReLU head has no output tail (TFLite fuses the ReLU into the head conv): nothing is kept
+  # float, the output stays uint8 (a sigmoid head's tail would be float, export.float_tail).
+  assert info["float_tail_layers"] == [] and info["float_tail_ops"] == []
   assert abs(info["prunable_kernel_sparsity"] - TARGET_SPARSITY) <= SPARSITY_ATOL
   # The output range starts at the batch range of the (pruned) model's depth, 5 +- 1 m with a
   # maximum near 9-10 m, instead of tfmot's [-6, 6], which one EMA step would move by 0.1 % only

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from export import float_tail
 from export import qat
 from export import rewrite
 from export import tflite
@@ -31,30 +32,23 @@ FP32_RTOL = 1e-4
 # (as tests/test_export_tflite.py). Dynamic range: int8 weights, float activations, 1e-2.
 FP16_RTOL = 2e-3
 DYNAMIC_RTOL = 1e-2
-# Full int8 with float I/O: the depth is rounded to its output step s (error <= s/2), plus the
-# rounding of ~45 intermediate activations; mean |err| <= 2 s, max |err| <= 16 s (measured
-# 0.53 s and 3.96 s): a loose bound on a randomly initialised net, tight enough to catch a broken
-# graph (a wrong scale or a dropped op is off by hundreds of steps).
+# Full int8 with float I/O and the float tail (sigmoid + disp_to_depth, export.float_tail): the
+# disparity logits are the last int8 tensor, rounded to their step s (error <= s/2) after the
+# rounding of ~45 intermediate activations. |d ln(depth) / d logit| = b sigma (1 - sigma) /
+# (a + b sigma) <= 1, so the RELATIVE depth error is at most the logit error: bounds mean <= 2 s,
+# max <= 16 s (measured 0.53 s and 3.18 s, s = 4.5e-4 for this net's logits near 0): a loose
+# bound on a randomly initialised net, tight enough to catch a broken graph (a wrong scale or a
+# dropped op is off by hundreds of steps).
 INT8_MEAN_STEPS = 2.0
 INT8_MAX_STEPS = 16.0
+# Monodepth2's output tail in TFLite ops, float in the int8 model (export.float_tail).
+TAIL_OPS = ("LOGISTIC", "MUL", "ADD", "DIV")
 # SavedModel graph vs eager Keras: same float32 kernels, fused differently by grappler / oneDNN.
 SAVED_MODEL_RTOL = 1e-6
 
 
 def _images(n, seed, size=INPUT_SIZE):
   return np.random.default_rng(seed).uniform(size=(n,) + tuple(size) + (3,)).astype(np.float32)
-
-
-def _output_step(flatbuffer):
-  """Quantisation step of the int8 tensor that the float output is dequantised from."""
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-  interpreter = Interpreter(model_content=flatbuffer)
-  interpreter.allocate_tensors()
-  out = interpreter.get_output_details()[0]["index"]
-  details = {t["index"]: t for t in interpreter.get_tensor_details()}
-  op = next(o for o in interpreter._get_ops_details()  # pylint: disable=protected-access
-            if o["op_name"] == "DEQUANTIZE" and out in o["outputs"])
-  return details[op["inputs"][0]]["quantization"][0]
 
 
 # ---------------------------------------------------------------------------------- layers
@@ -148,11 +142,12 @@ def test_monodepth2_float_formats_match_keras(monodepth2):
 def test_monodepth2_int8_close_to_float(monodepth2):
   _, x, expected, fbs = monodepth2
   runner = LiteRTRunner(fbs["tflite_int8"])
-  step = _output_step(fbs["tflite_int8"])
+  assert runner.output_details["dtype"] == np.float32
+  step, _ = float_tail.tail_input_quantization(fbs["tflite_int8"])  # of the disparity logits
   assert step > 0
-  err = np.abs(runner.predict(x) - expected)
-  assert err.mean() <= INT8_MEAN_STEPS * step
-  assert err.max() <= INT8_MAX_STEPS * step
+  rel = np.abs(runner.predict(x) / expected - 1.0)
+  assert rel.mean() <= INT8_MEAN_STEPS * step
+  assert rel.max() <= INT8_MAX_STEPS * step
 
 
 def test_monodepth2_ops_run_in_xnnpack(monodepth2):
@@ -166,10 +161,15 @@ def test_monodepth2_ops_run_in_xnnpack(monodepth2):
   assert int8["op_counts"]["CONV_2D"] == fp32["op_counts"]["CONV_2D"]
   # What stays float in the int8 graph: the ELUs (no quantised ELU in the TF 2.21 converter) and
   # the reflection padding that follows each of them; one DEQUANTIZE before each ELU region and a
-  # QUANTIZE after it, plus the float input's QUANTIZE and the float output's DEQUANTIZE.
+  # QUANTIZE after it, plus the float input's QUANTIZE; and the output tail (sigmoid +
+  # disp_to_depth, one op each, export.float_tail) after a DEQUANTIZE of the disparity logits.
+  # (The fully quantised tail, float_tail=False, had no float tail ops and a DEQUANTIZE of the
+  # int8 depth at the output instead.)
   assert int8["float_ops"]["ELU"] == NUM_ELUS
-  assert set(int8["float_ops"]) <= {"ELU", "STRIDED_SLICE", "CONCATENATION"}
+  assert {op: int8["float_ops"].get(op) for op in TAIL_OPS} == dict.fromkeys(TAIL_OPS, 1)
+  assert set(int8["float_ops"]) <= {"ELU", "STRIDED_SLICE", "CONCATENATION"} | set(TAIL_OPS)
   assert int8["num_quantize"] == NUM_ELUS + 1 and int8["num_dequantize"] == NUM_ELUS + 1
+  assert int8["num_delegate_partitions"] == 1  # XNNPACK runs the float tail as well
   no_rewrite = op_summary(tflite.convert_to_tflite(monodepth2[0], "tflite_fp32", rewrite=False))
   assert no_rewrite["op_counts"]["MIRROR_PAD"] == NUM_PADS
   assert no_rewrite["op_counts"]["TILE"] == 2 * NUM_UPSAMPLINGS  # rows, then columns
