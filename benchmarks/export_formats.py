@@ -20,11 +20,15 @@ clips at 192x640 takes minutes on 2 cores: ~0.3 s of CPU per clip).
 Each trained model is exported to every format: ``saved_model``, ``tflite_fp32``, ``tflite_fp16``,
 ``tflite_dynamic``, ``tflite_int8`` (calibrated on ``--num_calibration`` train-split images through
 the training pipeline's preprocessing, ``tfdepth.data.make_supervised_dataset``, no augmentation;
-uint8 I/O) and ``tflite_qat`` (`export.qat`, fine-tuned on ``--qat_train_images`` train images,
+uint8 input) and ``tflite_qat`` (`export.qat`, fine-tuned on ``--qat_train_images`` train images,
 both models with the same settings; the tf_keras twin of Monodepth2 comes from
-``export._testing.monodepth2_depth_model(layers=tf_keras.layers)``). Every artefact is evaluated on the first ``--num_test``
-test-split images with the `tfdepth.metrics` ``synthetic_street`` protocol next to the Keras
-model (`export.report.export_and_report`). The JSON also records, per TFLite format, the op types
+``export._testing.monodepth2_depth_model(layers=tf_keras.layers)``). Both int8 formats keep the
+output tail in float (`export.float_tail`: Monodepth2's sigmoid + ``disp_to_depth``, FastDepth's
+sigmoid x 80 m) and output float32 metres; before (fully quantised tail, uint8 output) Monodepth2's
+int8 AbsRel was 0.2860 (Keras 0.1793) and its QAT file failed at run time in the int8 ``DIV``.
+Every artefact is evaluated on the first ``--num_test`` test-split images with the
+`tfdepth.metrics` ``synthetic_street`` protocol next to the Keras model
+(`export.report.export_and_report`). The JSON also records, per TFLite format, the op types
 (`export.litert_runner.op_summary`), and per model the relative AbsRel drift of int8 / QAT vs the
 Keras model and the int8 speed-up / size ratio vs float32 TFLite.
 
