@@ -12,7 +12,8 @@ both through the training pipeline's own preprocessing (`tfdepth.data.make_super
 no augmentation). The report is `export.report.export_and_report`'s.
 
 Self-supervised (Monodepth2, segdepth) and dynamic (Li et al. 2021) experiments export their depth
-net at scale 0 with ``disp_to_depth`` (`tfdepth.models.monodepth2.build_monodepth2_depth_model`,
+net at scale 0 with ``disp_to_depth`` (dynamic: its softplus depth head;
+`tfdepth.models.monodepth2.build_monodepth2_depth_model`,
 weights copied by layer name from the trainer checkpoint; no pose / motion net, no segmentation
 head). Their images are the target frames of the video pipeline (`tfdepth.data.video`), their
 metrics use the experiment's evaluation protocol (per-image median scaling for monocular
@@ -51,7 +52,9 @@ def _define_flags():
                        "Calibration images for tflite_int8.")
   flags.DEFINE_integer("num_runs", report_lib.DEFAULT_NUM_RUNS, "Timed runs per latency.")
   flags.DEFINE_enum("io_dtype", "uint8", ["uint8", "int8", "float32"],
-                    "Input/output dtype of tflite_int8 / tflite_qat.")
+                    "Input dtype of tflite_int8 / tflite_qat (the output is float32 metres "
+                    "when the model has a float output tail, export.float_tail; else this "
+                    "dtype too).")
   flags.DEFINE_integer("qat_epochs", 2, "QAT fine-tuning epochs.")
   flags.DEFINE_integer("qat_train_images", DEFAULT_QAT_TRAIN_IMAGES, "QAT fine-tuning images.")
   flags.DEFINE_float("target_sparsity", None, "Prune to this sparsity before QAT (tflite_qat).")
@@ -70,16 +73,20 @@ def _video_module(config):
 
 def video_export_builder_kwargs(config, depth_net_name):
   """kwargs of `build_monodepth2_depth_model` for the depth net (layer-name prefix
-  ``depth_net_name``) of a video experiment: its input size, ResNet depth and the trainer's
-  ``disp_to_depth`` range."""
+  ``depth_net_name``) of a video experiment: its input size, ResNet depth, the trainer's
+  ``disp_to_depth`` range and, for the dynamic trainer, its head (``output="depth"``)."""
   module = _video_module(config)
   settings_fn = (getattr(module, "self_supervised_config", None)
                  or getattr(module, "dynamic_config"))
   settings = settings_fn(config)
-  return {"input_shape": [config.data.height, config.data.width, 3],
-          "num_layers": int(dict(config.model.kwargs).get("num_layers", 18)),
-          "min_depth": float(settings.min_depth), "max_depth": float(settings.max_depth),
-          "name": depth_net_name}
+  kwargs = {"input_shape": [config.data.height, config.data.width, 3],
+            "num_layers": int(dict(config.model.kwargs).get("num_layers", 18)),
+            "min_depth": float(settings.min_depth), "max_depth": float(settings.max_depth),
+            "name": depth_net_name}
+  output = getattr(module, "DEPTH_NET_OUTPUT", None)   # dynamic: softplus depth heads
+  if output is not None:
+    kwargs["output"] = output
+  return kwargs
 
 
 def load_experiment_network(config, checkpoint):
