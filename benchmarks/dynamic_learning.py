@@ -14,6 +14,8 @@ rendered by `tfds_builders.synthetic_world.clips`:
 * `li2021_learned_k`: the same with learned intrinsics, trained and tested on
   `street_unknown_camera`-style clips (each clip its own random K); reports the relative error of
   the learned focal lengths against the true ones (per clip, mean over the test clips).
+* `li2021_automask`, `li2021_learned_k_automask`: the same with Monodepth2's auto-masking of
+  stationary pixels added to the photometric terms (`DynamicConfig.identity_automask`);
 Test metrics: median-scaled AbsRel (protocol `synthetic_street` + per-image median scaling, mean
 over images) over all valid pixels and over the moving-object pixels (`moving_mask`; the scale
 comes from all valid pixels of the image), after every chunk of steps (the learning curve).
@@ -41,7 +43,15 @@ CHUNK_STEPS = 50
 DEFAULT_MINUTES = 6.0
 # Residual-field burn-in for a run of a few hundred steps (released: 20000 of ~10^6 steps).
 DEFAULT_BURNIN_STEPS = 100
-VARIANTS = ("monodepth2", "li2021", "li2021_learned_k")
+VARIANTS = ("monodepth2", "li2021", "li2021_learned_k", "li2021_automask",
+            "li2021_learned_k_automask")
+# Variant-name suffix: the Li et al. loss plus Monodepth2's auto-masking of stationary pixels
+# (`trainers.dynamic.DynamicConfig.identity_automask`).
+AUTOMASK_SUFFIX = "_automask"
+
+
+def is_learned_k(variant):
+  return variant.startswith("li2021_learned_k")
 
 
 def render(split, n, random_intrinsics=False):
@@ -96,19 +106,20 @@ def build_model(variant, burnin_steps, base_channels):
                                         ss.SelfSupervisedConfig())
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=False)
     return model
-  learned = variant == "li2021_learned_k"
+  learned = is_learned_k(variant)
   model = dynamic.DynamicDepthModel(
       monodepth2.build_monodepth2_depth_net(shape, scales=(0,), output=dynamic.DEPTH_NET_OUTPUT),
       motion_net.build_motion_net((HEIGHT, WIDTH, motion_net.MOTION_INPUT_CHANNELS),
                                   learn_intrinsics=learned, base_channels=base_channels),
-      dynamic.DynamicConfig(motion_field_burnin_steps=burnin_steps, learn_intrinsics=learned))
+      dynamic.DynamicConfig(motion_field_burnin_steps=burnin_steps, learn_intrinsics=learned,
+                            identity_automask=variant.endswith(AUTOMASK_SUFFIX)))
   model.compile(optimizer=dynamic.make_optimizer(LEARNING_RATE), jit_compile=False)
   return model
 
 
 def run_variant(variant, clips_by_kind, minutes, protocol, args):
   from tfdepth.data import video  # pylint: disable=g-import-not-at-top
-  learned = variant == "li2021_learned_k"
+  learned = is_learned_k(variant)
   train_clips, test_clips = clips_by_kind["unknown" if learned else "known"]
   train_ds = video.make_self_supervised_dataset(
       video.clips_to_dataset(train_clips), batch_size=BATCH_SIZE, height=HEIGHT, width=WIDTH,
@@ -163,7 +174,7 @@ def main():
     raise SystemExit(f"unknown variants {unknown}; expected a subset of {VARIANTS}")
   t0 = time.time()
   clips_by_kind = {"known": (render("train", args.num_train), render("test", args.num_test))}
-  if "li2021_learned_k" in variants:
+  if any(is_learned_k(v) for v in variants):
     clips_by_kind["unknown"] = (render("train", args.num_train, True),
                                 render("test", args.num_test, True))
   render_s = time.time() - t0

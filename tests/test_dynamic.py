@@ -132,6 +132,44 @@ def test_cycle_loss_zero_for_exact_inverse_and_closed_form_otherwise():
   np.testing.assert_allclose(out["translation_cycle"].numpy(), [2.0 * closer], rtol=1e-5)
 
 
+def test_identity_automask_keeps_pixels_the_warp_explains_better():
+  """Frame b is frame a shifted right by 2 px (a textured ramp + noise). The exact warp (u + 2)
+  reproduces frame a away from the borders, so every interior pixel is kept; the identity warp
+  ties with the unwarped frame everywhere, so every pixel is masked (a tie is masked)."""
+  rng = np.random.default_rng(0)
+  h, w = 12, 20
+  a_full = rng.uniform(size=(1, h, w + 2, 3)).astype(np.float32)
+  a = a_full[:, :, 2:]                 # frame a: columns 2 .. w + 1 of the texture
+  b = a_full[:, :, :w]                 # frame b: columns 0 .. w - 1, so a(u) = b(u + 2)
+  grid = np.stack(np.meshgrid(np.arange(w), np.arange(h)), axis=-1)[None].astype(np.float32)
+  exact = dynamic.identity_automask_mask(a, b, grid + np.array([2.0, 0.0], np.float32)).numpy()
+  # Interior: the warped error is 0 (exact copy; SSIM's 3x3 window needs 1 px of valid
+  # neighbours), the identity error of random texture is > 0. The last 2 columns sample beyond
+  # frame b (border clamp) and rows/cols next to them see it through SSIM's window.
+  assert exact.shape == (1, h, w, 1)
+  np.testing.assert_array_equal(exact[0, 1:-1, 1:w - 3, 0], 1.0)
+  identity = dynamic.identity_automask_mask(a, b, grid).numpy()
+  np.testing.assert_array_equal(identity, 0.0)
+  # Through dynamic_losses with zero motion: the warp is the identity up to float round-off of
+  # K^-1 then K (coords off by ~2e-6 px), so each pixel's two errors differ by round-off only and
+  # the mask keeps an arbitrary part of them; the photometric terms then cover fewer pixels.
+  frames = np.stack([b, a, b], axis=1)                     # (1, 3, H, W, 3)
+  depths = np.ones((1, 3, h, w, 1), np.float32)
+  n = dynamic.NUM_PAIRS
+  motion = {"rotation": np.zeros((n, 3), np.float32), "translation": np.zeros((n, 3), np.float32),
+            "residual_translation": np.zeros((n, h, w, 3), np.float32)}
+  k = _k(cx=10.0, cy=6.0)
+  plain = dynamic.dynamic_losses(frames, depths, motion, k, dynamic.DynamicConfig())
+  masked = dynamic.dynamic_losses(frames, depths, motion, k,
+                                  dynamic.DynamicConfig(identity_automask=True))
+  assert float(plain["rgb"][0]) > 0.1
+  assert 0.0 <= float(masked["rgb"][0]) < 0.9 * float(plain["rgb"][0])
+  assert float(masked["ssim"][0]) < 0.9 * float(plain["ssim"][0])
+  assert dynamic.DynamicConfig().identity_automask is dynamic.IDENTITY_AUTOMASK
+  with pytest.raises(InvalidInputError, match="identity_automask expected a bool"):
+    dynamic.DynamicConfig(identity_automask=1)
+
+
 def test_residual_burn_in_gate_and_auto_mask():
   # clip(2·step/N − 1, 0, 1): zero for the first N/2 steps, then a linear ramp to 1 at N.
   got = [float(dynamic.residual_gate(s, 100)) for s in (0, 50, 75, 100, 250)]

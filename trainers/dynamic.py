@@ -131,6 +131,11 @@ NUM_PAIRS = len(PAIRS)
 # Loss-term names (trackers `<name>_loss`) in order; a term's weight is `DynamicConfig.<name>_weight`.
 TERM_NAMES = ("rgb", "ssim", "depth_consistency", "depth_smoothing", "rotation_cycle",
               "translation_cycle", "motion_smoothing", "motion_sparsity", "geometric3d")
+# Monodepth2's auto-masking of stationary pixels in the photometric terms (`identity_automask`):
+# off in the released model. Li et al.'s loss alone rewards warps that approach the identity, so
+# while the motion net's camera translation is still ~0 (it starts at 0.01 x the raw output) the
+# depth can drift to large values (flow -> 0) with no structure; see the README "Dynamic scenes".
+IDENTITY_AUTOMASK = False
 # Terms that are computed (and tracked) only when their weight is > 0: the Mahjourian et al. 2018
 # 3D point-cloud alignment loss is not part of the released Li et al. 2021 model.
 OPTIONAL_TERMS = ("geometric3d",)
@@ -150,6 +155,10 @@ class DynamicConfig:
     motion_field_burnin_steps: N of the residual-field burn-in (0 = residual on from step 0).
     learn_intrinsics: learn K with the motion net (ignore the batch's `intrinsics`).
     auto_mask: released `auto_mask` of the residual field.
+    identity_automask: Monodepth2's auto-masking of stationary pixels (Godard et al. 2019,
+      Sec. 3.3; not in the released Li et al. 2021 model): the photometric terms count a pixel
+      only where the warped frame b matches frame a better than the unwarped frame b does
+      (`identity_automask_mask`). Default: `IDENTITY_AUTOMASK`.
     target_depth_stop_gradient: stop the gradient through frame b's depth (released: True).
     min_depth, max_depth: metres of `disp_to_depth`, used only for a depth net with a sigmoid
       `disp_0` head (the default softplus `depth_0` head predicts metres directly).
@@ -166,6 +175,7 @@ class DynamicConfig:
   motion_field_burnin_steps: int = LI2021.motion_field_burnin_steps
   learn_intrinsics: bool = False
   auto_mask: bool = True
+  identity_automask: bool = IDENTITY_AUTOMASK
   target_depth_stop_gradient: bool = True
   min_depth: float = geometry.MONODEPTH2_MIN_DEPTH
   max_depth: float = geometry.MONODEPTH2_MAX_DEPTH
@@ -178,7 +188,8 @@ class DynamicConfig:
     n = self.motion_field_burnin_steps
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
       raise InvalidInputError(f"motion_field_burnin_steps expected an int >= 0, received {n!r}")
-    for name in ("learn_intrinsics", "auto_mask", "target_depth_stop_gradient"):
+    for name in ("learn_intrinsics", "auto_mask", "identity_automask",
+                 "target_depth_stop_gradient"):
       if not isinstance(getattr(self, name), bool):
         raise InvalidInputError(f"{name} expected a bool, received {getattr(self, name)!r}")
     if not 0 < self.min_depth < self.max_depth:
@@ -265,6 +276,31 @@ def motion_warp_coords(depth, rotation, translation, intrinsics):
   rigid = geometry.pose_from_rotation_translation(rotation, tf.zeros_like(rotation[:, :, 0]))
   moved = geometry.transform_points(points, rigid) + translation
   return geometry.project(moved, intrinsics)
+
+
+def identity_automask_mask(image, other_image, coords):
+  """Monodepth2 auto-mask (Godard et al. 2019, Sec. 3.3) of a directed pair, no gradient.
+
+  1 where the Monodepth2 photometric error (0.85·SSIM + 0.15·L1, `tfdepth.losses.photometric_error`)
+  of frame b warped to frame a (bilinear at `coords`, non-finite coords read pixel (0, 0)) is
+  strictly below that of the unwarped frame b, else 0 (no tie-break noise: a tie is masked).
+
+  Args:
+    image: (B, H, W, 3) float [0, 1], frame a.
+    other_image: (B, H, W, 3) float [0, 1], frame b.
+    coords: (B, H, W, 2) (u, v) of frame-a pixels in frame b.
+  Returns:
+    (B, H, W, 1) float32 in {0, 1}.
+  """
+  image = tf.cast(image, tf.float32)
+  other_image = tf.cast(other_image, tf.float32)
+  coords = tf.cast(coords, tf.float32)
+  safe = tf.where(tf.math.is_finite(coords), coords, 0.0)
+  warped, _ = geometry.bilinear_sample(other_image, safe)
+  _, mask = losses_lib.automask([losses_lib.photometric_error(warped, image)],
+                                [losses_lib.photometric_error(other_image, image)],
+                                noise_scale=0.0)
+  return tf.stop_gradient(mask)
 
 
 def _merge_leading(x):
@@ -360,7 +396,9 @@ def dynamic_losses(frames, depths, motion, intrinsics, config, gate=1.0):
   if config.target_depth_stop_gradient:
     depth_b = tf.stop_gradient(depth_b)
   coords, z = motion_warp_coords(depth_a, rotation, translation, k_pairs)
-  photo = losses_lib.occlusion_aware_photometric_consistency(rgb_a, rgb_b, depth_b, coords, z)
+  keep = identity_automask_mask(rgb_a, rgb_b, coords) if config.identity_automask else None
+  photo = losses_lib.occlusion_aware_photometric_consistency(rgb_a, rgb_b, depth_b, coords, z,
+                                                             mask=keep)
   rot_err, trans_err = losses_lib.motion_cycle_consistency(
       rotation, translation, _reverse_pairs(rotation), _reverse_pairs(translation),
       mask=photo["closer_mask"], coords=coords)
@@ -852,7 +890,7 @@ __all__ = [
     "Li2021Defaults", "MOVING_ABS_REL_KEY", "MOVING_MASK_KEY", "MOVING_NUM_VALID_KEY",
     "OPTIONAL_TERMS", "PAIRS", "TERM_NAMES", "auto_mask_residual", "build_dynamic_trainer",
     "build_networks", "clip_intrinsics", "dynamic_config", "dynamic_losses", "eval_protocol",
-    "evaluate", "is_dynamic", "make_datasets", "make_optimizer", "motion_net_inputs",
+    "IDENTITY_AUTOMASK", "identity_automask_mask", "evaluate", "is_dynamic", "make_datasets", "make_optimizer", "motion_net_inputs",
     "motion_warp_coords", "moving_abs_rel", "predict_split", "residual_gate", "train",
     "video_frames_to_dynamic",
 ]
