@@ -12,11 +12,10 @@ Per step:
 * Depth of all three frames from the depth net: the Monodepth2 ResNet U-Net with softplus depth
   heads (`build_monodepth2_depth_net(output="depth")`, `depth_0` in metres), as the released
   ResNet-18 U-Net predicts depth with a softplus; a net with Monodepth2's sigmoid `disp_0` head
-  is accepted too (`disp_to_depth` with config.min/max_depth). Measured on the synthetic street
-  (64x192, bf16, one core, Adam 2e-4, 150 steps): with the sigmoid head the depth starts at
-  ~0.2 m everywhere and learns no structure (median-scaled AbsRel 0.58 / 1.24 / 0.58 after
-  25 / 50 / 75 steps, worse than a constant), with the softplus head 0.61 / 0.75 / 0.52 / 0.46 /
-  0.39 after 25..125 steps (`benchmarks/dynamic_learning.py`).
+  is accepted too (`disp_to_depth` with config.min/max_depth). With the sigmoid head the depth
+  starts at ~0.2 m everywhere (sigmoid 0.5) and in `benchmarks/dynamic_learning.py` (10
+  CPU-minutes) ended at a median-scaled AbsRel of 1.87, worse than a constant; with the softplus
+  head at 0.86 (README "Dynamic scenes").
 * Directed pairs `PAIRS` = (t→t−1, t−1→t, t→t+1, t+1→t). The motion net sees
   `[rgb_a, depth_a, rgb_b, depth_b]` (jittered frames, predicted depths: released `cascade=True`)
   and returns b_from_a as Euler angles, a camera translation and a residual translation field at
