@@ -101,6 +101,13 @@ DEFAULT_QAT_TRAIN_IMAGES = 256
 DEFAULT_QAT_EPOCHS = 2
 # QAT learning rate: 1/10 of the training rate (export.cli does the same).
 QAT_LR_FACTOR = 0.1
+# QAT targets (`--qat_targets`): "ground_truth" = the training split's depth (default),
+# "float_model" = the trained float model's own depth (self-distillation, as `export.cli` does for
+# self-supervised experiments). Self-distillation measured worse here (`python -m
+# benchmarks.export_formats --qat_train_images=128 --formats=tflite_qat --qat_targets=float_model`,
+# 2026-12-04, idle machine): QAT AbsRel FastDepth 0.0950 (+4.9 %) and Monodepth2 0.3092 (+72 %)
+# against 0.0933 (+3.1 %) and 0.2401 (+34 %) with the ground truth.
+QAT_TARGETS = ("ground_truth", "float_model")
 # Characters of a failed format's error message kept in the JSON.
 ERROR_CHARS = 600
 DEFAULT_WEIGHTS_DIR = os.path.join(os.path.expanduser("~"), ".cache", "tfdepth", NAME)
@@ -301,6 +308,7 @@ def run_trained(names, formats, args, on_progress=None):
     keras_metrics = report_lib.metric_table(
         test_depths, report_lib.keras_predict(network, test_images), protocol)
     entry = {"params": int(network.count_params()), "train": train_info,
+             "qat_targets": args.qat_targets,
              "data_prepare_seconds": data_s, "num_test_images": int(len(test_images)),
              "protocol": protocol, "keras_metrics": keras_metrics}
     rep = qat_options = None
@@ -312,7 +320,9 @@ def run_trained(names, formats, args, on_progress=None):
                                      args.qat_train_images)
       builder_name, builder_kwargs = qat_builder(name, config)
       qat_options = {"builder": builder_name, "builder_kwargs": builder_kwargs,
-                     "train_data": {"images": images, "depth": depths},
+                     # Without "depth", export.qat fine-tunes towards the float model's output.
+                     "train_data": ({"images": images, "depth": depths}
+                                    if args.qat_targets == "ground_truth" else {"images": images}),
                      "epochs": args.qat_epochs,
                      "learning_rate": config.optimizer.learning_rate * QAT_LR_FACTOR,
                      "batch_size": config.train.batch_size}
@@ -466,6 +476,8 @@ def main(argv=None):
   parser.add_argument("--num_calibration", type=int, default=DEFAULT_NUM_CALIBRATION)
   parser.add_argument("--qat_train_images", type=int, default=DEFAULT_QAT_TRAIN_IMAGES)
   parser.add_argument("--qat_epochs", type=int, default=DEFAULT_QAT_EPOCHS)
+  parser.add_argument("--qat_targets", default=QAT_TARGETS[0], choices=QAT_TARGETS,
+                      help="QAT fine-tuning targets: the float model's depth or the ground truth")
   parser.add_argument("--data_dir", default=None, help="TFDS data dir")
   parser.add_argument("--markdown", action="store_true",
                       help="print the README table of --results and exit (no run)")
