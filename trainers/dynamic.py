@@ -280,9 +280,10 @@ def motion_warp_coords(depth, rotation, translation, intrinsics):
 def identity_automask_mask(image, other_image, coords):
   """Monodepth2 auto-mask (Godard et al. 2019, Sec. 3.3) of a directed pair, no gradient.
 
-  1 where the Monodepth2 photometric error (0.85·SSIM + 0.15·L1, `tfdepth.losses.photometric_error`)
-  of frame b warped to frame a (bilinear at `coords`, non-finite coords read pixel (0, 0)) is
-  strictly below that of the unwarped frame b, else 0 (no tie-break noise: a tie is masked).
+  1 where the Monodepth2 photometric error (0.85·SSIM + 0.15·L1,
+  `tfdepth.losses.photometric_error`) of frame b warped to frame a (bilinear at `coords`,
+  non-finite coords read pixel (0, 0)) is strictly below that of the unwarped frame b, else 0 (no
+  tie-break noise: a tie is masked).
 
   Args:
     image: (B, H, W, 3) float [0, 1], frame a.
@@ -885,11 +886,11 @@ def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
 
 
 __all__ = [
-    "DYNAMIC_MODEL", "DynamicConfig", "DynamicDepthModel", "GEOMETRIC3D_WEIGHT", "LI2021",
-    "Li2021Defaults", "MOVING_ABS_REL_KEY", "MOVING_MASK_KEY", "MOVING_NUM_VALID_KEY",
-    "OPTIONAL_TERMS", "PAIRS", "TERM_NAMES", "auto_mask_residual", "build_dynamic_trainer",
-    "build_networks", "clip_intrinsics", "dynamic_config", "dynamic_losses", "eval_protocol",
-    "IDENTITY_AUTOMASK", "identity_automask_mask", "evaluate", "is_dynamic", "make_datasets", "make_optimizer", "motion_net_inputs",
-    "motion_warp_coords", "moving_abs_rel", "predict_split", "residual_gate", "train",
-    "video_frames_to_dynamic",
+    "DEPTH_HEAD_KEY", "DEPTH_NET_OUTPUT", "auto_mask_residual", "build_dynamic_trainer", "build_networks", "clip_intrinsics",
+    "dynamic_config", "dynamic_losses", "DYNAMIC_MODEL", "DynamicConfig", "DynamicDepthModel",
+    "eval_protocol", "evaluate", "GEOMETRIC3D_WEIGHT", "IDENTITY_AUTOMASK",
+    "identity_automask_mask", "is_dynamic", "LI2021", "Li2021Defaults", "make_datasets",
+    "make_optimizer", "motion_net_inputs", "motion_warp_coords", "moving_abs_rel",
+    "MOVING_ABS_REL_KEY", "MOVING_MASK_KEY", "MOVING_NUM_VALID_KEY", "OPTIONAL_TERMS", "PAIRS",
+    "predict_split", "residual_gate", "TERM_NAMES", "train", "video_frames_to_dynamic",
 ]
