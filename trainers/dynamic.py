@@ -886,7 +886,8 @@ def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
 
 
 __all__ = [
-    "DEPTH_HEAD_KEY", "DEPTH_NET_OUTPUT", "auto_mask_residual", "build_dynamic_trainer", "build_networks", "clip_intrinsics",
+    "DEPTH_HEAD_KEY", "DEPTH_NET_OUTPUT", "auto_mask_residual", "build_dynamic_trainer",
+    "build_networks", "clip_intrinsics",
     "dynamic_config", "dynamic_losses", "DYNAMIC_MODEL", "DynamicConfig", "DynamicDepthModel",
     "eval_protocol", "evaluate", "GEOMETRIC3D_WEIGHT", "IDENTITY_AUTOMASK",
     "identity_automask_mask", "is_dynamic", "LI2021", "Li2021Defaults", "make_datasets",
