@@ -45,33 +45,30 @@ The output of a model with a float tail is float32 metres; ``io_dtype`` then set
 alone (uint8 / int8 / float32 images).
 """
 
-import os
-
 import numpy as np
 import tensorflow as tf
 
+from export import litert_runner
 from export._common import ExportError
-
-# Ops that only convert between float and integer tensors: not part of the tail computation.
-_CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
-
 
 def _graph(model):
   """``(ops, tensors, outputs, producers, inputs)`` of a TFLite model (subgraph 0), via LiteRT.
 
   ``model``: flatbuffer bytes or a ``.tflite`` path.
   """
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-  if isinstance(model, (bytes, bytearray)):
-    interpreter = Interpreter(model_content=bytes(model))
-  else:
-    interpreter = Interpreter(model_path=os.fspath(model))
+  interpreter = litert_runner.interpreter_for(model)
   tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
   ops = interpreter._get_ops_details()  # pylint: disable=protected-access
   produced = {o: op for op in ops for o in op["outputs"]}
   inputs = {t["index"] for t in interpreter.get_input_details()}
   outputs = [t["index"] for t in interpreter.get_output_details()]
   return ops, tensors, outputs, produced, inputs
+
+
+def _dynamic_inputs(op, produced, inputs):
+  """Input tensors of ``op`` computed by the graph (not constants): other ops' outputs or model
+  inputs."""
+  return [i for i in op["inputs"] if i >= 0 and (i in produced or i in inputs)]
 
 
 def output_tail(model_content):
@@ -91,9 +88,9 @@ def output_tail(model_content):
     tensor = out
     while tensor in produced and tensor not in seen:
       op = produced[tensor]
-      dynamic = [i for i in op["inputs"] if i >= 0 and (i in produced or i in inputs)]
+      dynamic = _dynamic_inputs(op, produced, inputs)
       if (len(set(dynamic)) != 1 or tuple(tensors[dynamic[0]]["shape"]) != shape
-          or op["op_name"] in _CONVERSION_OPS):
+          or op["op_name"] in litert_runner.CONVERSION_OPS):
         break
       seen.add(tensor)
       tail.append({"op": op["op_name"], "output": tensors[tensor]["name"]})
@@ -162,7 +159,7 @@ def tail_input_quantization(model_content):
   tensor = outputs[0]
   while tensor in produced and tensors[tensor]["dtype"] == np.float32:
     op = produced[tensor]
-    dynamic = [i for i in op["inputs"] if i >= 0 and (i in produced or i in inputs)]
+    dynamic = _dynamic_inputs(op, produced, inputs)
     if op["op_name"] == "DEQUANTIZE":
       return tuple(tensors[dynamic[0]]["quantization"]) if tensor != outputs[0] else None
     if len(set(dynamic)) != 1:

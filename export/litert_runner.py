@@ -45,9 +45,26 @@ def _resize_back(depth, out_hw):
 
 
 # Ops that convert between float and integer tensors inside a quantised graph.
-_CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
+CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
 # Op name of a delegate (XNNPACK) partition in `Interpreter._get_ops_details()`.
 _DELEGATE_OP = "DELEGATE"
+
+
+def interpreter_for(path_or_bytes, num_threads=None):
+  """A LiteRT ``Interpreter`` (tensors not allocated) of a ``.tflite`` path or flatbuffer bytes.
+
+  Raises:
+    InvalidInputError: empty bytes. DataError: no file at the path.
+  """
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  if isinstance(path_or_bytes, (bytes, bytearray)):
+    if not path_or_bytes:
+      raise InvalidInputError("path_or_bytes is an empty bytes object; expected a flatbuffer")
+    return Interpreter(model_content=bytes(path_or_bytes), num_threads=num_threads)
+  path = os.fspath(path_or_bytes)
+  if not os.path.isfile(path):
+    raise DataError(f"no TFLite file at {path!r}")
+  return Interpreter(model_path=path, num_threads=num_threads)
 
 
 def op_summary(path_or_bytes):
@@ -63,11 +80,7 @@ def op_summary(path_or_bytes):
     after `allocate_tensors`: 1 when the delegate runs the whole graph; every op it cannot run
     splits the graph).
   """
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
-  if isinstance(path_or_bytes, (bytes, bytearray)):
-    interpreter = Interpreter(model_content=bytes(path_or_bytes))
-  else:
-    interpreter = Interpreter(model_path=os.fspath(path_or_bytes))
+  interpreter = interpreter_for(path_or_bytes)
   interpreter.allocate_tensors()
   dtypes = {t["index"]: t["dtype"] for t in interpreter.get_tensor_details()}
   counts, float_ops, partitions = {}, {}, 0
@@ -78,7 +91,7 @@ def op_summary(path_or_bytes):
       continue
     counts[name] = counts.get(name, 0) + 1
     first = next((i for i in op["inputs"] if i >= 0), None)
-    if (name not in _CONVERSION_OPS and first is not None
+    if (name not in CONVERSION_OPS and first is not None
         and dtypes.get(first) == np.float32):
       float_ops[name] = float_ops.get(name, 0) + 1
   return {"op_counts": dict(sorted(counts.items())), "float_ops": dict(sorted(float_ops.items())),
@@ -137,19 +150,9 @@ class LiteRTRunner(_Runner):
   """
 
   def __init__(self, path_or_bytes, num_threads=1):
-    from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
     if isinstance(num_threads, bool) or not isinstance(num_threads, int) or num_threads < 1:
       raise InvalidInputError(f"num_threads must be a positive int, got {num_threads!r}")
-    if isinstance(path_or_bytes, (bytes, bytearray)):
-      if not path_or_bytes:
-        raise InvalidInputError("path_or_bytes is an empty bytes object; expected a flatbuffer")
-      self._interpreter = Interpreter(model_content=bytes(path_or_bytes),
-                                      num_threads=num_threads)
-    else:
-      path = os.fspath(path_or_bytes)
-      if not os.path.isfile(path):
-        raise DataError(f"no TFLite file at {path!r}")
-      self._interpreter = Interpreter(model_path=path, num_threads=num_threads)
+    self._interpreter = interpreter_for(path_or_bytes, num_threads)
     self._interpreter.allocate_tensors()
     inputs = self._interpreter.get_input_details()
     outputs = self._interpreter.get_output_details()
