@@ -37,6 +37,30 @@ benchmarks.export_formats --formats=tflite_fp32,tflite_int8``, 64 synthetic stre
 uint8 input): Monodepth2 AbsRel 0.2860 with the quantised tail (``float_tail=False``), 0.2073 with
 the float tail, 0.1793 for the float model; FastDepth 224x224 (sigmoid x 80 m) 0.0927 and 0.0919
 vs 0.0905. The rest of Monodepth2's int8 gap comes from its decoder (README, Export section).
+
+ELU inputs (`export.float_tail.tighten_saturating_inputs`): each ELU input's calibrated minimum
+is raised to -8, where the ELU has saturated (output change <= 3.4e-4). On that model, 64 test
+images, uint8 input (Keras 0.1793 / delta1 0.8317): AbsRel 0.2073 / delta1 0.5837 before, 0.1826 /
+0.6863 with it (+1.9 %). What remains is the decoder amplifying every int8 rounding: its
+activations reach 10^3 (the ELU inputs calibrate to -3110..1854) while the disparity logits have a
+standard deviation of 1.2; the relative RMSE of the ELU outputs vs float grows from 0.02
+(upconv4_0) to 0.40 (upconv0_1) and 0.50 at the logits (3 test images), although each layer on
+its own adds 1-3 % (`tf.lite.experimental.QuantizationDebugger`). The per-pixel deviation from
+the float model stays ~0.21 (mean |log(int8 / float)|), hence the lower delta1.
+
+Concatenations (``split_concat_convs=True``, `export.rewrite.split_concat_convs`, off by default):
+an int8 ``CONCATENATION`` has one scale for all inputs and its output, and the MLIR quantiser
+propagates it back to the inputs' producers. Monodepth2's decoder concatenates ELU features
+(calibrated up to 1854) with the encoder's skips (|x| < 19), so the encoder's layer1 / layer2
+outputs (which also feed the next encoder stage) are int8 with steps 2.24 and 7.27 for values of
+std 1.1 and 1.5 (debugger RMSE / std 0.50 and 0.89, 0.01-0.04 for every other encoder tensor).
+Splitting each convolution over a concatenation into one convolution per input plus an ``ADD``
+gives each input its own scale: AbsRel 0.1925 alone, 0.1803 / delta1 0.7377 with the ELU ranges.
+It is off by default because the TF 2.21 quantiser then leaves in float the encoder ops that
+share a skip tensor with the split convolution's reflection padding (``STRIDED_SLICE`` /
+``CONCATENATION``): on Monodepth2-R18 the ``PAD`` + ``CONV_2D`` of layers 1-4 and the max-pool,
+a 19.3 MB file instead of 14.5 MB (reproduced on a 3-conv model: a ``ZeroPadding2D`` of the skip
+on the encoder side, a reflection padding of it on the decoder side).
 """
 
 import re
@@ -181,10 +205,13 @@ def depth_concrete_function(model):
   return depth_fn.get_concrete_function()
 
 
-def converter_from_model(model, rewrite=True):
+def converter_from_model(model, rewrite=True, split_concat_convs=False):
   """`tf.lite.TFLiteConverter` for the fixed-batch-1 depth function of a Keras 3 model.
 
-  With ``rewrite`` the function runs `export.rewrite.tflite_friendly(model)` (same values).
+  With ``rewrite`` the function runs `export.rewrite.tflite_friendly(model)` (same values); with
+  ``split_concat_convs`` too, it also splits the convolutions of channel concatenations
+  (`export.rewrite.split_concat_convs`; same values up to float summation order; for the
+  full-integer format, see the module docstring).
 
   ``experimental_lower_to_saved_model = False`` selects the converter's path that freezes the
   concrete function's variables into constants. The default path (lowering through a temporary
@@ -194,6 +221,8 @@ def converter_from_model(model, rewrite=True):
   """
   if rewrite:
     model = rewrite_lib.tflite_friendly(model)
+  if split_concat_convs:
+    model = rewrite_lib.split_concat_convs(model)
   converter = tf.lite.TFLiteConverter.from_concrete_functions(
       [depth_concrete_function(model)], model)
   converter.experimental_lower_to_saved_model = False
@@ -248,7 +277,8 @@ def run_converter(converter, fmt, float_tail=False, io_dtype=tf.float32):
 
 
 def convert_to_tflite(model, fmt, representative_dataset=None, io_dtype=tf.float32,
-                      allow_select_tf_ops=False, rewrite=True, float_tail=True):
+                      allow_select_tf_ops=False, rewrite=True, float_tail=True,
+                      split_concat_convs=False):
   """Converts a Keras depth model to a TFLite flatbuffer.
 
   Args:
@@ -266,6 +296,8 @@ def convert_to_tflite(model, fmt, representative_dataset=None, io_dtype=tf.float
     float_tail: ``tflite_int8`` only: keep the output tail (the per-pixel ops after the head
       convolution, `export.float_tail.output_tail`) in float; nothing changes for a model
       without one. ``False``: the converter's plain full-integer model.
+    split_concat_convs: also convert `export.rewrite.split_concat_convs(model)` (one int8 scale
+      per input of a convolution over a concatenation; off by default, see above).
   Returns:
     The flatbuffer bytes of a model with fixed input (1, H, W, 3), output (1, H, W, 1).
   Raises:
@@ -288,7 +320,8 @@ def convert_to_tflite(model, fmt, representative_dataset=None, io_dtype=tf.float
   input_size = model_input_size(model)
   representative = (_as_representative(representative_dataset, input_size)
                     if fmt == "tflite_int8" else None)
-  converter = converter_from_model(model, rewrite=rewrite)
+  converter = converter_from_model(model, rewrite=rewrite,
+                                   split_concat_convs=split_concat_convs)
   configure_converter(converter, fmt, representative, io_dtype, allow_select_tf_ops)
   return run_converter(converter, fmt, float_tail=bool(float_tail) and fmt == "tflite_int8",
                        io_dtype=io_dtype)

@@ -26,6 +26,9 @@ NUM_CALIBRATION = 8
 NUM_PADS = 11
 NUM_UPSAMPLINGS = 5
 NUM_ELUS = 10
+# Decoder stages 4..1 concatenate an encoder skip before their second Conv3x3: the convolutions
+# that export.rewrite.split_concat_convs splits.
+NUM_SKIPS = 4
 # float32 TFLite vs Keras (issue 7 acceptance): 1e-4 of the largest depth.
 FP32_RTOL = 1e-4
 # float16 weights: relative rounding <= 2^-11 each; through 30 layers 2e-3 of the max depth
@@ -127,6 +130,10 @@ def test_rewrite_of_monodepth2_is_exact_and_shares_weights(monodepth2):
   inp = keras.Input(INPUT_SIZE + (3,))
   outer = keras.Model(inp, model(inp))
   assert rewrite.count_rewritable(rewrite.tflite_friendly(outer)) == 0
+  # The int8 conversion's split of the skip convolutions: same values up to float rounding.
+  assert rewrite.count_split_concat_convs(friendly) == NUM_SKIPS
+  split = rewrite.split_concat_convs(friendly)
+  np.testing.assert_allclose(split(x)["depth"].numpy(), expected, rtol=1e-5)
 
 
 def test_monodepth2_float_formats_match_keras(monodepth2):
