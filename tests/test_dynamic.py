@@ -132,6 +132,76 @@ def test_cycle_loss_zero_for_exact_inverse_and_closed_form_otherwise():
   np.testing.assert_allclose(out["translation_cycle"].numpy(), [2.0 * closer], rtol=1e-5)
 
 
+def test_backward_pairs_get_the_exact_inverse_of_the_forward_background_motion():
+  """invert_backward_background: pairs t→t−1 (0) and t+1→t (3) become [R | t]⁻¹ = [Rᵀ | −Rᵀt]
+  of pairs t−1→t (1) and t→t+1 (2); the forward pairs are returned as they are."""
+  rng = np.random.default_rng(4)
+  angles = rng.normal(0, 0.2, (8, 3)).astype(np.float32)   # 4 pairs x B = 2
+  rot = geometry.euler_to_matrix(angles).numpy()
+  trans = rng.normal(0, 0.5, (8, 3)).astype(np.float32)
+  r_out, t_out = (x.numpy() for x in dynamic.invert_backward_background(rot, trans))
+  for pair, forward in ((0, 1), (3, 2)):
+    for i in range(2):
+      src, dst = forward * 2 + i, pair * 2 + i
+      np.testing.assert_array_equal(r_out[dst], rot[src].T)
+      # float32 3x3 products of O(1) values: a few ulps.
+      np.testing.assert_allclose(t_out[dst], -rot[src].T @ trans[src], rtol=0, atol=1e-6)
+      pose = np.eye(4)
+      pose[:3, :3], pose[:3, 3] = rot[src], trans[src]
+      pose_back = np.eye(4)
+      pose_back[:3, :3], pose_back[:3, 3] = r_out[dst], t_out[dst]
+      np.testing.assert_allclose(pose_back @ pose, np.eye(4), atol=1e-6)
+  np.testing.assert_array_equal(r_out[2:6], rot[2:6])
+  np.testing.assert_array_equal(t_out[2:6], trans[2:6])
+  # Exact inverses: both cycle terms are 0 (residual field 0, released normalisers).
+  reverse = dynamic._reverse_pairs  # pylint: disable=protected-access
+  r_out, t_out = tf.constant(r_out), tf.constant(t_out)
+  r_err, t_err = dynamic.losses_lib.motion_cycle_consistency(r_out, t_out, reverse(r_out),
+                                                             reverse(t_out))
+  np.testing.assert_allclose(r_err.numpy(), 0.0, atol=1e-6)
+  np.testing.assert_allclose(t_err.numpy(), 0.0, atol=1e-6)
+  with pytest.raises(InvalidInputError, match="rotation"):
+    dynamic.invert_backward_background(angles, trans)
+  with pytest.raises(InvalidInputError, match="translation"):
+    dynamic.invert_backward_background(rot, trans[:, :2])
+
+
+def test_predict_motion_inverts_backward_pairs_only_when_configured():
+  """With `invert_backward_motion` (default) the backward pairs' background motion is the inverse
+  of the forward pairs' network output; without it, it is the network's own (which differs)."""
+  h, w = 16, 32
+  keras.utils.set_random_seed(5)
+  inp = keras.Input((h, w, 3))
+  depth_net = keras.Model(inp, {"depth_0": keras.layers.Conv2D(1, 3, padding="same",
+                                                                activation="softplus")(inp)})
+  net = motion_net.build_motion_net((h, w, 8), base_channels=2)
+  frames = tf.constant(np.random.default_rng(6).uniform(size=(2, 3, h, w, 3)), tf.float32)
+  outputs = {}
+  for invert in (True, False):
+    model = dynamic.DynamicDepthModel(depth_net, net, dynamic.DynamicConfig(
+        invert_backward_motion=invert))
+    depths = model.predict_depths(frames)
+    outputs[invert] = model.predict_motion(frames, depths)
+  raw = net(dynamic.motion_net_inputs(frames, depths))
+  raw_r = geometry.euler_to_matrix(raw["rotation"]).numpy()
+  raw_t = raw["translation"].numpy()
+  off, on = outputs[False], outputs[True]
+  # Off: the network's outputs as matrices, every pair.
+  np.testing.assert_allclose(off["rotation"].numpy(), raw_r, atol=1e-7)
+  np.testing.assert_allclose(off["translation"].numpy(), raw_t, atol=1e-7)
+  # On: forward pairs (1, 2) as the network says, backward pairs (0, 3) their inverses, which
+  # are not what the network says for them.
+  np.testing.assert_allclose(on["rotation"].numpy()[2:6], raw_r[2:6], atol=1e-7)
+  exp_r, exp_t = dynamic.invert_backward_background(raw_r, raw_t)
+  np.testing.assert_allclose(on["rotation"].numpy(), exp_r.numpy(), atol=1e-7)
+  np.testing.assert_allclose(on["translation"].numpy(), exp_t.numpy(), atol=1e-7)
+  # (an untrained net says nearly the same for (a, b) and (b, a): not the inverse)
+  assert np.abs(on["translation"].numpy()[:2] - raw_t[:2]).max() > 0.5 * np.abs(raw_t[:2]).max()
+  # The residual field is the network's own in both modes.
+  np.testing.assert_array_equal(on["residual_translation"].numpy(),
+                                off["residual_translation"].numpy())
+
+
 def test_identity_automask_keeps_pixels_the_warp_explains_better():
   """Frame b is frame a shifted right by 2 px (a textured ramp + noise). The exact warp (u + 2)
   reproduces frame a away from the borders, so every interior pixel is kept; the identity warp
@@ -212,14 +282,15 @@ def test_learned_intrinsics_always_valid():
   lo, hi = motion_net.INTRINSICS_MIN_FOCAL_FRACTION, (motion_net.INTRINSICS_MAX_FOCAL_FRACTION
                                                       + motion_net.INTRINSICS_MIN_FOCAL_FRACTION)
   assert np.all(k[:, 0, 0] >= lo * w * (1 - 1e-6)) and np.all(k[:, 0, 0] <= hi * w * (1 + 1e-6))
-  assert np.all(k[:, 1, 1] >= lo * h * (1 - 1e-6)) and np.all(k[:, 1, 1] <= hi * h * (1 + 1e-6))
+  # Both focal lengths are fractions of the width (square pixels at raw = 0).
+  assert np.all(k[:, 1, 1] >= lo * w * (1 - 1e-6)) and np.all(k[:, 1, 1] <= hi * w * (1 + 1e-6))
   assert np.all((k[:, 0, 2] >= 0) & (k[:, 0, 2] <= w) & (k[:, 1, 2] >= 0) & (k[:, 1, 2] <= h))
   np.testing.assert_array_equal(k[:, 0, 1], 0.0)
   assert np.all(np.isfinite(np.linalg.inv(k.astype(np.float64))))
-  # raw = 0: fx = (ln 2 + 0.01)·W, fy = (ln 2 + 0.01)·H, principal point (0.5·W, 0.5·H).
+  # raw = 0: fx = fy = (ln 2 + 0.01)·W, principal point (0.5·W, 0.5·H).
   k0 = motion_net.intrinsics_from_raw(np.zeros((1, 2)), np.zeros((1, 2)), h, w).numpy()[0]
   np.testing.assert_allclose(k0, [[(math.log(2) + 0.01) * w, 0, 0.5 * w],
-                                  [0, (math.log(2) + 0.01) * h, 0.5 * h], [0, 0, 1]], rtol=1e-6)
+                                  [0, (math.log(2) + 0.01) * w, 0.5 * h], [0, 0, 1]], rtol=1e-6)
   with pytest.raises(InvalidInputError, match="raw_focal"):
     motion_net.intrinsics_from_raw(np.zeros((1, 3)), np.zeros((1, 2)), h, w)
 

@@ -108,7 +108,7 @@ def test_burn_in_freezes_residual_field_and_loss_is_finite(single_device_run):
 def test_serialization_round_trip_and_batch_errors():
   model = _build(tf.distribute.get_strategy())
   config = dynamic.DynamicConfig(ssim_weight=1.25, motion_field_burnin_steps=7,
-                                 learn_intrinsics=True)
+                                 learn_intrinsics=True, invert_backward_motion=False)
   model = dynamic.DynamicDepthModel(model.depth_net, model.motion_net, config, name="dyn")
   again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
   assert again.config == config and again.name == "dyn"
@@ -146,7 +146,7 @@ def test_geometric3d_term_in_losses_and_gradients():
     motion = model.predict_motion(batch["frames"], depths, training=True)
     total, terms = model.compute_loss_terms(batch, depths, motion, 1.0)
   # Reference: the pure loss per directed pair (a -> b), frame b's depth under stop-gradient.
-  rot = geometry.euler_to_matrix(motion["rotation"])
+  rot = motion["rotation"]  # (4B, 3, 3) b_from_a matrices
   pose = geometry.pose_from_rotation_translation(rot, tf.zeros_like(motion["translation"]))
   field = motion["residual_translation"] + motion["translation"][:, None, None, :]
   depth_a = tf.concat([depths[:, i] for i, _ in dynamic.PAIRS], axis=0)

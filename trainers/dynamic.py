@@ -19,7 +19,11 @@ Per step:
 * Directed pairs `PAIRS` = (t→t−1, t−1→t, t→t+1, t+1→t). The motion net sees
   `[rgb_a, depth_a, rgb_b, depth_b]` (jittered frames, predicted depths: released `cascade=True`)
   and returns b_from_a as Euler angles, a camera translation and a residual translation field at
-  a's pixels. Released `auto_mask`: the residual is zeroed where its magnitude is below its mean
+  a's pixels. With `invert_backward_motion` (default, tfdepth choice) the background motion
+  (rotation, camera translation) of the backward-in-time pairs t→t−1 and t+1→t is the exact
+  inverse of the forward pair's (`invert_backward_background`), as Monodepth2's pose net sees
+  frames in temporal order (Godard et al. 2019, Sec. 3); their residual fields stay the network's
+  own. Released `auto_mask`: the residual is zeroed where its magnitude is below its mean
   (per image here; over the batch in the released code). Burn-in (released
   `motion_field_burnin_steps`): the residual is multiplied by clip(2·step / N − 1, 0, 1), step =
   `optimizer.iterations` (a variable, so the step has no Python side effects): zero for the first
@@ -135,6 +139,16 @@ TERM_NAMES = ("rgb", "ssim", "depth_consistency", "depth_smoothing", "rotation_c
 # while the motion net's camera translation is still ~0 (it starts at 0.01 x the raw output) the
 # depth can drift to large values (flow -> 0) with no structure; see the README "Dynamic scenes".
 IDENTITY_AUTOMASK = False
+# The background motion of the backward-in-time pairs is the inverse of the forward pair's
+# (`invert_backward_background`; released Li et al. 2021: False, all four directed pairs
+# predicted by the network and tied only by the cycle terms, weights 1e-3 and 5e-2). A network
+# that cannot yet tell (a, b) from (b, a) outputs the same motion for both, so it can only learn
+# what a motion and its inverse have in common: in a probe with `benchmarks/dynamic_learning.py`
+# settings (li2021_automask, He-initialised convolutions) the background outputs were the same for
+# all four pairs of every clip after 25 and 50 steps (yaw -0.0195 rad, x 0.0107 m; the camera
+# moves (0, 0, +-0.34) m per frame). That benchmark (10 CPU-minutes, 250 steps) ended at a
+# median-scaled AbsRel of 0.859 released and 0.199 inverted (README "Dynamic scenes").
+INVERT_BACKWARD_MOTION = True
 # Terms that are computed (and tracked) only when their weight is > 0: the Mahjourian et al. 2018
 # 3D point-cloud alignment loss is not part of the released Li et al. 2021 model.
 OPTIONAL_TERMS = ("geometric3d",)
@@ -158,6 +172,11 @@ class DynamicConfig:
       Sec. 3.3; not in the released Li et al. 2021 model): the photometric terms count a pixel
       only where the warped frame b matches frame a better than the unwarped frame b does
       (`identity_automask_mask`). Default: `IDENTITY_AUTOMASK`.
+    invert_backward_motion: the background rotation and camera translation of the backward-in-time
+      pairs (t→t−1, t+1→t) are the exact inverse of their forward pair's
+      (`invert_backward_background`); the motion net's background head then only learns the
+      motion in temporal order, and the background part of the cycle terms is 0. Default:
+      `INVERT_BACKWARD_MOTION` (True); released Li et al. 2021: False.
     target_depth_stop_gradient: stop the gradient through frame b's depth (released: True).
     min_depth, max_depth: metres of `disp_to_depth`, used only for a depth net with a sigmoid
       `disp_0` head (the default softplus `depth_0` head predicts metres directly).
@@ -175,6 +194,7 @@ class DynamicConfig:
   learn_intrinsics: bool = False
   auto_mask: bool = True
   identity_automask: bool = IDENTITY_AUTOMASK
+  invert_backward_motion: bool = INVERT_BACKWARD_MOTION
   target_depth_stop_gradient: bool = True
   min_depth: float = geometry.MONODEPTH2_MIN_DEPTH
   max_depth: float = geometry.MONODEPTH2_MAX_DEPTH
@@ -187,7 +207,7 @@ class DynamicConfig:
     n = self.motion_field_burnin_steps
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
       raise InvalidInputError(f"motion_field_burnin_steps expected an int >= 0, received {n!r}")
-    for name in ("learn_intrinsics", "auto_mask", "identity_automask",
+    for name in ("learn_intrinsics", "auto_mask", "identity_automask", "invert_backward_motion",
                  "target_depth_stop_gradient"):
       if not isinstance(getattr(self, name), bool):
         raise InvalidInputError(f"{name} expected a bool, received {getattr(self, name)!r}")
@@ -240,6 +260,41 @@ def auto_mask_residual(residual):
   norm = tf.sqrt(tf.reduce_sum(tf.square(residual), axis=-1, keepdims=True))
   mean = tf.reduce_mean(norm, axis=[1, 2], keepdims=True)
   return residual * tf.stop_gradient(tf.cast(norm > mean, tf.float32))
+
+
+def invert_backward_background(rotation, translation):
+  """Background motion with each backward-in-time pair's replaced by its forward pair's inverse.
+
+  Pairs (a, b) of `PAIRS` with a > b (frame b earlier: t→t−1, t+1→t) get
+  R_ba = R_abᵀ, t_ba = −R_abᵀ·t_ab from their reverse pair (`REVERSE`), so that each motion
+  composed with its reverse is the identity; the forward pairs are returned unchanged.
+
+  Args:
+    rotation: (4B, 3, 3) b_from_a rotation matrices, pair-major (`PAIRS`).
+    translation: (4B, 3) camera translations b_from_a, metres.
+  Returns:
+    (rotation (4B, 3, 3), translation (4B, 3)) float32.
+  Raises:
+    InvalidInputError: wrong shapes.
+  """
+  rotation = tf.cast(tf.convert_to_tensor(rotation), tf.float32)
+  translation = tf.cast(tf.convert_to_tensor(translation), tf.float32)
+  if rotation.shape.rank != 3 or rotation.shape[-2:] != (3, 3):
+    raise InvalidInputError(f"rotation: expected (4B, 3, 3), received {rotation.shape}")
+  if translation.shape.rank != 2 or translation.shape[-1] != 3:
+    raise InvalidInputError(f"translation: expected (4B, 3), received {translation.shape}")
+  rotations = _split_leading(rotation, NUM_PAIRS)
+  translations = _split_leading(translation, NUM_PAIRS)
+  out_r, out_t = [], []
+  for k, (a, b) in enumerate(PAIRS):
+    if a > b:
+      r_inv = tf.linalg.matrix_transpose(rotations[REVERSE[k]])
+      out_r.append(r_inv)
+      out_t.append(-tf.linalg.matvec(r_inv, translations[REVERSE[k]]))
+    else:
+      out_r.append(rotations[k])
+      out_t.append(translations[k])
+  return tf.concat(out_r, axis=0), tf.concat(out_t, axis=0)
 
 
 def motion_warp_coords(depth, rotation, translation, intrinsics):
@@ -359,8 +414,9 @@ def dynamic_losses(frames, depths, motion, intrinsics, config, gate=1.0):
   Args:
     frames: (B, 3, H, W, 3) float32 [0, 1] un-jittered frames [t−1, t, t+1].
     depths: (B, 3, H, W, 1) predicted depths of the three frames, metres.
-    motion: dict of the motion net on `motion_net_inputs` (pair-major, 4B): "rotation" (4B, 3),
-      "translation" (4B, 3), "residual_translation" (4B, H, W, 3).
+    motion: dict of the motion net on `motion_net_inputs` (pair-major, 4B): "rotation" (4B, 3)
+      Euler angles or (4B, 3, 3) matrices (`DynamicDepthModel.predict_motion`), "translation"
+      (4B, 3), "residual_translation" (4B, H, W, 3).
     intrinsics: (B, 3, 3) K in pixels of (H, W) (given or `clip_intrinsics`).
     config: `DynamicConfig`.
     gate: burn-in factor of the residual field (`residual_gate`), scalar.
@@ -504,9 +560,17 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
     return tf.reshape(depth, shape)
 
   def predict_motion(self, frames, depths, training=False):
-    """Motion-net outputs (float32, pair-major 4B) for the `PAIRS` of a batch."""
+    """The motion of the `PAIRS` of a batch (float32, pair-major 4B): the motion net's outputs,
+    with "rotation" as (4B, 3, 3) b_from_a matrices (`geometry.euler_to_matrix`) and, with
+    `config.invert_backward_motion`, the backward pairs' background motion replaced by the
+    inverse of the forward pairs' (`invert_backward_background`)."""
     out = self.motion_net(motion_net_inputs(frames, depths), training=training)
-    return {k: tf.cast(v, tf.float32) for k, v in dict(out).items()}
+    out = {k: tf.cast(v, tf.float32) for k, v in dict(out).items()}
+    rotation = geometry.euler_to_matrix(out["rotation"])
+    translation = out["translation"]
+    if self.config.invert_backward_motion:
+      rotation, translation = invert_backward_background(rotation, translation)
+    return {**out, "rotation": rotation, "translation": translation}
 
   def residual_gate(self):
     """Burn-in factor at the optimizer's current step (1 without optimizer or burn-in)."""
@@ -890,7 +954,8 @@ __all__ = [
     "build_networks", "clip_intrinsics",
     "dynamic_config", "dynamic_losses", "DYNAMIC_MODEL", "DynamicConfig", "DynamicDepthModel",
     "eval_protocol", "evaluate", "GEOMETRIC3D_WEIGHT", "IDENTITY_AUTOMASK",
-    "identity_automask_mask", "is_dynamic", "LI2021", "Li2021Defaults", "make_datasets",
+    "identity_automask_mask", "INVERT_BACKWARD_MOTION", "invert_backward_background",
+    "is_dynamic", "LI2021", "Li2021Defaults", "make_datasets",
     "make_optimizer", "motion_net_inputs", "motion_warp_coords", "moving_abs_rel",
     "MOVING_ABS_REL_KEY", "MOVING_MASK_KEY", "MOVING_NUM_VALID_KEY", "OPTIONAL_TERMS", "PAIRS",
     "predict_split", "residual_gate", "TERM_NAMES", "train", "video_frames_to_dynamic",

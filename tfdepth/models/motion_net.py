@@ -23,6 +23,11 @@ multiplied by learned scalars (initial 0.01, kept ≥ 0.001).
 Differences from the released code, on purpose:
   * Upsampling uses `keras.layers.Resizing` (bilinear, half-pixel centres); the released code uses
     `align_corners=True`.
+  * Both focal lengths are fractions of the image WIDTH (released: fx of W, fy of H), so that the
+    initial point (raw 0) has square pixels, fx = fy = 0.70·W, as every real camera nearly has.
+    The released initial fy = 0.70·H is off by the aspect ratio: at 64×192, 44 px for a true
+    ≈ 123 px (KITTI's fy = 1.92·H, the synthetic world's default), and after 250 training steps
+    of `benchmarks/dynamic_learning.py` the learned fy was still 85 % off.
   * The principal point is squashed by a sigmoid so that it always lies in [0, W] × [0, H]
     (released: unbounded offset), and the focal fractions are clipped to
     [`INTRINSICS_MIN_FOCAL_FRACTION`, `INTRINSICS_MAX_FOCAL_FRACTION` + min] so that K is finite
@@ -56,7 +61,8 @@ TRANSLATION_SIZE = 3
 MOTION_SCALE_INIT = 0.01
 MOTION_SCALE_MIN = 0.001
 # add_intrinsics_head: fx = softplus(raw)·W, fy = softplus(raw)·H, cx = (offset + 0.5)·W,
-# cy = (offset + 0.5)·H. tfdepth bounds: offset = sigmoid(raw) − 0.5 (principal point in [0, W]),
+# cy = (offset + 0.5)·H. tfdepth: fy = softplus(raw)·W too (square pixels at the initial point,
+# see the module docstring). tfdepth bounds: offset = sigmoid(raw) − 0.5 (principal point in [0, W]),
 # focal fraction clipped to at most 100 (a 0.57° field of view) plus a floor of 0.01 (a 178.9°
 # field of view) so that fx, fy > 0 even where softplus underflows to 0 (tfdepth choice).
 INTRINSICS_PRINCIPAL_POINT_CENTRE = 0.5
@@ -77,12 +83,13 @@ def _level_sizes(height, width, levels):
 def intrinsics_from_raw(raw_focal, raw_offset, height, width):
   """Camera intrinsics K from raw network outputs, always valid (Li et al. 2021 parametrisation).
 
-    fx = (min(softplus(a_x), 100) + 0.01)·W,   fy = (min(softplus(a_y), 100) + 0.01)·H,
+    fx = (min(softplus(a_x), 100) + 0.01)·W,   fy = (min(softplus(a_y), 100) + 0.01)·W,
     cx = (0.5 + (sigmoid(b_x) − 0.5))·W = sigmoid(b_x)·W,   cy = sigmoid(b_y)·H,
 
-  released `add_intrinsics_head` with the bounds described in the module docstring. For any
-  non-NaN input (±inf included) fx, fy ∈ [0.01·W, 100.01·W] (resp. H) and
-  (cx, cy) ∈ [0, W] × [0, H]; raw = 0 gives the released initial point fx = 0.703·W, cx = 0.5·W.
+  released `add_intrinsics_head` with fy relative to the width and the bounds described in the
+  module docstring. For any non-NaN input (±inf included) fx, fy ∈ [0.01·W, 100.01·W] and
+  (cx, cy) ∈ [0, W] × [0, H]; raw = 0 gives fx = fy = 0.703·W (released fx), cx = 0.5·W,
+  cy = 0.5·H.
 
   Args:
     raw_focal: (B, 2) float, raw focal outputs (x, y).
@@ -101,7 +108,7 @@ def intrinsics_from_raw(raw_focal, raw_offset, height, width):
       raise InvalidInputError(f"{name}: expected shape (B, 2), received {t.shape}")
   size = tf.stack([tf.cast(width, tf.float32), tf.cast(height, tf.float32)])
   fraction = tf.minimum(tf.nn.softplus(focal), INTRINSICS_MAX_FOCAL_FRACTION)
-  foci = (fraction + INTRINSICS_MIN_FOCAL_FRACTION) * size
+  foci = (fraction + INTRINSICS_MIN_FOCAL_FRACTION) * size[0]
   centre = (INTRINSICS_PRINCIPAL_POINT_CENTRE + (tf.sigmoid(offset) - 0.5)) * size
   zeros = tf.zeros_like(foci[:, 0])
   ones = tf.ones_like(zeros)
