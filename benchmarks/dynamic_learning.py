@@ -14,8 +14,9 @@ rendered by `tfds_builders.synthetic_world.clips`:
   background motion is the inverse of the forward pairs', `DynamicConfig.invert_backward_motion`,
   tfdepth's default), known intrinsics;
 * `li2021_learned_k`: the same with learned intrinsics, trained and tested on
-  `street_unknown_camera`-style clips (each clip its own random K); reports the relative error of
-  the learned focal lengths against the true ones (per clip, mean over the test clips).
+  `street_unknown_camera`-style clips (each clip its own random K) whose camera also pans by
+  ±`LEARNED_K_PAN_DEG` per frame; reports the relative error of the learned focal lengths
+  against the true ones (per clip, mean over the test clips).
 * `li2021_automask`, `li2021_learned_k_automask`: the same with Monodepth2's auto-masking of
   stationary pixels added to the photometric terms (`DynamicConfig.identity_automask`);
 Test metrics: median-scaled AbsRel (protocol `synthetic_street` + per-image median scaling, mean
@@ -51,6 +52,12 @@ VARIANTS = ("monodepth2", "li2021", "li2021_learned_k", "li2021_automask",
 # Variant-name suffix: the Li et al. loss plus Monodepth2's auto-masking of stationary pixels
 # (`trainers.dynamic.DynamicConfig.identity_automask`).
 AUTOMASK_SUFFIX = "_automask"
+# The unknown-camera clips of the learned-K variants pan by this many degrees per frame (right on
+# odd clip indices, left on even ones; `render_clip(pan_deg=...)`): the street camera alone turns
+# by <= ~0.5 deg per frame, and under a pure translation the focal length is not observable (the
+# flow (f·t_x − (u − c_x)·t_z)/(Z + t_z) involves f only through f·t_x). At 2 deg and fx ≈ 111 px
+# (64x192) the rotation moves the image ~3.9 px, so a 10 % focal error is a 0.4 px flow error.
+LEARNED_K_PAN_DEG = 2.0
 
 
 def is_learned_k(variant):
@@ -58,11 +65,14 @@ def is_learned_k(variant):
 
 
 def render(split, n, random_intrinsics=False):
+  """Street clips; unknown-camera clips (`random_intrinsics`) also pan by ±`LEARNED_K_PAN_DEG`."""
   from tfds_builders.synthetic_world import clips  # pylint: disable=g-import-not-at-top
   from trainers import experiments  # pylint: disable=g-import-not-at-top
   return [clips.render_clip("street", HEIGHT, WIDTH, seed=0, split=split, index=i,
                             random_intrinsics=random_intrinsics,
-                            frame_interval=experiments.SYNTHETIC_VIDEO_FRAME_INTERVAL)
+                            frame_interval=experiments.SYNTHETIC_VIDEO_FRAME_INTERVAL,
+                            pan_deg=(LEARNED_K_PAN_DEG * (1 if i % 2 else -1)
+                                     if random_intrinsics else 0.0))
           for i in range(n)]
 
 

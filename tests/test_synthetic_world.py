@@ -430,6 +430,31 @@ def test_infinite_dataset_matches_render_clip():
     assert example["clip_id"] == ref["clip_id"].encode()
 
 
+def test_panning_clip_turns_the_camera_and_still_warps_exactly():
+  """pan_deg turns frame t + s by s·pan about its own y axis: target_from_source gains exactly
+  that rotation, frame t is unchanged, and the static warp with the new poses stays exact."""
+  pan = 2.0
+  plain = clips.render_clip("street", *STREET_HW, seed=0, split="train", index=1)
+  panned = clips.render_clip("street", *STREET_HW, seed=0, split="train", index=1, pan_deg=pan,
+                             include_all_depths=True)
+  np.testing.assert_array_equal(panned["frames"][1], plain["frames"][1])
+  np.testing.assert_array_equal(panned["depth"], plain["depth"])
+  for i, s in enumerate(clips.SOURCE_TIMES):
+    turn = np.eye(4)
+    turn[:3, :3] = renderer.rot_y(np.deg2rad(s * pan))
+    np.testing.assert_allclose(panned["target_from_source"][i],
+                               plain["target_from_source"][i] @ turn, atol=1e-6)
+    assert not np.allclose(panned["frames"][2 * i], plain["frames"][2 * i])
+  static = panned["moving_mask"][..., 0] == 0
+  for source in (0, 1):
+    err, in_view, visible = _warp(panned, source)
+    good = in_view & visible & static
+    assert good.mean() > 0.3
+    assert err[good].mean() < STATIC_WARP_MEAN_ERR_BOUND
+  with pytest.raises(ValueError, match="pan_deg must be a finite number"):
+    clips.render_clip("street", 16, 48, pan_deg=float("nan"))
+
+
 def test_frame_interval_scales_camera_and_object_motion():
   from tfds_builders.synthetic_world import clips as clips_lib  # pylint: disable=g-import-not-at-top
   full = clips_lib.render_clip("street", 16, 48, seed=0, split="train", index=0)

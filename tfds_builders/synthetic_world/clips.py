@@ -134,9 +134,26 @@ def sequence_poses(clip_poses, num_frames):
   return np.stack([poses[tau] for tau in times])
 
 
+def pan_clip(clip, pan_rad):
+  """The clip with its camera panning: frame t + s turned by s·pan_rad about its own y axis.
+
+  `world_from_camera(t + s)` becomes `P_{t+s} @ R_y(s·pan_rad)` (the `pose_matrix` convention:
+  positive yaw turns right); frame t, the positions and the scene are unchanged. pan_rad = 0
+  returns `clip` itself.
+  """
+  if pan_rad == 0.0:
+    return clip
+  poses = []
+  for i, pose in enumerate(clip.poses):
+    turn = np.eye(4)
+    turn[:3, :3] = renderer.rot_y((i - CENTRE_INDEX) * pan_rad)
+    poses.append(pose @ turn)
+  return scenes.Clip(scene=clip.scene, poses=np.stack(poses), times=clip.times)
+
+
 def render_clip(scene="street", height=None, width=None, seed=0, split="train", index=0,
                 random_intrinsics=False, include_all_depths=False, stereo_baseline=None,
-                num_frames=DEFAULT_NUM_FRAMES, frame_interval=1.0):
+                num_frames=DEFAULT_NUM_FRAMES, frame_interval=1.0, pan_deg=0.0):
   """Renders one clip and its ground truth.
 
   Args:
@@ -162,6 +179,11 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       1 (default) leaves the output unchanged; 1/3 renders the street as a 30 Hz camera would
       see it (`retime_clip`): the same scene and frame t, a third of the camera and object
       motion (object_motion and target_from_source scale alike).
+    pan_deg: finite float, degrees per frame that the camera turns about its own vertical axis
+      (`pan_clip`, applied after `frame_interval`; > 0 turns right). 0 (default) leaves the output
+      unchanged. The street camera itself turns by at most ~0.5 deg per frame; under a pure
+      translation the focal length is not observable from the images, so learned-intrinsics
+      checks use panning clips.
   Returns:
     dict of numpy arrays (H, W the image size):
       'frames': (3, H, W, 3) uint8 RGB of frames [t-1, t, t+1];
@@ -212,8 +234,12 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       or not math.isfinite(frame_interval) or not 0.0 < frame_interval <= 1.0):
     raise ValueError(f"frame_interval must be a number in (0, 1], got {frame_interval!r}")
   frame_interval = float(frame_interval)
+  if (isinstance(pan_deg, bool) or not isinstance(pan_deg, (int, float, np.floating))
+      or not math.isfinite(pan_deg)):
+    raise ValueError(f"pan_deg must be a finite number of degrees, got {pan_deg!r}")
   rng = clip_rng(seed, split, index)
-  clip = retime_clip(scenes.make_clip(rng, scene), frame_interval)
+  clip = pan_clip(retime_clip(scenes.make_clip(rng, scene), frame_interval),
+                  math.radians(float(pan_deg)))
   if random_intrinsics:
     k = scenes.sample_intrinsics(rng, scene, height, width)
   else:
