@@ -23,8 +23,8 @@ Test metrics: median-scaled AbsRel (protocol `synthetic_street` + per-image medi
 over images) over all valid pixels and over the moving-object pixels (`moving_mask`; the scale
 comes from all valid pixels of the image), after every chunk of steps (the learning curve).
 The issue's targets: ≥ 20% lower moving-object AbsRel than Monodepth2 and no worse overall;
-learned focal lengths within 10% (the street clips barely rotate, so their focal length is hardly
-observable: README "Dynamic scenes").
+learned focal lengths within 10% (on panning clips: the street camera alone barely rotates, and
+without rotation the focal length is not observable; README "Dynamic scenes").
 """
 
 import argparse

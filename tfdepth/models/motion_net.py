@@ -27,7 +27,9 @@ Differences from the released code, on purpose:
     initial point (raw 0) has square pixels, fx = fy = 0.70·W, as every real camera nearly has.
     The released initial fy = 0.70·H is off by the aspect ratio: at 64×192, 44 px for a true
     ≈ 123 px (KITTI's fy = 1.92·H, the synthetic world's default), and after 250 training steps
-    of `benchmarks/dynamic_learning.py` the learned fy was still 85 % off.
+    of `benchmarks/dynamic_learning.py` the learned fy was still 85 % off. This fixes the start
+    only: with it the learned focal lengths still drift in that benchmark (README "Dynamic
+    scenes": the K head predicts one K for every clip in that budget).
   * The principal point is squashed by a sigmoid so that it always lies in [0, W] × [0, H]
     (released: unbounded offset), and the focal fractions are clipped to
     [`INTRINSICS_MIN_FOCAL_FRACTION`, `INTRINSICS_MAX_FOCAL_FRACTION` + min] so that K is finite
@@ -62,8 +64,8 @@ MOTION_SCALE_INIT = 0.01
 MOTION_SCALE_MIN = 0.001
 # add_intrinsics_head: fx = softplus(raw)·W, fy = softplus(raw)·H, cx = (offset + 0.5)·W,
 # cy = (offset + 0.5)·H. tfdepth: fy = softplus(raw)·W too (square pixels at the initial point,
-# see the module docstring). tfdepth bounds: offset = sigmoid(raw) − 0.5 (principal point in [0, W]),
-# focal fraction clipped to at most 100 (a 0.57° field of view) plus a floor of 0.01 (a 178.9°
+# see the module docstring). tfdepth bounds: offset = sigmoid(raw) − 0.5 (principal point in
+# [0, W]), focal fraction clipped to at most 100 (a 0.57° field of view) plus a floor of 0.01 (a 178.9°
 # field of view) so that fx, fy > 0 even where softplus underflows to 0 (tfdepth choice).
 INTRINSICS_PRINCIPAL_POINT_CENTRE = 0.5
 INTRINSICS_MIN_FOCAL_FRACTION = 0.01
