@@ -13,10 +13,15 @@ rendered by `tfds_builders.synthetic_world.clips`:
   weights, gradient clipping 10, residual burn-in `--burnin_steps`; the backward pairs'
   background motion is the inverse of the forward pairs', `DynamicConfig.invert_backward_motion`,
   tfdepth's default), known intrinsics;
-* `li2021_learned_k`: the same with learned intrinsics, trained and tested on
-  `street_unknown_camera`-style clips (each clip its own random K) whose camera also pans by
-  ±`LEARNED_K_PAN_DEG` per frame; reports the relative error of the learned focal lengths
-  against the true ones (per clip, mean over the test clips).
+* `li2021_learned_k`: the same with one learned K per video (`DynamicConfig.intrinsics_videos`),
+  trained on unknown-camera clips: `LEARNED_K_VIDEOS` videos (clip i in video i mod N), each with
+  its own random K (`render_clip(random_intrinsics=True, video_index=...)`), whose camera also
+  turns by `LEARNED_K_PAN_DEG` (yaw) and `LEARNED_K_TILT_DEG` (pitch) per frame, the same way in
+  every clip, with no horizontal flips in training (`LEARNED_K_FLIP_PROBABILITY`); reports the
+  relative error of the learned focal lengths against each training video's true ones (mean over
+  the videos per axis, `focal_rel_error_fx` / `_fy`, and the largest of all, `_max`);
+* `li2021_learned_k_head`: the same clips with the released model's K, predicted per clip by the
+  motion net's intrinsics head; focal errors per test clip (mean over the test clips; `_max`).
 * `li2021_automask`, `li2021_learned_k_automask`: the same with Monodepth2's auto-masking of
   stationary pixels added to the photometric terms (`DynamicConfig.identity_automask`);
 Test metrics: median-scaled AbsRel (protocol `synthetic_street` + per-image median scaling, mean
@@ -47,17 +52,28 @@ CHUNK_STEPS = 50
 DEFAULT_MINUTES = 6.0
 # Residual-field burn-in for a run of a few hundred steps (released: 20000 of ~10^6 steps).
 DEFAULT_BURNIN_STEPS = 100
-VARIANTS = ("monodepth2", "li2021", "li2021_learned_k", "li2021_automask",
-            "li2021_learned_k_automask")
+VARIANTS = ("monodepth2", "li2021", "li2021_learned_k", "li2021_learned_k_head",
+            "li2021_automask", "li2021_learned_k_automask")
 # Variant-name suffix: the Li et al. loss plus Monodepth2's auto-masking of stationary pixels
 # (`trainers.dynamic.DynamicConfig.identity_automask`).
 AUTOMASK_SUFFIX = "_automask"
-# The unknown-camera clips of the learned-K variants pan by this many degrees per frame (right on
-# odd clip indices, left on even ones; `render_clip(pan_deg=...)`): the street camera alone turns
-# by <= ~0.5 deg per frame, and under a pure translation the focal length is not observable (the
-# flow (f·t_x − (u − c_x)·t_z)/(Z + t_z) involves f only through f·t_x). At 2 deg and fx ≈ 111 px
-# (64x192) the rotation moves the image ~3.9 px, so a 10 % focal error is a 0.4 px flow error.
+# The unknown-camera clips of the learned-K variants turn by this many degrees per frame about
+# the camera's vertical axis (`render_clip(pan_deg=...)`; > 0 turns right): the street camera alone
+# turns by <= ~0.5 deg per frame, and under a pure translation the focal length is not observable
+# (the flow (f·t_x − (u − c_x)·t_z)/(Z + t_z) involves f only through f·t_x). At 2 deg and
+# fx ≈ 111 px (64x192) the rotation moves the image ~3.9 px.
 LEARNED_K_PAN_DEG = 2.0
+# ... and about its horizontal axis (> 0 looks up): the yaw makes fx observable, the pitch fy.
+LEARNED_K_TILT_DEG = 1.0
+# Every learned-K clip turns the same way and training does not flip them: a flip mirrors the yaw,
+# and the motion net does not learn a rotation that differs from clip to clip within this budget
+# (probe, known K, clips turning ±2 deg alternately: the predicted yaw was the same for every clip,
+# 0.54-0.89 deg, at steps 50-150; README "Dynamic scenes").
+LEARNED_K_FLIP_PROBABILITY = 0.0
+# Number of videos (cameras) of the unknown-camera clips: clip i belongs to video i mod N.
+LEARNED_K_VIDEOS = 4
+# Variant-name suffix: K from the motion net's intrinsics head, per clip (released), not per video.
+HEAD_SUFFIX = "_head"
 
 
 def is_learned_k(variant):
@@ -65,19 +81,35 @@ def is_learned_k(variant):
 
 
 def render(split, n, random_intrinsics=False):
-  """Street clips; unknown-camera clips (`random_intrinsics`) also pan by ±`LEARNED_K_PAN_DEG`."""
+  """Street clips; unknown-camera clips (`random_intrinsics`) come from `LEARNED_K_VIDEOS`
+  cameras and turn by `LEARNED_K_PAN_DEG` / `LEARNED_K_TILT_DEG` per frame."""
   from tfds_builders.synthetic_world import clips  # pylint: disable=g-import-not-at-top
   from trainers import experiments  # pylint: disable=g-import-not-at-top
-  return [clips.render_clip("street", HEIGHT, WIDTH, seed=0, split=split, index=i,
-                            random_intrinsics=random_intrinsics,
-                            frame_interval=experiments.SYNTHETIC_VIDEO_FRAME_INTERVAL,
-                            pan_deg=(LEARNED_K_PAN_DEG * (1 if i % 2 else -1)
-                                     if random_intrinsics else 0.0))
-          for i in range(n)]
+  out = []
+  for i in range(n):
+    extra = ({"pan_deg": LEARNED_K_PAN_DEG, "tilt_deg": LEARNED_K_TILT_DEG,
+              "video_index": i % LEARNED_K_VIDEOS} if random_intrinsics else {})
+    out.append(clips.render_clip("street", HEIGHT, WIDTH, seed=0, split=split, index=i,
+                                 random_intrinsics=random_intrinsics,
+                                 frame_interval=experiments.SYNTHETIC_VIDEO_FRAME_INTERVAL,
+                                 **extra))
+  return out
+
+
+def video_focal_errors(model, train_clips):
+  """Relative error |f_learned − f_true| / f_true of fx and fy per training video."""
+  true = {}
+  for c in train_clips:
+    true.setdefault(int(c["video_index"]), c["intrinsics"])
+  index = sorted(true)
+  k = model.video_intrinsics(tf.constant(index, tf.int32)).numpy()
+  t = np.stack([true[i] for i in index])
+  return np.stack([np.abs(k[:, 0, 0] - t[:, 0, 0]) / t[:, 0, 0],
+                   np.abs(k[:, 1, 1] - t[:, 1, 1]) / t[:, 1, 1]], axis=-1)
 
 
 def focal_errors(model, test_ds):
-  """Relative error |f_learned − f_true| / f_true of fx and fy per test clip."""
+  """Relative error |f_learned − f_true| / f_true of fx and fy per test clip (motion-net head)."""
   from trainers import dynamic  # pylint: disable=g-import-not-at-top
   errs = []
   for batch in test_ds:
@@ -90,7 +122,7 @@ def focal_errors(model, test_ds):
   return np.asarray(errs)
 
 
-def evaluate(model, test_ds, moving, protocol, learned_k):
+def evaluate(model, test_ds, moving, protocol, learned_k, train_clips=None):
   from benchmarks.monodepth2_learning import region_abs_rel  # pylint: disable=g-import-not-at-top
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   from trainers import self_supervised as ss  # pylint: disable=g-import-not-at-top
@@ -100,9 +132,11 @@ def evaluate(model, test_ds, moving, protocol, learned_k):
   out = {"abs_rel": float(table["abs_rel"]), "delta1": float(table["delta1"]),
          "moving_abs_rel": region_abs_rel(res["gt"], res["pred"], moving, protocol)}
   if learned_k:
-    errs = focal_errors(model, test_ds)
+    errs = (video_focal_errors(model, train_clips) if model.video_intrinsics is not None
+            else focal_errors(model, test_ds))
     out["focal_rel_error_fx"] = float(errs[:, 0].mean())
     out["focal_rel_error_fy"] = float(errs[:, 1].mean())
+    out["focal_rel_error_max"] = float(errs.max())
   return out
 
 
@@ -120,11 +154,13 @@ def build_model(variant, burnin_steps, base_channels):
     model.compile(optimizer=keras.optimizers.Adam(LEARNING_RATE), jit_compile=False)
     return model
   learned = is_learned_k(variant)
+  head = variant.endswith(HEAD_SUFFIX)
   model = dynamic.DynamicDepthModel(
       monodepth2.build_monodepth2_depth_net(shape, scales=(0,), output=dynamic.DEPTH_NET_OUTPUT),
       motion_net.build_motion_net((HEIGHT, WIDTH, motion_net.MOTION_INPUT_CHANNELS),
-                                  learn_intrinsics=learned, base_channels=base_channels),
+                                  learn_intrinsics=head, base_channels=base_channels),
       dynamic.DynamicConfig(motion_field_burnin_steps=burnin_steps, learn_intrinsics=learned,
+                            intrinsics_videos=LEARNED_K_VIDEOS if learned and not head else 0,
                             identity_automask=variant.endswith(AUTOMASK_SUFFIX)))
   model.compile(optimizer=dynamic.make_optimizer(LEARNING_RATE), jit_compile=False)
   return model
@@ -136,7 +172,8 @@ def run_variant(variant, clips_by_kind, minutes, protocol, args):
   train_clips, test_clips = clips_by_kind["unknown" if learned else "known"]
   train_ds = video.make_self_supervised_dataset(
       video.clips_to_dataset(train_clips), batch_size=BATCH_SIZE, height=HEIGHT, width=WIDTH,
-      training=True, cache=True)
+      training=True, cache=True,
+      **({"flip_probability": LEARNED_K_FLIP_PROBABILITY} if learned else {}))
   test_ds = video.make_self_supervised_dataset(video.clips_to_dataset(test_clips), batch_size=10,
                                                height=HEIGHT, width=WIDTH)
   moving = np.stack([c["moving_mask"][..., 0] > 0 for c in test_clips])
@@ -151,7 +188,7 @@ def run_variant(variant, clips_by_kind, minutes, protocol, args):
     row = {"step": steps, "train_seconds": round(train_s, 1),
            "train_cpu_seconds": round(train_cpu_s, 1),
            "loss": float(hist.history["loss"][-1]),
-           **evaluate(model, test_ds, moving, protocol, learned)}
+           **evaluate(model, test_ds, moving, protocol, learned, train_clips)}
     curve.append(row)
     print(variant, row, flush=True)
   return curve
@@ -216,6 +253,13 @@ def main():
     figures["variants"][variant] = {"final": curve[-1],
                                     "best": min(curve, key=lambda r: r["abs_rel"]),
                                     "curve": curve, "command": command}
+    if is_learned_k(variant):
+      from tfdepth.models import motion_net  # pylint: disable=g-import-not-at-top
+      figures["variants"][variant]["unknown_camera_clips"] = {
+          "videos": LEARNED_K_VIDEOS, "pan_deg_per_frame": LEARNED_K_PAN_DEG,
+          "tilt_deg_per_frame": LEARNED_K_TILT_DEG,
+          "flip_probability": LEARNED_K_FLIP_PROBABILITY,
+          "per_video_intrinsics_gain": motion_net.PER_VIDEO_INTRINSICS_GAIN}
   if args.merge:   # read now, not at the start: a parallel run may have written meanwhile
     common.merge_variants(figures, args.result_name, variants)
   rows = [["median-depth baseline", "-", figures["median_depth_baseline"]["abs_rel"],

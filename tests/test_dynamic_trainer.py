@@ -22,6 +22,7 @@ from trainers import evaluate as evaluate_lib
 from trainers import experiments
 from trainers import train as train_lib
 from tests._strategies import cpu_mirrored_strategy
+from tests._tiny_nets import tiny_disparity_net
 
 H, W, BATCH = 32, 64, 2
 # Gate = clip(2·0/10 − 1, 0, 1) = 0 at the first step: the residual field is off.
@@ -29,11 +30,7 @@ BURNIN_STEPS = 10
 
 
 def _tiny_depth_net():
-  """Two convolutions -> sigmoid disparity (no BatchNorm: replicas then compute identical maths)."""
-  inp = keras.Input((H, W, 3), name="tiny_image")
-  x = keras.layers.Conv2D(4, 3, padding="same", activation="relu", name="tiny_conv")(inp)
-  disp = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="tiny_disp")(x)
-  return keras.Model(inp, {"disp_0": disp}, name="tiny")
+  return tiny_disparity_net(H, W)
 
 
 def _build(strategy, weights=None):

@@ -41,10 +41,16 @@ Per step:
 * Total = Σ_k 2·w_k·f_k·L_k (released aggregator: `self._losses[k] *= w * 2`; f = 0.5 for SSIM,
   1 otherwise). Trackers log the un-weighted L_k (global-batch means).
 
-Learned intrinsics (`learn_intrinsics=True`): the batch's `intrinsics` are ignored; each directed
-pair's motion net predicts K (`intrinsics_from_raw`), and the clip's K is the mean over its 4
-directed pairs (the released model averages the two directions of its pair). This is "one learned K
-per clip from the motion net, averaged"; no global/per-video K variable.
+Learned intrinsics (`learn_intrinsics=True`): the batch's `intrinsics` are ignored. Two modes:
+* `intrinsics_videos = 0` (released): each directed pair's motion net predicts K
+  (`intrinsics_from_raw`), and the clip's K is the mean over its 4 directed pairs (the released
+  model averages the two directions of its pair): one K per clip, read from its images.
+* `intrinsics_videos = N >= 1`: one learned K per video (`models.PerVideoIntrinsics`), selected by
+  the batch's `video_index` (B,) int in [0, N) (N = 1: one global K, the index may be absent).
+  For a horizontally flipped example (the pipeline's `flipped` flag) the principal point is
+  mirrored (`geometry.flip_intrinsics_horizontal`), as the pipeline mirrors a known K. In
+  `benchmarks/dynamic_learning.py` the motion net's head predicted one K for every clip and its
+  focal lengths drifted (README "Dynamic scenes"); the per-video K is what converges there.
 
 Distribution / precision / non-finite handling mirror `trainers.self_supervised`: per-image losses
 through `_global_batch_mean`, `optimizer.scale_loss`, zero update on a non-finite step,
@@ -166,7 +172,10 @@ class DynamicConfig:
     geometric3d_weight: weight of the optional Mahjourian et al. 2018 3D point-cloud alignment
       loss (`tfdepth.losses.geometric3d_loss`, metres; 0 = off, not computed).
     motion_field_burnin_steps: N of the residual-field burn-in (0 = residual on from step 0).
-    learn_intrinsics: learn K with the motion net (ignore the batch's `intrinsics`).
+    learn_intrinsics: learn K (ignore the batch's `intrinsics`), see `intrinsics_videos`.
+    intrinsics_videos: with `learn_intrinsics`: 0 = the motion net's intrinsics head, one K per
+      clip (released); N >= 1 = N learned K variables, one per video, selected by the batch's
+      `video_index` (`models.PerVideoIntrinsics`; N = 1: one global K).
     auto_mask: released `auto_mask` of the residual field.
     identity_automask: Monodepth2's auto-masking of stationary pixels (Godard et al. 2019,
       Sec. 3.3; not in the released Li et al. 2021 model): the photometric terms count a pixel
@@ -192,6 +201,7 @@ class DynamicConfig:
   geometric3d_weight: float = GEOMETRIC3D_WEIGHT
   motion_field_burnin_steps: int = LI2021.motion_field_burnin_steps
   learn_intrinsics: bool = False
+  intrinsics_videos: int = 0
   auto_mask: bool = True
   identity_automask: bool = IDENTITY_AUTOMASK
   invert_backward_motion: bool = INVERT_BACKWARD_MOTION
@@ -207,10 +217,15 @@ class DynamicConfig:
     n = self.motion_field_burnin_steps
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
       raise InvalidInputError(f"motion_field_burnin_steps expected an int >= 0, received {n!r}")
+    n = self.intrinsics_videos
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+      raise InvalidInputError(f"intrinsics_videos expected an int >= 0, received {n!r}")
     for name in ("learn_intrinsics", "auto_mask", "identity_automask", "invert_backward_motion",
                  "target_depth_stop_gradient"):
       if not isinstance(getattr(self, name), bool):
         raise InvalidInputError(f"{name} expected a bool, received {getattr(self, name)!r}")
+    if n > 0 and not self.learn_intrinsics:
+      raise InvalidInputError(f"intrinsics_videos={n} needs learn_intrinsics=True")
     if not 0 < self.min_depth < self.max_depth:
       raise InvalidInputError(f"expected 0 < min_depth < max_depth, received "
                               f"{self.min_depth!r}, {self.max_depth!r}")
@@ -521,10 +536,21 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
       config = DynamicConfig.from_dict(config)
     if not isinstance(config, DynamicConfig):
       raise InvalidInputError(f"config expected a DynamicConfig, received {type(config)}")
-    if config.learn_intrinsics and "intrinsics" not in motion_net.output:
+    if (config.learn_intrinsics and not config.intrinsics_videos
+        and "intrinsics" not in motion_net.output):
       raise InvalidInputError(
-          "config.learn_intrinsics=True needs a motion net with an 'intrinsics' output "
-          f"(build_motion_net(learn_intrinsics=True)); its outputs are {sorted(motion_net.output)}")
+          "config.learn_intrinsics=True with intrinsics_videos=0 needs a motion net with an "
+          "'intrinsics' output (build_motion_net(learn_intrinsics=True)); its outputs are "
+          f"{sorted(motion_net.output)}")
+    self.video_intrinsics = None
+    if config.learn_intrinsics and config.intrinsics_videos:
+      height, width = depth_net.input_shape[1:3]
+      if not (isinstance(height, int) and isinstance(width, int)):
+        raise InvalidInputError(
+            "intrinsics_videos > 0 needs a depth net with a fixed input height and width, "
+            f"received input shape {depth_net.input_shape}")
+      self.video_intrinsics = models.PerVideoIntrinsics(
+          config.intrinsics_videos, height, width, name="video_intrinsics")
     self.depth_net = depth_net
     self.motion_net = motion_net
     self.config = config
@@ -579,7 +605,19 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
     return residual_gate(self.optimizer.iterations, self.config.motion_field_burnin_steps)
 
   def intrinsics_for(self, batch, motion):
-    """(B, 3, 3) K: learned (mean over the clip's pairs) or the batch's."""
+    """(B, 3, 3) K: learned (per video, or the mean over the clip's pairs) or the batch's."""
+    if self.video_intrinsics is not None:
+      frames = batch["frames"]
+      if "video_index" in batch:
+        index = tf.reshape(batch["video_index"], [-1])
+      else:   # one global K (checked in `_unpack`)
+        index = tf.zeros(tf.shape(frames)[:1], tf.int32)
+      k = self.video_intrinsics(index)
+      if "flipped" in batch:
+        mirrored = geometry.flip_intrinsics_horizontal(k, self.video_intrinsics.width)
+        flipped = tf.reshape(tf.cast(batch["flipped"], tf.bool), [-1, 1, 1])
+        k = tf.where(flipped, mirrored, k)
+      return k
     if self.config.learn_intrinsics:
       return clip_intrinsics(motion["intrinsics"])
     return tf.cast(batch["intrinsics"], tf.float32)
@@ -611,6 +649,11 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
       raise InvalidInputError(
           "DynamicDepthModel with learn_intrinsics=False expected batch['intrinsics'] (B, 3, 3), "
           f"received keys {sorted(data)}")
+    if self.config.intrinsics_videos > 1 and "video_index" not in data:
+      raise InvalidInputError(
+          f"DynamicDepthModel with intrinsics_videos={self.config.intrinsics_videos} expected "
+          f"batch['video_index'] (B,) int in [0, {self.config.intrinsics_videos}), received keys "
+          f"{sorted(data)}")
     return data
 
   def compute_loss_terms(self, batch, depths, motion, gate):
@@ -744,7 +787,8 @@ def build_dynamic_trainer(config, total_steps=None, strategy=None, with_metrics=
   keras.utils.set_random_seed(config.train.seed)
   dyn = dynamic_config(config)
   with strategy.scope():
-    depth, motion = build_networks(config, dyn.learn_intrinsics)
+    # Per-video K lives in the trainer (`PerVideoIntrinsics`), not in the motion net's head.
+    depth, motion = build_networks(config, dyn.learn_intrinsics and not dyn.intrinsics_videos)
     if config.train.synchronized_batchnorm:
       for net in (depth, motion):
         models.synchronize_batchnorm(net)

@@ -807,7 +807,9 @@ register_experiment(ExperimentConfig(
 # `trainers.dynamic.train`). Loss-term names are `trainers.dynamic.TERM_NAMES`; their weights are
 # the released model's `loss_weights` (each multiplied by 2, SSIM also by 0.5, in the trainer); a
 # term's kwargs set the other `DynamicConfig` fields, e.g.
-# `--override=losses.rgb.kwargs.learn_intrinsics=true`. Released: 128x416, Adam 2e-4, gradient
+# `--override=losses.rgb.kwargs.learn_intrinsics=true` (K from the motion net's head, per clip;
+# add `losses.rgb.kwargs.intrinsics_videos=1` for one learned K, a dataset from one camera, or N
+# with a `video_index` in the data). Released: 128x416, Adam 2e-4, gradient
 # clipping 10 (global norm), residual-field burn-in 20000 steps.
 LI2021_LR = 2e-4                   # released training setup (issue 6)
 LI2021_CLIP_NORM = 10.0            # released training setup (issue 6), global norm

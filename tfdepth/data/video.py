@@ -8,6 +8,10 @@ Element produced by `make_self_supervised_dataset` (per example; batched adds a 
 * `frames_aug`  `(3, H, W, 3)` float32 [0, 1], the same frames after one colour-jitter draw shared by
   all three frames (what the depth and pose networks see).
 * `intrinsics`  `(3, 3)` float32 pixels of (H, W), updated for the resize and the flip.
+* `flipped`     `()` bool, True when the augmentation mirrored the example (False without
+  augmentation): a learned per-video K must be mirrored too (`trainers.dynamic`).
+* `video_index` `()` int32, when the source has it (`render_clip(video_index=...)`): the video,
+  i.e. the camera, the clip comes from (per-video learned intrinsics).
 * optional, when the source has them: `depth` `(H, W, 1)` metres (0 = invalid), `sparse_depth`
   `(H, W, 1)` (simulated LiDAR, `sample_lidar_scan_lines`), `semantic` `(H, W, 1)` int32
   Cityscapes label ids, `seg_labels` `(H, W, 1)` int32 Cityscapes train ids (255 = ignore),
@@ -75,6 +79,8 @@ MONODEPTH2_STEREO_BASELINE = 0.1
 KITTI_LEFT_SIDE = "l"
 STEREO_KEYS = ("stereo_image", "target_from_stereo")
 _POSE_KEYS = ("target_from_source", "target_from_stereo")
+# Per-example scalars that a flip leaves as they are.
+_PER_EXAMPLE_KEYS = ("video_index", "flipped")
 
 _SALT_FLIP, _SALT_JITTER, _SALT_LIDAR = 11, 12, 13
 _NUM_FRAMES = 3
@@ -187,7 +193,9 @@ def _flip_element(e):
   if "target_from_stereo" in e:
     out["target_from_stereo"] = mirror_pose(e["target_from_stereo"])
   out.update({k: tf.reverse(v, axis=[-2]) for k, v in e.items()
-              if k not in ("frames", "intrinsics") + _POSE_KEYS})
+              if k not in ("frames", "intrinsics") + _POSE_KEYS + _PER_EXAMPLE_KEYS})
+  out.update({k: e[k] for k in _PER_EXAMPLE_KEYS if k in e})
+  out["flipped"] = tf.constant(True)
   return out
 
 
@@ -260,6 +268,8 @@ def synthetic_world_to_self_supervised(example, stereo_baseline=MONODEPTH2_STERE
     out["semantic"] = tf.cast(example["semantic"], tf.int32)
   if "moving_mask" in example:
     out["moving_mask"] = tf.cast(example["moving_mask"], tf.float32)
+  if "video_index" in example:
+    out["video_index"] = tf.cast(example["video_index"], tf.int32)
   return out
 
 
@@ -365,6 +375,7 @@ def make_self_supervised_dataset(builder_or_ds, split="train", batch_size=4, hei
       e = _resize_element(e, height, width)
     if augment_data:
       do_flip = augment._uniform(augment.fold_seed(s, _SALT_FLIP), 0, 0.0, 1.0) < flip_probability  # pylint: disable=protected-access
+      e["flipped"] = tf.constant(False)
       flipped = _flip_element(e)
       e = {k: tf.where(do_flip, flipped[k], e[k]) for k in e}
       stack = e["frames"]
@@ -376,6 +387,7 @@ def make_self_supervised_dataset(builder_or_ds, split="train", batch_size=4, hei
       if stereo:
         e["stereo_image_aug"] = jittered[_NUM_FRAMES]
     else:
+      e["flipped"] = tf.constant(False)
       e["frames_aug"] = e["frames"]
       if stereo:
         e["stereo_image_aug"] = e["stereo_image"]

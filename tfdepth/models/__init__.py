@@ -20,6 +20,7 @@ from tfdepth.models.fcrn import build_fcrn
 from tfdepth.models.monodepth2 import build_monodepth2_depth_net
 from tfdepth.models.monodepth2 import build_monodepth2_pose_net
 from tfdepth.models.motion_net import build_motion_net  # Li et al. 2021 (issue 6)
+from tfdepth.models.motion_net import PerVideoIntrinsics
 
 MODEL_BUILDERS = {
     "fastdepth": build_fastdepth,
@@ -54,4 +55,5 @@ __all__ = [
     "build_mobilenet_v2_encoder", "build_resnet_encoder", "build_monodepth2_depth_net",
     "build_monodepth2_pose_net", "build_fcrn", "build_dorn", "build_sid_classifier",
     "build_eigen2014", "build_eigen2015", "build_dpt", "synchronize_batchnorm",
+    "PerVideoIntrinsics",
 ]

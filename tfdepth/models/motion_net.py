@@ -30,6 +30,9 @@ Differences from the released code, on purpose:
     of `benchmarks/dynamic_learning.py` the learned fy was still 85 % off. This fixes the start
     only: with it the learned focal lengths still drift in that benchmark (README "Dynamic
     scenes": the K head predicts one K for every clip in that budget).
+  * `PerVideoIntrinsics` (not a head of this network): one learned K per video, the paper's
+    "intrinsics learned per video", used by `trainers.dynamic` with
+    `DynamicConfig.intrinsics_videos`.
   * The principal point is squashed by a sigmoid so that it always lies in [0, W] × [0, H]
     (released: unbounded offset), and the focal fractions are clipped to
     [`INTRINSICS_MIN_FOCAL_FRACTION`, `INTRINSICS_MAX_FOCAL_FRACTION` + min] so that K is finite
@@ -187,6 +190,68 @@ class IntrinsicsFromRaw(keras.layers.Layer):
     return {**super().get_config(), "height": self.height, "width": self.width}
 
 
+# PerVideoIntrinsics: K = intrinsics_from_raw(gain · raw). Adam moves a variable by about the
+# learning rate per step whatever its gradient's scale, so a gain g lets a per-video focal length
+# change by up to ~0.72·g·lr in log per step (d log softplus(z) / dz = 0.72 at z = 0): at Li et
+# al.'s lr 2e-4 and g = 50, ~0.7 % per step. A per-video K is a single variable that every batch
+# of its video updates, unlike the motion net's intrinsics head, whose output moves through
+# ~10^7 weights; without the gain it could move by at most ~4 % in 300 steps (tfdepth choice,
+# README "Dynamic scenes").
+PER_VIDEO_INTRINSICS_GAIN = 50.0
+
+
+@keras.saving.register_keras_serializable(package="tfdepth")
+class PerVideoIntrinsics(keras.layers.Layer):
+  """One learned K per video (Li et al. 2021's "intrinsics learned per video"), by video index.
+
+  The layer holds raw focal (N, 2) and principal-point (N, 2) variables, initialised at 0 (K at
+  raw 0: fx = fy = 0.703·W, principal point at the image centre) and maps them with
+  `intrinsics_from_raw(gain · raw)`, so K is valid for any variable value.
+
+  Args:
+    num_videos: N, a positive int (1 = one global K).
+    height, width: image size in pixels (positive ints) that K is expressed in.
+    gain: positive multiplier of the raw variables (`PER_VIDEO_INTRINSICS_GAIN`).
+  Call:
+    video_index: (B,) int, values in [0, N) (InvalidArgumentError otherwise).
+  Returns:
+    (B, 3, 3) float32 K in pixels of (height, width).
+  """
+
+  def __init__(self, num_videos, height, width, gain=PER_VIDEO_INTRINSICS_GAIN, **kwargs):
+    super().__init__(**kwargs)
+    for v, n in ((num_videos, "num_videos"), (height, "height"), (width, "width")):
+      if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise InvalidInputError(f"{n} expected a positive int, received {v!r}")
+    self.num_videos = num_videos
+    self.height = height
+    self.width = width
+    self.gain = _common.check_positive(gain, "gain")
+    self.raw_focal = self.add_weight(name="raw_focal", shape=(num_videos, 2),
+                                     initializer="zeros", trainable=True)
+    self.raw_offset = self.add_weight(name="raw_offset", shape=(num_videos, 2),
+                                      initializer="zeros", trainable=True)
+    self.built = True   # the variables do not depend on the input
+
+  def call(self, video_index):
+    index = tf.cast(video_index, tf.int32)
+    if index.shape.rank != 1:
+      raise InvalidInputError(f"video_index: expected shape (B,), received {index.shape}")
+    message = f"video_index expected values in [0, {self.num_videos})"
+    tf.debugging.assert_less(index, self.num_videos, message=message)
+    tf.debugging.assert_non_negative(index, message=message)
+    focal = tf.gather(tf.cast(self.raw_focal, tf.float32), index) * self.gain
+    offset = tf.gather(tf.cast(self.raw_offset, tf.float32), index) * self.gain
+    return intrinsics_from_raw(focal, offset, self.height, self.width)
+
+  def compute_output_shape(self, input_shape):
+    return (input_shape[0], 3, 3)
+
+  def get_config(self):
+    return {**super().get_config(), "num_videos": self.num_videos, "height": self.height,
+            "width": self.width, "gain": self.gain}
+
+
 def _conv(filters, kernel, name, activation="relu", strides=1, use_bias=True):
   return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same",
                              activation=activation, use_bias=use_bias, name=name)
@@ -268,6 +333,6 @@ def build_motion_net(input_shape=(128, 416, MOTION_INPUT_CHANNELS), learn_intrin
 
 __all__ = [
     "INTRINSICS_MAX_FOCAL_FRACTION", "INTRINSICS_MIN_FOCAL_FRACTION", "IntrinsicsFromRaw",
-    "LearnedMotionScale", "MOTION_BASE_CHANNELS", "MOTION_INPUT_CHANNELS", "build_motion_net",
-    "intrinsics_from_raw",
+    "LearnedMotionScale", "MOTION_BASE_CHANNELS", "MOTION_INPUT_CHANNELS",
+    "PER_VIDEO_INTRINSICS_GAIN", "PerVideoIntrinsics", "build_motion_net", "intrinsics_from_raw",
 ]

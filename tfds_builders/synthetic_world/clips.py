@@ -134,26 +134,29 @@ def sequence_poses(clip_poses, num_frames):
   return np.stack([poses[tau] for tau in times])
 
 
-def pan_clip(clip, pan_rad):
-  """The clip with its camera panning: frame t + s turned by s·pan_rad about its own y axis.
+def pan_clip(clip, pan_rad, tilt_rad=0.0):
+  """The clip with its camera panning (and tilting): frame t + s turned by s·pan_rad about its
+  own y axis and then by s·tilt_rad about its x axis.
 
-  `world_from_camera(t + s)` becomes `P_{t+s} @ R_y(s·pan_rad)` (the `pose_matrix` convention:
-  positive yaw turns right); frame t, the positions and the scene are unchanged. pan_rad = 0
-  returns `clip` itself.
+  `world_from_camera(t + s)` becomes `P_{t+s} @ R_y(s·pan_rad) @ R_x(s·tilt_rad)` (the
+  `pose_matrix` convention: positive yaw turns right, positive pitch looks up); frame t, the
+  positions and the scene are unchanged. pan_rad = tilt_rad = 0 returns `clip` itself.
   """
-  if pan_rad == 0.0:
+  if pan_rad == 0.0 and tilt_rad == 0.0:
     return clip
   poses = []
   for i, pose in enumerate(clip.poses):
     turn = np.eye(4)
-    turn[:3, :3] = renderer.rot_y((i - CENTRE_INDEX) * pan_rad)
+    s = i - CENTRE_INDEX
+    turn[:3, :3] = renderer.rot_y(s * pan_rad) @ renderer.rot_x(s * tilt_rad)
     poses.append(pose @ turn)
   return scenes.Clip(scene=clip.scene, poses=np.stack(poses), times=clip.times)
 
 
 def render_clip(scene="street", height=None, width=None, seed=0, split="train", index=0,
                 random_intrinsics=False, include_all_depths=False, stereo_baseline=None,
-                num_frames=DEFAULT_NUM_FRAMES, frame_interval=1.0, pan_deg=0.0):
+                num_frames=DEFAULT_NUM_FRAMES, frame_interval=1.0, pan_deg=0.0, tilt_deg=0.0,
+                video_index=None):
   """Renders one clip and its ground truth.
 
   Args:
@@ -184,6 +187,14 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       unchanged. The street camera itself turns by at most ~0.5 deg per frame; under a pure
       translation the focal length is not observable from the images, so learned-intrinsics
       checks use panning clips.
+    tilt_deg: finite float, degrees per frame that the camera turns about its own horizontal
+      axis after panning (> 0 looks up); 0 (default) leaves the output unchanged. Without it the
+      vertical focal length fy is not observable either (only fx is, through the yaw).
+    video_index: None (default, output unchanged) or an int >= 0: the clip belongs to that video
+      of the split's camera set: with `random_intrinsics` its K is drawn once per
+      (seed, split, video_index) instead of per clip, so all clips of a video share one unknown
+      camera (per-video learned intrinsics); the output gains 'video_index'. The scene is the
+      clip's own either way.
   Returns:
     dict of numpy arrays (H, W the image size):
       'frames': (3, H, W, 3) uint8 RGB of frames [t-1, t, t+1];
@@ -200,6 +211,7 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       'target_from_source': (2, 4, 4) float32 for sources [t-1, t+1]: p_t = M @ p_source for static
         points (x right, y down, z forward);
       'clip_id': str, clip_key(split, index);
+      with video_index: 'video_index' int32 scalar;
       with include_all_depths: 'depth_all' (3, H, W, 1) float32 (same validity rule) and
       'world_from_camera' (3, 4, 4) float64;
       with num_frames = N > 3: 'frames' is (N, H, W, 3) at `frame_times(N)` (frame t at index
@@ -234,13 +246,21 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       or not math.isfinite(frame_interval) or not 0.0 < frame_interval <= 1.0):
     raise ValueError(f"frame_interval must be a number in (0, 1], got {frame_interval!r}")
   frame_interval = float(frame_interval)
-  if (isinstance(pan_deg, bool) or not isinstance(pan_deg, (int, float, np.floating))
-      or not math.isfinite(pan_deg)):
-    raise ValueError(f"pan_deg must be a finite number of degrees, got {pan_deg!r}")
+  for name, value in (("pan_deg", pan_deg), ("tilt_deg", tilt_deg)):
+    if (isinstance(value, bool) or not isinstance(value, (int, float, np.floating))
+        or not math.isfinite(value)):
+      raise ValueError(f"{name} must be a finite number of degrees, got {value!r}")
+  if video_index is not None and (isinstance(video_index, bool)
+                                  or not isinstance(video_index, (int, np.integer))
+                                  or video_index < 0):
+    raise ValueError(f"video_index must be None or a non-negative int, got {video_index!r}")
   rng = clip_rng(seed, split, index)
   clip = pan_clip(retime_clip(scenes.make_clip(rng, scene), frame_interval),
-                  math.radians(float(pan_deg)))
-  if random_intrinsics:
+                  math.radians(float(pan_deg)), math.radians(float(tilt_deg)))
+  if random_intrinsics and video_index is not None:
+    k = scenes.sample_intrinsics(clip_rng(seed, f"{split}/video", video_index), scene, height,
+                                 width)
+  elif random_intrinsics:
     k = scenes.sample_intrinsics(rng, scene, height, width)
   else:
     k = scenes.default_intrinsics(scene, height, width)
@@ -285,6 +305,8 @@ def render_clip(scene="street", height=None, width=None, seed=0, split="train", 
       "target_from_source": t_from_s,
       "clip_id": clip_key(split, index),
   }
+  if video_index is not None:
+    out["video_index"] = np.int32(video_index)
   if stereo_baseline is not None:
     left_from_right = np.eye(4)
     left_from_right[0, 3] = stereo_baseline
