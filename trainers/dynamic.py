@@ -607,11 +607,10 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
   def intrinsics_for(self, batch, motion):
     """(B, 3, 3) K: learned (per video, or the mean over the clip's pairs) or the batch's."""
     if self.video_intrinsics is not None:
-      frames = batch["frames"]
       if "video_index" in batch:
         index = tf.reshape(batch["video_index"], [-1])
       else:   # one global K (checked in `_unpack`)
-        index = tf.zeros(tf.shape(frames)[:1], tf.int32)
+        index = tf.zeros(tf.shape(batch["frames"])[:1], tf.int32)
       k = self.video_intrinsics(index)
       if "flipped" in batch:
         mirrored = geometry.flip_intrinsics_horizontal(k, self.video_intrinsics.width)
