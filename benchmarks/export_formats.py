@@ -26,9 +26,12 @@ both models with the same settings; the tf_keras twin of Monodepth2 comes from
 output tail in float (`export.float_tail`: Monodepth2's sigmoid + ``disp_to_depth``, FastDepth's
 sigmoid x 80 m) and output float32 metres; before (fully quantised tail, uint8 output) Monodepth2's
 int8 AbsRel was 0.2860 (Keras 0.1793) and its QAT file failed at run time in the int8 ``DIV``.
+The row ``tflite_int8_bias_corrected`` is the ``tflite_int8`` export with its head's bias corrected
+by the int8 - float shift measured on the calibration images (`export.bias_correction`).
 Every artefact is evaluated on the first ``--num_test`` test-split images with the
-`tfdepth.metrics` ``synthetic_street`` protocol next to the Keras model
-(`export.report.export_and_report`). The JSON also records, per TFLite format, the op types
+`tfdepth.metrics` ``synthetic_street`` protocol next to the Keras model, and compared with the
+Keras model's depths pixel by pixel (`export.report.parity_table`: fraction within 1.25x, depth
+scale exp(mean ln ratio); `export.report.export_and_report`). The JSON also records, per TFLite format, the op types
 (`export.litert_runner.op_summary`), and per model the relative AbsRel drift of int8 / QAT vs the
 Keras model and the int8 speed-up / size ratio vs float32 TFLite.
 
@@ -72,11 +75,21 @@ import numpy as np
 from benchmarks.common import RESULTS_DIR, print_table, write_result
 
 NAME = "export_formats"
+# "tflite_int8_bias_corrected": the tflite_int8 export with ``bias_correction=True``
+# (`export.bias_correction`), a row of its own.
+INT8_BIAS_CORRECTED = "tflite_int8_bias_corrected"
 FORMATS = ("saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8",
-           "tflite_qat")
+           INT8_BIAS_CORRECTED, "tflite_qat")
 FORMAT_LABELS = {"saved_model": "SavedModel", "tflite_fp32": "TFLite fp32",
                  "tflite_fp16": "TFLite fp16", "tflite_dynamic": "TFLite dynamic-range",
-                 "tflite_int8": "TFLite full int8", "tflite_qat": "TFLite QAT int8"}
+                 "tflite_int8": "TFLite full int8",
+                 INT8_BIAS_CORRECTED: "TFLite full int8, head bias corrected",
+                 "tflite_qat": "TFLite QAT int8"}
+
+
+def export_format(fmt):
+  """``(export.report format, bias_correction)`` of a benchmark format."""
+  return ("tflite_int8", True) if fmt == INT8_BIAS_CORRECTED else (fmt, False)
 # Calibration images without training (noise; enough for a representative size/latency).
 NUM_RANDOM_CALIBRATION = 8
 FASTDEPTH_SIZE = (224, 224)  # Wofk et al. 2019 (FastDepth), NYU Depth v2 input
@@ -271,7 +284,8 @@ def drift_summary(per_format):
   out = {}
   keras_row = next((f["metrics"]["keras"] for f in per_format.values()
                     if isinstance(f, dict) and "metrics" in f), None)
-  for fmt in ("tflite_int8", "tflite_qat", "tflite_dynamic", "tflite_fp16", "tflite_fp32"):
+  for fmt in ("tflite_int8", INT8_BIAS_CORRECTED, "tflite_qat", "tflite_dynamic", "tflite_fp16",
+              "tflite_fp32"):
     f = per_format.get(fmt)
     if keras_row and isinstance(f, dict) and "metrics" in f:
       out[f"{fmt}_abs_rel_drift"] = (f["metrics"][fmt]["abs_rel"] / keras_row["abs_rel"]) - 1.0
@@ -289,10 +303,14 @@ def drift_summary(per_format):
 
 
 def _entry(report, fmt):
+  """The JSON entry of a benchmark format ``fmt`` (its metrics row keyed by ``fmt``)."""
   entry = {"size_bytes": report["size_bytes"], "latency": report["latency"]}
-  for key in ("metrics", "ops"):
+  for key in ("metrics", "parity", "ops"):
     if key in report:
       entry[key] = report[key]
+  if "metrics" in entry:
+    entry["metrics"] = {"keras": entry["metrics"]["keras"],
+                        fmt: entry["metrics"][report["format"]]}
   return entry
 
 
@@ -313,14 +331,14 @@ def run_trained(names, formats, args, on_progress=None):
     test_images, test_depths = _split_arrays(config, builder, config.data.test_split,
                                              args.num_test)
     protocol = config.metrics_protocol
-    keras_metrics = report_lib.metric_table(
-        test_depths, report_lib.keras_predict(network, test_images), protocol)
+    keras_depths = report_lib.keras_predict(network, test_images)
+    keras_metrics = report_lib.metric_table(test_depths, keras_depths, protocol)
     entry = {"params": int(network.count_params()), "train": train_info,
              "qat_targets": args.qat_targets,
              "data_prepare_seconds": data_s, "num_test_images": int(len(test_images)),
              "protocol": protocol, "keras_metrics": keras_metrics}
     rep = qat_options = None
-    if "tflite_int8" in formats:
+    if "tflite_int8" in formats or INT8_BIAS_CORRECTED in formats:
       images, _ = _split_arrays(config, builder, config.data.train_split, args.num_calibration)
       rep = tflite.representative_dataset_from(list(images), args.num_calibration)
     if "tflite_qat" in formats and spec.qat:
@@ -340,14 +358,17 @@ def run_trained(names, formats, args, on_progress=None):
       if fmt == "tflite_qat" and not spec.qat:
         entry[fmt] = {"skipped": f"no QAT builder for {name}"}
         continue
+      export_fmt, bias_correction = export_format(fmt)
       with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         try:
           r = report_lib.export_and_report(
-              network, metadata, fmt, tmp, test_images=test_images, test_depths=test_depths,
-              protocol=protocol, representative_dataset=rep if fmt == "tflite_int8" else None,
+              network, metadata, export_fmt, tmp, test_images=test_images,
+              test_depths=test_depths, protocol=protocol,
+              representative_dataset=rep if export_fmt == "tflite_int8" else None,
               qat_options=qat_options if fmt == "tflite_qat" else None, num_runs=args.num_runs,
-              reference_metrics=keras_metrics)
+              reference_metrics=keras_metrics, reference_depths=keras_depths,
+              bias_correction=bias_correction)
         except Exception as e:  # pylint: disable=broad-except
           # A format that fails to convert or to run is a result too: record it, go on.
           entry[fmt] = {"error": f"{type(e).__name__}: {str(e)[-ERROR_CHARS:]}",
@@ -358,11 +379,13 @@ def run_trained(names, formats, args, on_progress=None):
           continue
       entry[fmt] = _entry(r, fmt)
       entry[fmt]["export_and_report_seconds"] = time.perf_counter() - t0
-      m = r["metrics"][fmt]
+      m = r["metrics"][export_fmt]
       print(f"{spec.key} {fmt}: {r['size_bytes'] / 1e6:.2f} MB, "
             f"{r['latency']['1']['median_ms']:.2f} / {r['latency']['2']['median_ms']:.2f} ms, "
             f"AbsRel {m['abs_rel']:.4f} (Keras {keras_metrics['abs_rel']:.4f}), "
-            f"delta1 {m['delta1']:.4f}", flush=True)
+            f"delta1 {m['delta1']:.4f}; vs Keras: within {report_lib.PARITY_RATIO}x "
+            f"{r['parity']['within_1.25']:.4f}, scale {np.exp(r['parity']['mean_log_ratio']):.4f}",
+            flush=True)
       if on_progress:   # a run that dies later keeps what it measured
         on_progress({**figures, spec.key: entry})
     entry["summary"] = drift_summary(entry)
@@ -385,8 +408,8 @@ def run_random(names, formats, num_runs):
         rng.uniform(size=(NUM_RANDOM_CALIBRATION,) + spec.size + (3,)).astype(np.float32))
     figures[spec.key] = {"params": int(model.count_params()), "random_weights": True}
     for fmt in formats:
-      if fmt == "tflite_qat":
-        continue  # QAT needs training data
+      if fmt in ("tflite_qat", INT8_BIAS_CORRECTED):
+        continue  # QAT needs training data; bias correction changes no size or speed
       with tempfile.TemporaryDirectory() as tmp:
         r = report_lib.export_and_report(model, {"experiment": spec.key}, fmt, tmp,
                                          representative_dataset=rep if fmt == "tflite_int8"
@@ -400,25 +423,30 @@ def run_random(names, formats, num_runs):
 
 
 def table_rows(figures):
-  """Rows (model, format, MB, ms 1 thr, ms 2 thr, AbsRel, delta1) of a figures dict."""
+  """Rows (model, format, MB, ms 1 thr, ms 2 thr, AbsRel, delta1, within 1.25x of Keras, depth
+  scale vs Keras) of a figures dict; the parity columns (`export.report.parity_table`) are None
+  for the Keras row and for results recorded without them."""
   rows = []
   for model_key, per_fmt in figures.items():
     label = next((s.label for s in MODELS.values() if s.key == model_key), model_key)
     if "keras_metrics" in per_fmt:
       km = per_fmt["keras_metrics"]
-      rows.append([label, "Keras (reference)", None, None, None, km["abs_rel"], km["delta1"]])
+      rows.append([label, "Keras (reference)", None, None, None, km["abs_rel"], km["delta1"],
+                   None, None])
     for fmt in FORMATS:
       f = per_fmt.get(fmt)
       if not isinstance(f, dict):
         continue
       if "skipped" in f or "error" in f:
         rows.append([label, FORMAT_LABELS[fmt] + (" (failed)" if "error" in f else ""),
-                     None, None, None, None, None])
+                     None, None, None, None, None, None, None])
         continue
       m = f.get("metrics", {}).get(fmt, {})
+      parity = f.get("parity", {})
+      scale = float(np.exp(parity["mean_log_ratio"])) if "mean_log_ratio" in parity else None
       rows.append([label, FORMAT_LABELS[fmt], f["size_bytes"] / 1e6,
                    f["latency"]["1"]["median_ms"], f["latency"]["2"]["median_ms"],
-                   m.get("abs_rel"), m.get("delta1")])
+                   m.get("abs_rel"), m.get("delta1"), parity.get("within_1.25"), scale])
   return rows
 
 
@@ -429,13 +457,14 @@ def _cell(value, fmt):
 def markdown_table(record):
   """The README export table (Markdown) of a results record (benchmarks/results JSON)."""
   figures = record["figures"]
-  lines = ["| model | format | size (MB) | 1 thread (ms) | 2 threads (ms) | AbsRel | δ1 |",
-           "|---|---|---|---|---|---|---|"]
+  lines = ["| model | format | size (MB) | 1 thread (ms) | 2 threads (ms) | AbsRel | δ1 "
+           "| within 1.25× of Keras | depth scale vs Keras |",
+           "|---|---|---|---|---|---|---|---|---|"]
   previous = None
-  for label, fmt, mb, ms1, ms2, abs_rel, delta1 in table_rows(figures):
+  for label, fmt, mb, ms1, ms2, abs_rel, delta1, within, scale in table_rows(figures):
     lines.append(f"| {label if label != previous else ''} | {fmt} | {_cell(mb, '.1f')} | "
                  f"{_cell(ms1, '.1f')} | {_cell(ms2, '.1f')} | {_cell(abs_rel, '.4f')} | "
-                 f"{_cell(delta1, '.4f')} |")
+                 f"{_cell(delta1, '.4f')} | {_cell(within, '.4f')} | {_cell(scale, '.3f')} |")
     previous = label
   notes = []
   for model_key, per_fmt in figures.items():
@@ -443,6 +472,8 @@ def markdown_table(record):
     parts = []
     if "tflite_int8_abs_rel_drift" in s:
       parts.append(f"int8 AbsRel drift {100 * s['tflite_int8_abs_rel_drift']:+.1f} %")
+    if f"{INT8_BIAS_CORRECTED}_abs_rel_drift" in s:
+      parts.append(f"head bias corrected {100 * s[f'{INT8_BIAS_CORRECTED}_abs_rel_drift']:+.1f} %")
     if "tflite_qat_abs_rel_drift" in s:
       parts.append(f"QAT {100 * s['tflite_qat_abs_rel_drift']:+.1f} %")
     if "int8_speedup_1thr" in s:
@@ -513,7 +544,8 @@ def main(argv=None):
     figures = run_trained(names, formats, args,
                           on_progress=lambda f: write_result(args.result_name, f, command))
   print_table(table_rows(figures),
-              ["model", "format", "size_MB", "ms_1thr", "ms_2thr", "abs_rel", "delta1"])
+              ["model", "format", "size_MB", "ms_1thr", "ms_2thr", "abs_rel", "delta1",
+               "within_1.25_of_keras", "scale_vs_keras"])
   for key, per_fmt in figures.items():
     print(key, json.dumps(per_fmt.get("summary", {})))
   print(write_result(args.result_name, figures, command))

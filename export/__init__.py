@@ -9,6 +9,8 @@ Modules (imported explicitly; this package imports nothing heavy):
                  quantisation of the converter's calibrated graph (tflite_int8 and QAT use it);
                  tighten_saturating_inputs: ELU / sigmoid / tanh input ranges clipped where the
                  activation saturates
+  bias_correction  correct_head_bias: the int8 head's mean int8 - float shift, measured on the
+                 calibration images, removed from its int32 bias (opt-in for tflite_int8)
   rewrite        tflite_friendly(model): bit-identical replacements of ReflectionPadding2D and
                  nearest UpSampling2D whose TFLite ops (MIRROR_PAD, TILE) XNNPACK cannot run,
                  and of scalar 1x1 depthwise convs (FastDepth's x max_depth) by a MUL;
@@ -17,5 +19,6 @@ Modules (imported explicitly; this package imports nothing heavy):
   litert_runner  LiteRTRunner (ai_edge_litert) and SavedModelRunner: predict + latency;
                  op_summary(tflite): op types, float ops of int8 models, XNNPACK partitions
   qat            quantization_aware_training: tf_keras + tfmot in a subprocess (_qat_worker)
-  report, cli    export_and_report and the ``tfdepth-export`` entry point
+  report, cli    export_and_report (size, latency, metrics, parity with the Keras model) and
+                 the ``tfdepth-export`` entry point
 """

@@ -58,6 +58,9 @@ def _define_flags():
   flags.DEFINE_integer("qat_epochs", 2, "QAT fine-tuning epochs.")
   flags.DEFINE_integer("qat_train_images", DEFAULT_QAT_TRAIN_IMAGES, "QAT fine-tuning images.")
   flags.DEFINE_float("target_sparsity", None, "Prune to this sparsity before QAT (tflite_qat).")
+  flags.DEFINE_bool("bias_correction", False,
+                    "tflite_int8: correct the head's bias by the int8 - float shift measured on "
+                    "the calibration images (export.bias_correction).")
 
 
 def _video_module(config):
@@ -155,7 +158,8 @@ def _collect(dataset, limit, target_index=None):
 def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), data_dir=None,
                       num_test=DEFAULT_NUM_TEST, num_calibration=DEFAULT_NUM_CALIBRATION,
                       num_runs=report_lib.DEFAULT_NUM_RUNS, io_dtype="uint8", qat_epochs=2,
-                      qat_train_images=DEFAULT_QAT_TRAIN_IMAGES, target_sparsity=None):
+                      qat_train_images=DEFAULT_QAT_TRAIN_IMAGES, target_sparsity=None,
+                      bias_correction=False):
   """Exports a trained experiment as ``fmt`` into ``output_dir``; returns the report dict."""
   from tfdepth import models  # pylint: disable=g-import-not-at-top
   from tfdepth.data import make_supervised_dataset  # pylint: disable=g-import-not-at-top
@@ -227,7 +231,8 @@ def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), dat
   return report_lib.export_and_report(
       network, metadata, fmt, output_dir, test_images=test_images, test_depths=test_depths,
       protocol=protocol, representative_dataset=representative,
-      io_dtype=io_dtype, qat_options=qat_options, num_runs=num_runs)
+      io_dtype=io_dtype, qat_options=qat_options, num_runs=num_runs,
+      bias_correction=bias_correction)
 
 
 def main(argv):
@@ -238,7 +243,7 @@ def main(argv):
   rep = export_experiment(
       FLAGS.experiment, FLAGS.checkpoint, FLAGS.format, FLAGS.output_dir, FLAGS.override,
       FLAGS.data_dir, FLAGS.num_test, FLAGS.num_calibration, FLAGS.num_runs, FLAGS.io_dtype,
-      FLAGS.qat_epochs, FLAGS.qat_train_images, FLAGS.target_sparsity)
+      FLAGS.qat_epochs, FLAGS.qat_train_images, FLAGS.target_sparsity, FLAGS.bias_correction)
   print(report_lib.report_markdown(rep))
 
 

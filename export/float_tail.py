@@ -189,7 +189,18 @@ def tighten_saturating_inputs(calibrated, keep_float=()):
   return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), changes
 
 
-def quantize_with_float_tail(converter, io_dtype=tf.float32):
+def calibrate(converter):
+  """The converter's calibrated float model (flatbuffer bytes): the float graph it quantises,
+  with each tensor's calibrated min / max (``_experimental_calibrate_only``)."""
+  _private(converter, "_experimental_calibrate_only")
+  converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+  try:
+    return bytes(converter.convert())
+  finally:
+    converter._experimental_calibrate_only = False  # pylint: disable=protected-access
+
+
+def quantize_with_float_tail(converter, io_dtype=tf.float32, bias_correction_images=None):
   """Full-integer conversion with the output tail (`output_tail`) left in float.
 
   Args:
@@ -198,18 +209,16 @@ def quantize_with_float_tail(converter, io_dtype=tf.float32):
       fake-quantisation nodes (QAT) works too: their ranges are kept, the rest is calibrated.
     io_dtype: input dtype (``tf.float32``, ``tf.int8`` or ``tf.uint8``); also the output dtype
       when the tail is empty, else the output is float32.
+    bias_correction_images: optional float32 [0, 1] images: correct the head convolution's bias
+      by the int8 - float shift measured on them (`export.bias_correction.correct_head_bias`;
+      nothing changes without a tail).
   Returns:
     ``(flatbuffer bytes, tail)`` with ``tail`` as `output_tail` returns it (the ops kept float).
   """
   from tensorflow.lite.python import convert as convert_lib  # pylint: disable=g-import-not-at-top
   io_dtype = tf.as_dtype(io_dtype)
-  _private(converter, "_experimental_calibrate_only")
   mlir_quantize = _private(convert_lib, "mlir_quantize")
-  converter._experimental_calibrate_only = True  # pylint: disable=protected-access
-  try:
-    calibrated = converter.convert()
-  finally:
-    converter._experimental_calibrate_only = False  # pylint: disable=protected-access
+  calibrated = calibrate(converter)
   tail = output_tail(calibrated)
   calibrated, _ = tighten_saturating_inputs(calibrated, [t["output"] for t in tail])
   # The arguments of the converter's own full-integer call (lite.py, ``_quantize``), plus the
@@ -222,7 +231,12 @@ def quantize_with_float_tail(converter, io_dtype=tf.float32):
       denylisted_nodes=[t["output"] for t in tail] or None,
       disable_per_channel_for_dense_layers=getattr(
           converter, "_experimental_disable_per_channel_quantization_for_dense_layers", False))
-  return bytes(flatbuffer), tail
+  flatbuffer = bytes(flatbuffer)
+  if bias_correction_images is not None and tail:
+    from export import bias_correction  # pylint: disable=g-import-not-at-top
+    flatbuffer, _ = bias_correction.correct_head_bias(flatbuffer, calibrated,
+                                                      bias_correction_images)
+  return flatbuffer, tail
 
 
 def tail_input_quantization(model_content):

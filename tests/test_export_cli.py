@@ -42,10 +42,15 @@ def test_tflite_report(model, tmp_path):
   # Ground truth = the Keras prediction: the Keras row is exact, TFLite within float rounding.
   assert keras_table["abs_rel"] == 0.0 and keras_table["delta1"] == 1.0
   assert tflite_table["abs_rel"] <= FP32_ABS_REL and tflite_table["delta1"] == 1.0
+  parity = rep["parity"]
+  assert parity["num_images"] == 4 and parity["within_1.25"] == 1.0
+  assert parity["max_rel_diff"] <= FP32_ABS_REL
+  assert abs(parity["mean_log_ratio"]) <= parity["mean_abs_log_ratio"] <= FP32_ABS_REL
   with open(tmp_path / "export_report.json") as f:
     assert json.load(f)["size_bytes"] == rep["size_bytes"]
   md = (tmp_path / "export_report.md").read_text()
   assert "tflite_fp32" in md and "| 2 |" in md
+  assert "Parity with the Keras model (evaluated pixels): depth ratio exp(mean ln) 1.0000" in md
   # FastDepth after export.rewrite: the whole float graph is one XNNPACK partition.
   assert rep["ops"]["num_delegate_partitions"] == 1 and "TILE" not in rep["ops"]["op_counts"]
   assert "- XNNPACK partitions: 1; QUANTIZE / DEQUANTIZE: 0 / 0; float ops: all" in md
@@ -61,6 +66,33 @@ def test_artefact_size_sums_directory(tmp_path):
   assert report_lib.artefact_size(str(tmp_path / "a")) == 10
 
 
+def test_parity_table_by_hand():
+  """Two 2x2 images, ground truth marks 4 and 2 pixels as evaluated (synthetic_street: 1e-3 <
+  gt < 80 m). Image 0: reference 2 m, exported 3 m on one pixel (ratio 1.5), 2 m elsewhere;
+  image 1: exported 0 m (clamped to min_depth 1e-3 m) against 1e-3 m, and 90 m (clamped to 80)
+  against 40 m (ratio 2); its third and fourth pixels are not evaluated and would add ratios 10."""
+  gts = np.array([[[1.0, 1.0], [1.0, 1.0]], [[5.0, 5.0], [0.0, 80.0]]], np.float32)[..., None]
+  ref = np.array([[[2.0, 2.0], [2.0, 2.0]], [[1e-3, 40.0], [1.0, 1.0]]], np.float32)[..., None]
+  pred = np.array([[[3.0, 2.0], [2.0, 2.0]], [[0.0, 90.0], [10.0, 10.0]]], np.float32)[..., None]
+  p = report_lib.parity_table(gts, ref, pred, PROTOCOL)
+  # Image 0: r = (ln 1.5, 0, 0, 0); image 1: r = (0, ln 2). Means over images of per-image means.
+  assert p["num_images"] == 2
+  np.testing.assert_allclose(p["mean_log_ratio"], (np.log(1.5) / 4 + np.log(2.0) / 2) / 2,
+                             rtol=1e-6)
+  np.testing.assert_allclose(p["mean_abs_log_ratio"], p["mean_log_ratio"], rtol=1e-6)
+  assert p["within_1.25"] == pytest.approx((3 / 4 + 1 / 2) / 2)
+  assert p["max_rel_diff"] == pytest.approx(1.0)   # |80 - 40| / 40
+  # Swapping the roles flips the sign of the log ratio (clamps are symmetric).
+  q = report_lib.parity_table(gts, pred, ref, PROTOCOL)
+  np.testing.assert_allclose(q["mean_log_ratio"], -p["mean_log_ratio"], rtol=1e-6)
+  with pytest.raises(InvalidInputError, match=r"preds must be \(N, H, W, 1\).*got \(2, 2, 2\)"):
+    report_lib.parity_table(gts, ref, pred[..., 0], PROTOCOL)
+  with pytest.raises(InvalidInputError, match="preds has NaN"):
+    report_lib.parity_table(gts, ref, np.full_like(pred, np.nan), PROTOCOL)
+  with pytest.raises(InvalidInputError, match="none of the 2 images"):
+    report_lib.parity_table(np.zeros_like(gts), ref, pred, PROTOCOL)
+
+
 def test_bad_inputs(model, tmp_path):
   images, depths = _data(model, n=2)
   with pytest.raises(InvalidInputError, match=r"'onnx'.*saved_model.*tflite_qat"):
@@ -70,6 +102,10 @@ def test_bad_inputs(model, tmp_path):
                                representative_dataset=[])
   with pytest.raises(InvalidInputError, match="qat_options"):
     report_lib.export_artefact(model, {"experiment": "t"}, "tflite_qat", str(tmp_path))
+  with pytest.raises(InvalidInputError, match="bias_correction is a tflite_int8 option, got "
+                                              "format 'tflite_fp32'"):
+    report_lib.export_artefact(model, {"experiment": "t"}, "tflite_fp32", str(tmp_path),
+                               bias_correction=True)
   with pytest.raises(InvalidInputError, match="test_depths must be"):
     report_lib.export_and_report(model, {"experiment": "t"}, "tflite_fp32", str(tmp_path),
                                  test_images=images, test_depths=depths[:1], protocol=PROTOCOL)
@@ -106,7 +142,8 @@ def test_benchmark_summary_and_markdown(tmp_path, capsys):
                                   "tflite_fp32": {"abs_rel": 0.1, "delta1": 0.9}}},
       "tflite_int8": {"size_bytes": 4_000_000, "latency": _latency(10.0, 8.0, 6.0),
                       "metrics": {"keras": keras_row,
-                                  "tflite_int8": {"abs_rel": 0.102, "delta1": 0.89}}},
+                                  "tflite_int8": {"abs_rel": 0.102, "delta1": 0.89}},
+                      "parity": {"within_1.25": 0.75, "mean_log_ratio": float(np.log(0.8))}},
       "tflite_qat": {"skipped": "no tf_keras twin"},
   }
   summary = bench.drift_summary(per_format)
@@ -126,12 +163,14 @@ def test_benchmark_summary_and_markdown(tmp_path, capsys):
   assert md == bench.markdown_table(record)
   lines = md.splitlines()
   assert lines[0] == ("| model | format | size (MB) | 1 thread (ms) | 2 threads (ms) | AbsRel | "
-                      "δ1 |")
+                      "δ1 | within 1.25× of Keras | depth scale vs Keras |")
   assert lines[2] == ("| FastDepth 224×224 | Keras (reference) | n/a | n/a | n/a | 0.1000 | "
-                      "0.9000 |")
-  assert lines[3] == "|  | TFLite fp32 | 16.0 | 30.0 | 20.0 | 0.1000 | 0.9000 |"
-  assert lines[4] == "|  | TFLite full int8 | 4.0 | 10.0 | 8.0 | 0.1020 | 0.8900 |"
-  assert lines[5] == "|  | TFLite QAT int8 | n/a | n/a | n/a | n/a | n/a |"
+                      "0.9000 | n/a | n/a |")
+  # A result without parity figures (recorded before they existed) shows n/a there.
+  assert lines[3] == "|  | TFLite fp32 | 16.0 | 30.0 | 20.0 | 0.1000 | 0.9000 | n/a | n/a |"
+  assert lines[4] == ("|  | TFLite full int8 | 4.0 | 10.0 | 8.0 | 0.1020 | 0.8900 | 0.7500 | "
+                      "0.800 |")
+  assert lines[5] == "|  | TFLite QAT int8 | n/a | n/a | n/a | n/a | n/a | n/a | n/a |"
   assert ("- fastdepth_224: int8 AbsRel drift +2.0 %; int8 3.00x / 2.50x faster (1 / 2 threads) "
           "and 4.00x smaller than fp32; 4.00x in CPU time (1 thread).") in lines
 
@@ -205,6 +244,7 @@ def test_benchmark_markdown_reports_a_failed_format():
   assert per_format["summary"] == {}          # nothing measured, nothing derived
   md = bench.markdown_table({"figures": {"monodepth2_r18_192x640": per_format}})
   lines = md.splitlines()
-  assert lines[3] == "|  | TFLite QAT int8 (failed) | n/a | n/a | n/a | n/a | n/a |"
+  assert lines[3] == ("|  | TFLite QAT int8 (failed) | n/a | n/a | n/a | n/a | n/a | n/a | "
+                      "n/a |")
   assert ("- monodepth2_r18_192x640: TFLite QAT int8 failed (Node number 163 (DIV) failed to "
           "invoke.).") in lines
