@@ -75,6 +75,7 @@ def test_parity_table_by_hand():
   ref = np.array([[[2.0, 2.0], [2.0, 2.0]], [[1e-3, 40.0], [1.0, 1.0]]], np.float32)[..., None]
   pred = np.array([[[3.0, 2.0], [2.0, 2.0]], [[0.0, 90.0], [10.0, 10.0]]], np.float32)[..., None]
   p = report_lib.parity_table(gts, ref, pred, PROTOCOL)
+  assert sorted(p) == sorted(report_lib.PARITY_KEYS + ("num_images",))
   # Image 0: r = (ln 1.5, 0, 0, 0); image 1: r = (0, ln 2). Means over images of per-image means.
   assert p["num_images"] == 2
   np.testing.assert_allclose(p["mean_log_ratio"], (np.log(1.5) / 4 + np.log(2.0) / 2) / 2,
