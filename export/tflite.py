@@ -68,6 +68,8 @@ share a skip tensor with the split convolution's reflection padding (``STRIDED_S
 ``CONCATENATION``): on Monodepth2-R18 the ``PAD`` + ``CONV_2D`` of layers 1-4 and the max-pool,
 a 19.3 MB file instead of 14.5 MB (reproduced on a 3-conv model: a ``ZeroPadding2D`` of the skip
 on the encoder side, a reflection padding of it on the decoder side).
+Parity with the float model (`export.report.parity_table`, same model): 0.76 of the pixels
+within 1.25x (default 0.54), but 1.0 % of the pixels collapse to under 0.1x the float depth.
 """
 
 import re
