@@ -69,7 +69,12 @@ share a skip tensor with the split convolution's reflection padding (``STRIDED_S
 a 19.3 MB file instead of 14.5 MB (reproduced on a 3-conv model: a ``ZeroPadding2D`` of the skip
 on the encoder side, a reflection padding of it on the decoder side).
 Parity with the float model (`export.report.parity_table`, same model): 0.76 of the pixels
-within 1.25x (default 0.54), but 1.0 % of the pixels collapse to under 0.1x the float depth.
+within 1.25x (default 0.54), but 1.0 % of the pixels collapse to under 0.1x the float depth:
+each partial convolution's output is requantised to int8 before the ``ADD`` (upconv3_1's first
+part ranges over -1234..1029, a step of ~9, while the sum feeds an ELU whose input is tightened
+to -8..1027), so the partial rounding errors add up where the ELU is curved; layer-wise (1 test
+image, LiteRT builtin kernels) the logits then reach the top of their int8 range (0, sigmoid 0.5,
+depth 0.2 m) where the float logits are -4 to -9.
 """
 
 import re
