@@ -24,6 +24,7 @@ returned unchanged: the shift of a rectified output is not a bias shift.
 
 import numpy as np
 
+from export import litert_runner
 from export._common import ExportError
 from tfdepth.errors import InvalidInputError
 
@@ -47,12 +48,8 @@ def _preserving_interpreter(model_content):
 
 def _set_input(interpreter, image):
   detail = interpreter.get_input_details()[0]
-  x = image[np.newaxis].astype(np.float32)
-  if detail["dtype"] != np.float32:
-    scale, zero_point = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    x = np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(detail["dtype"])
-  interpreter.set_tensor(detail["index"], x)
+  interpreter.set_tensor(detail["index"],
+                         litert_runner.quantize_input(image[np.newaxis].astype(np.float32), detail))
 
 
 def _tensor_index(interpreter, name):

@@ -99,6 +99,19 @@ def op_summary(path_or_bytes):
           "num_delegate_partitions": partitions}
 
 
+def quantize_input(image, detail):
+  """float32 [0, 1] ``image`` as the interpreter input ``detail`` (`get_input_details()[i]`)
+  takes it: unchanged for a float32 input, else rounded with its scale / zero point and clipped
+  to the integer dtype's range."""
+  dtype = detail["dtype"]
+  if dtype == np.float32:
+    return image
+  scale, zero_point = detail["quantization"]
+  info = np.iinfo(dtype)
+  q = np.round(image / scale + zero_point)
+  return np.clip(q, info.min, info.max).astype(dtype)
+
+
 class _Runner:
   """Shared predict / latency logic; subclasses implement `_run_native(images (N,H,W,3))`."""
 
@@ -179,13 +192,7 @@ class LiteRTRunner(_Runner):
     return dict(self._output)
 
   def _quantize(self, image):
-    dtype = self._input["dtype"]
-    if dtype == np.float32:
-      return image
-    scale, zero_point = self._input["quantization"]
-    info = np.iinfo(dtype)
-    q = np.round(image / scale + zero_point)
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return quantize_input(image, self._input)
 
   def _dequantize(self, out):
     if self._output["dtype"] == np.float32:
