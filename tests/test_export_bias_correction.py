@@ -12,6 +12,7 @@ from export import bias_correction
 from export import float_tail
 from export import tflite
 from tfdepth.errors import InvalidInputError
+from tests._images import uniform_images
 
 SIZE = (16, 16)
 NUM_IMAGES = 8
@@ -37,7 +38,7 @@ def _model(head_activation=None):
 
 
 def _images():
-  return np.random.default_rng(0).uniform(size=(NUM_IMAGES,) + SIZE + (3,)).astype(np.float32)
+  return uniform_images(NUM_IMAGES, SIZE + (3,))
 
 
 def _convert(model, images):

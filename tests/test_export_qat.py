@@ -11,6 +11,7 @@ from export import qat
 from export._testing import spread_fastdepth
 from export.litert_runner import LiteRTRunner
 from tfdepth.errors import InvalidInputError
+from tests._images import uniform_images
 
 INPUT_SIZE = (32, 32)
 WIDTH = 0.25
@@ -31,7 +32,7 @@ def model():
 
 
 def _images(n, seed=0):
-  return np.random.default_rng(seed).uniform(size=(n,) + INPUT_SIZE + (3,)).astype(np.float32)
+  return uniform_images(n, INPUT_SIZE + (3,), seed)
 
 
 def test_qat_with_pruning_runs(model, tmp_path):

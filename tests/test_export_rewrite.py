@@ -17,6 +17,7 @@ from export._testing import monodepth2_depth_model
 from export.litert_runner import LiteRTRunner, op_summary
 from tfdepth.errors import InvalidInputError
 from tfdepth.layers import ReflectionPadding2D
+from tests._images import uniform_images
 
 INPUT_SIZE = (64, 64)
 NUM_CALIBRATION = 8
@@ -51,7 +52,7 @@ SAVED_MODEL_RTOL = 1e-6
 
 
 def _images(n, seed, size=INPUT_SIZE):
-  return np.random.default_rng(seed).uniform(size=(n,) + tuple(size) + (3,)).astype(np.float32)
+  return uniform_images(n, tuple(size) + (3,), seed)
 
 
 # ---------------------------------------------------------------------------------- layers

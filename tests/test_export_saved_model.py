@@ -12,6 +12,7 @@ from export import saved_model as sm
 from export._testing import spread_fastdepth
 from export.litert_runner import SavedModelRunner
 from tfdepth.errors import DataError, InvalidInputError
+from tests._images import uniform_images
 
 INPUT_SIZE = (64, 64)
 DEPTH_RANGE = [0.5, 80.0]
@@ -30,7 +31,7 @@ def exported(tmp_path_factory):
 
 
 def _images(n, seed=0):
-  return np.random.default_rng(seed).uniform(size=(n,) + INPUT_SIZE + (3,)).astype(np.float32)
+  return uniform_images(n, INPUT_SIZE + (3,), seed)
 
 
 def test_reload_gives_keras_outputs(exported):

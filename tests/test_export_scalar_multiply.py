@@ -14,6 +14,7 @@ from export import rewrite
 from export import tflite
 from export.litert_runner import LiteRTRunner, op_summary
 from tfdepth.errors import InvalidInputError
+from tests._images import uniform_images
 
 INPUT_SIZE = (64, 64)
 MAX_DEPTH = 80.0
@@ -28,8 +29,7 @@ FP32_RTOL = 1e-4
 
 
 def _images(n, seed, size=INPUT_SIZE, channels=3):
-  return np.random.default_rng(seed).uniform(size=(n,) + tuple(size) + (channels,)).astype(
-      np.float32)
+  return uniform_images(n, tuple(size) + (channels,), seed)
 
 
 def _depthwise(kernel, bias=None, **kwargs):

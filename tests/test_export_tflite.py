@@ -10,6 +10,7 @@ from export._common import ExportError
 from export._testing import spread_fastdepth
 from export.litert_runner import LiteRTRunner, latency_stats
 from tfdepth.errors import DataError, InvalidInputError
+from tests._images import uniform_images
 
 INPUT_SIZE = (64, 64)
 NUM_CALIBRATION = 16
@@ -39,7 +40,7 @@ INT8_ABS_REL_DRIFT = 0.02
 
 
 def _images(n, seed):
-  return np.random.default_rng(seed).uniform(size=(n,) + INPUT_SIZE + (3,)).astype(np.float32)
+  return uniform_images(n, INPUT_SIZE + (3,), seed)
 
 
 @pytest.fixture(scope="module")

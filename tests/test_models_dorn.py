@@ -9,6 +9,7 @@ import pytest
 from tfdepth.errors import InvalidInputError
 from tfdepth.models import get_model
 from tfdepth.models.dorn import build_dorn, build_sid_classifier
+from tests._images import uniform_images
 
 SHAPE = (64, 64, 3)
 # Depth range 1..16 m with 4 SID bins has edges 1, 2, 4, 8, 16 (t_i = 1 * 16^(i/4)); the shift
@@ -22,7 +23,7 @@ RTOL = 1e-6
 
 
 def _images(batch, shape=SHAPE, seed=0):
-  return np.random.default_rng(seed).uniform(0.0, 1.0, (batch,) + shape).astype("float32")
+  return uniform_images(batch, shape, seed)
 
 
 def _shapes(model):

@@ -10,13 +10,14 @@ from tfdepth.errors import InvalidInputError
 from tfdepth.layers import ClassTokenPositionEmbedding, ReadoutConcat
 from tfdepth.models import get_model
 from tfdepth.models.dpt import build_dpt
+from tests._images import uniform_images
 
 TINY = dict(hidden_size=32, num_layers=4, num_heads=2, mlp_dim=64, hooks=(0, 1, 2, 3),
             reassemble_channels=(8, 16, 32, 32), features=16)
 
 
 def _images(batch, shape=(64, 96, 3), seed=0):
-  return np.random.default_rng(seed).uniform(0.0, 1.0, (batch,) + shape).astype("float32")
+  return uniform_images(batch, shape, seed)
 
 
 @pytest.fixture(scope="module")

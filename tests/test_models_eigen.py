@@ -9,12 +9,13 @@ import pytest
 from tfdepth.errors import InvalidInputError
 from tfdepth.models import get_model
 from tfdepth.models.eigen import build_eigen2014
+from tests._images import uniform_images
 
 SMALL = dict(input_shape=(64, 96, 3), fc_units=32)
 
 
 def _images(batch, shape=(64, 96, 3), seed=0):
-  return np.random.default_rng(seed).uniform(0.0, 1.0, (batch,) + shape).astype("float32")
+  return uniform_images(batch, shape, seed)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import tf_keras
 from tfdepth.errors import InvalidInputError
 from tfdepth.models import encoders
 from tfdepth.models.encoders import build_mobilenet_v2_encoder, build_resnet_encoder
+from tests._images import uniform_images
 
 # torchvision parameter counts (torch counts trainable parameters only) minus the classifier:
 # resnet18 11,689,512 - fc 513,000; resnet34 21,797,672 - 513,000; resnet50 25,557,032 -
@@ -30,7 +31,7 @@ def _trainable(model):
 
 
 def _images(batch, shape, seed=0):
-  return np.random.default_rng(seed).uniform(0.0, 1.0, (batch,) + shape).astype("float32")
+  return uniform_images(batch, shape, seed)
 
 
 @pytest.mark.parametrize("num_layers", [18, 34, 50, 101])

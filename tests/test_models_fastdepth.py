@@ -12,6 +12,7 @@ import tf_keras
 from tfdepth.errors import ConfigError, InvalidInputError
 from tfdepth.models import MODEL_BUILDERS, build_fastdepth, build_mobilenet_v1_encoder, get_model
 from tfdepth.models import encoders
+from tests._images import uniform_images
 
 # Small configuration used for everything that runs a forward pass (CPU budget).
 SMALL_ALPHA = 0.25
@@ -29,7 +30,7 @@ def _out_shapes(model):
 
 
 def _images(batch, shape=SMALL_SHAPE, seed=0):
-  return np.random.default_rng(seed).uniform(0.0, 1.0, (batch,) + shape).astype("float32")
+  return uniform_images(batch, shape, seed)
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import pytest
 from tfdepth.errors import InvalidInputError
 from tfdepth.models import get_model
 from tfdepth.models.fcrn import build_fcrn
+from tests._images import uniform_images
 
 # Laina et al. 2016, Table 1: "up-projection, ResNet-50: 63.6M" parameters.
 PAPER_FCRN_PARAMS = 63.6e6
@@ -21,7 +22,7 @@ def _trainable(model):
 
 
 def _images(batch, shape, seed=0):
-  return np.random.default_rng(seed).uniform(0.0, 1.0, (batch,) + shape).astype("float32")
+  return uniform_images(batch, shape, seed)
 
 
 @pytest.fixture(scope="module")

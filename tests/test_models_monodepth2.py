@@ -10,6 +10,7 @@ from tfdepth.errors import InvalidInputError
 from tfdepth.layers import ReflectionPadding2D, reflection_pad, reflection_slices
 from tfdepth.models import get_model
 from tfdepth.models.monodepth2 import build_monodepth2_depth_net, build_monodepth2_pose_net
+from tests._images import uniform_images
 
 # ResNet-18 without classifier, trainable parameters (= torchvision 11,689,512 - fc 513,000).
 RESNET18_TRAINABLE = 11_176_512
@@ -27,7 +28,7 @@ def _out_shapes(model):
 
 
 def _images(batch, shape, seed=0):
-  return np.random.default_rng(seed).uniform(0.0, 1.0, (batch,) + shape).astype("float32")
+  return uniform_images(batch, shape, seed)
 
 
 def _conv(k, cin, cout):
