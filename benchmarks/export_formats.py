@@ -51,8 +51,9 @@ robust to other jobs on the machine), random weights:
     to one core, CPU time; differences of Keras prefixes converted alone, fp32 / int8 ms): the
     int8 graph is one XNNPACK partition, int8 everywhere but the float tail, no QUANTIZE /
     DEQUANTIZE inside. Pointwise convs: encoder 11.1 / 2.8 (4.0x), decoder 2.0 / 0.7 (3.0x).
-    Depthwise convs do NOT get faster: encoder 3x3 ~1.0 / 1.05, decoder 5x5 1.95 / 2.06 (112x112x64
-    alone: 1.42 / 1.00; 56x56x128: 0.61 / 0.58; 3x3 at 112x112x64: 0.33 / 0.39): XNNPACK's x86
+    Depthwise convs do NOT get faster: encoder 3x3 ~1.0 / 1.05, decoder 5x5 1.95 / 2.06
+    (each conv converted alone: `benchmarks.int8_op_speedup`, 18 depthwise convs 3.01 / 2.89 ms,
+    19 pointwise 12.15 / 3.66 ms): XNNPACK's x86
     int8 depthwise kernels widen to int32 (mul32), no faster than its float FMA kernels, so the
     ~3 ms of depthwise work (40 % of int8) caps the ratio near 2.3x on this CPU. Not memory-bound
     (the 112x112x64 5x5 conv reads 0.8 MB in 1 ms). Upsampling (CONCATENATION + DEPTH_TO_SPACE)
@@ -384,7 +385,7 @@ def run_trained(names, formats, args, on_progress=None):
             f"{r['latency']['1']['median_ms']:.2f} / {r['latency']['2']['median_ms']:.2f} ms, "
             f"AbsRel {m['abs_rel']:.4f} (Keras {keras_metrics['abs_rel']:.4f}), "
             f"delta1 {m['delta1']:.4f}; vs Keras: within {report_lib.PARITY_RATIO}x "
-            f"{r['parity']['within_1.25']:.4f}, scale {np.exp(r['parity']['mean_log_ratio']):.4f}",
+            f"{r['parity'][report_lib.PARITY_WITHIN_KEY]:.4f}, scale {np.exp(r['parity']['mean_log_ratio']):.4f}",
             flush=True)
       if on_progress:   # a run that dies later keeps what it measured
         on_progress({**figures, spec.key: entry})
@@ -426,6 +427,7 @@ def table_rows(figures):
   """Rows (model, format, MB, ms 1 thr, ms 2 thr, AbsRel, delta1, within 1.25x of Keras, depth
   scale vs Keras) of a figures dict; the parity columns (`export.report.parity_table`) are None
   for the Keras row and for results recorded without them."""
+  from export import report as report_lib  # pylint: disable=g-import-not-at-top
   rows = []
   for model_key, per_fmt in figures.items():
     label = next((s.label for s in MODELS.values() if s.key == model_key), model_key)
@@ -446,7 +448,7 @@ def table_rows(figures):
       scale = float(np.exp(parity["mean_log_ratio"])) if "mean_log_ratio" in parity else None
       rows.append([label, FORMAT_LABELS[fmt], f["size_bytes"] / 1e6,
                    f["latency"]["1"]["median_ms"], f["latency"]["2"]["median_ms"],
-                   m.get("abs_rel"), m.get("delta1"), parity.get("within_1.25"), scale])
+                   m.get("abs_rel"), m.get("delta1"), parity.get(report_lib.PARITY_WITHIN_KEY), scale])
   return rows
 
 
@@ -543,9 +545,10 @@ def main(argv=None):
   else:
     figures = run_trained(names, formats, args,
                           on_progress=lambda f: write_result(args.result_name, f, command))
+  from export import report as report_lib  # pylint: disable=g-import-not-at-top
   print_table(table_rows(figures),
               ["model", "format", "size_MB", "ms_1thr", "ms_2thr", "abs_rel", "delta1",
-               "within_1.25_of_keras", "scale_vs_keras"])
+               f"{report_lib.PARITY_WITHIN_KEY}_of_keras", "scale_vs_keras"])
   for key, per_fmt in figures.items():
     print(key, json.dumps(per_fmt.get("summary", {})))
   print(write_result(args.result_name, figures, command))
