@@ -6,7 +6,7 @@ STAMP := $(VENV)/.tfdepth-installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED = 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test clean
 
 $(STAMP): setup.cfg pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,9 +21,6 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --durations=15 -q
-
-bench: $(STAMP)
-	$(BIN)/python -m benchmarks.run_all
 
 clean:
 	rm -rf $(VENV) outputs build *.egg-info
