@@ -125,6 +125,26 @@ def output_tail(model_content):
   return tail
 
 
+def elu_shift_adds(model_content):
+  """Output tensor names of the ``ADD`` ops that shift an ``ELU``'s output (`export.rewrite.
+  ShiftedELU`: an ``ADD`` whose only non-constant input is an ``ELU`` output).
+
+  The converter has no int8 ``ELU``: it runs in float between ``DEQUANTIZE`` and ``QUANTIZE``.
+  Quantised, the shift's ``ADD`` would read the ELU output as an int8 tensor over [-alpha, M],
+  whose -alpha is not exact, the rounding the shift is there to avoid; `quantize_with_float_tail`
+  keeps these ``ADD`` ops float with the ELU, so the ``QUANTIZE`` comes after the shift (floor 0).
+  """
+  ops, tensors, _, produced, inputs = _graph(model_content)
+  names = []
+  for op in ops:
+    if op["op_name"] != "ADD":
+      continue
+    dynamic = _dynamic_inputs(op, produced, inputs)
+    if len(dynamic) == 1 and dynamic[0] in produced and produced[dynamic[0]]["op_name"] == "ELU":
+      names.append(tensors[op["outputs"][0]]["name"])
+  return names
+
+
 def _private(obj, name):
   if not hasattr(obj, name):
     raise ExportError(
@@ -221,6 +241,7 @@ def quantize_with_float_tail(converter, io_dtype=tf.float32, bias_correction_ima
   calibrated = calibrate(converter)
   tail = output_tail(calibrated)
   calibrated, _ = tighten_saturating_inputs(calibrated, [t["output"] for t in tail])
+  float_nodes = [t["output"] for t in tail] + elu_shift_adds(calibrated)
   # The arguments of the converter's own full-integer call (lite.py, ``_quantize``), plus the
   # denylist; the converter's per-channel settings are passed on.
   flatbuffer = mlir_quantize(
@@ -228,7 +249,7 @@ def quantize_with_float_tail(converter, io_dtype=tf.float32, bias_correction_ima
       disable_per_channel=getattr(converter, "_experimental_disable_per_channel", False),
       input_data_type=io_dtype,
       output_data_type=tf.float32 if tail else io_dtype,
-      denylisted_nodes=[t["output"] for t in tail] or None,
+      denylisted_nodes=float_nodes or None,
       disable_per_channel_for_dense_layers=getattr(
           converter, "_experimental_disable_per_channel_quantization_for_dense_layers", False))
   flatbuffer = bytes(flatbuffer)

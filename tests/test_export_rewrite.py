@@ -167,15 +167,17 @@ def test_monodepth2_ops_run_in_xnnpack(monodepth2):
   assert fp32["num_delegate_partitions"] == 1
   int8 = op_summary(fbs["tflite_int8"])
   assert int8["op_counts"]["CONV_2D"] == fp32["op_counts"]["CONV_2D"]
-  # What stays float in the int8 graph: the ELUs (no quantised ELU in the TF 2.21 converter) and
-  # the reflection padding that follows each of them; one DEQUANTIZE before each ELU region and a
-  # QUANTIZE after it, plus the float input's QUANTIZE; and the output tail (sigmoid +
-  # disp_to_depth, one op each, export.float_tail) after a DEQUANTIZE of the disparity logits.
-  # (The fully quantised tail, float_tail=False, had no float tail ops and a DEQUANTIZE of the
+  # What stays float in the int8 graph: the ELUs (no quantised ELU in the TF 2.21 converter),
+  # each followed by the ADD of its shift (export.rewrite.shift_elu_outputs); one DEQUANTIZE
+  # before each ELU and a QUANTIZE after its ADD, plus the float input's QUANTIZE; and the output
+  # tail (sigmoid + disp_to_depth, one op each, export.float_tail) after a DEQUANTIZE of the
+  # disparity logits. (Without the shift the reflection padding after each ELU stayed float too;
+  # the fully quantised tail, float_tail=False, had no float tail ops and a DEQUANTIZE of the
   # int8 depth at the output instead.)
   assert int8["float_ops"]["ELU"] == NUM_ELUS
-  assert {op: int8["float_ops"].get(op) for op in TAIL_OPS} == dict.fromkeys(TAIL_OPS, 1)
-  assert set(int8["float_ops"]) <= {"ELU", "STRIDED_SLICE", "CONCATENATION"} | set(TAIL_OPS)
+  tail = {op: 1 + NUM_ELUS * (op == "ADD") for op in TAIL_OPS}
+  assert {op: int8["float_ops"].get(op) for op in TAIL_OPS} == tail
+  assert set(int8["float_ops"]) == {"ELU"} | set(TAIL_OPS)
   assert int8["num_quantize"] == NUM_ELUS + 1 and int8["num_dequantize"] == NUM_ELUS + 1
   assert int8["num_delegate_partitions"] == 1  # XNNPACK runs the float tail as well
   no_rewrite = op_summary(tflite.convert_to_tflite(monodepth2[0], "tflite_fp32", rewrite=False))
