@@ -62,18 +62,40 @@ def test_fit_scale_shift_hand_computed():
 
 def test_scale_shift_clamps_far_and_keeps_invalid():
   pred = np.array([[1.0, 2.0, 100.0, 0.0]])
-  ref = np.array([[1.0, 0.5, 0.0, 0.0]])
-  # Two points: disparities 1 -> 1 and 0.5 -> 2 give s = -2, t = 3; pred 100 gives
-  # 3 - 0.02 = 2.98 -> 1/2.98 m; pred 0 stays invalid (0).
+  ref = np.array([[0.5, 0.8, 0.0, 0.0]])
+  # Two points: disparities 1 -> 2 and 0.5 -> 1.25 give s = 0.75 / 0.5 = 1.5, t = 2 - 1.5 = 0.5;
+  # pred 100 gives 0.015 + 0.5 = 0.515 -> 1/0.515 m; pred 0 stays invalid (0).
   result = alignment.align_scale_shift(pred, ref, max_depth=10.0)
-  assert result.scale == pytest.approx(-2.0, rel=1e-14)
-  assert result.shift == pytest.approx(3.0, rel=1e-14)
-  np.testing.assert_allclose(result.depth, [[1.0, 0.5, 1.0 / 2.98, 0.0]], rtol=1e-7)
+  assert result.scale == pytest.approx(1.5, rel=1e-14)
+  assert result.shift == pytest.approx(0.5, rel=1e-14)
+  np.testing.assert_allclose(result.depth, [[0.5, 0.8, 1.0 / 0.515, 0.0]], rtol=1e-7)
   # A fit whose disparity goes negative is clamped to 1 / max_depth -> depth max_depth.
   far = alignment.align_scale_shift(np.array([[1.0, 2.0, 8.0]]), np.array([[1.0, 3.0, 0.0]]),
                                     max_depth=10.0)
   # s, t from (1 -> 1), (0.5 -> 1/3): s = 4/3, t = -1/3; 1/8 -> 1/6 - 1/3 < 0 -> 10 m.
   assert far.depth[0, 2] == pytest.approx(10.0, rel=1e-7)
+
+
+def test_scale_shift_refuses_a_non_positive_scale():
+  # Audit case: pred increases left to right but the two references say the nearer pixel is
+  # farther. Disparities x = [1/2, 1/4] -> y = [1/10, 1/9]: s = (1/10 - 1/9) / (1/4) = -2/45 < 0,
+  # which would map pred 8 and 16 to 8.57 m and 8.37 m (order reversed) labelled "metric".
+  pred = np.array([[2.0, 4.0, 8.0, 16.0]])
+  ref = np.array([[10.0, 9.0, 0.0, 0.0]])
+  with pytest.raises(InvalidInputError,
+                     match=r"s = -0\.0444.*from 2 reference pixels.*expected s > 0.*disparity.*'median'"):
+    alignment.align_scale_shift(pred, ref)
+  with pytest.raises(InvalidInputError, match="expected s > 0"):
+    alignment.align(pred, ref, alignment.METHOD_SCALE_SHIFT)
+  # The suggested alternative works on the same data: ratio = median(10, 9) / median(2, 4) = 9.5/3.
+  assert alignment.align_median(pred, ref).scale == pytest.approx(9.5 / 3.0, rel=1e-15)
+  # A disparity map passed as depth (MiDaS output): the fitted scale is negative as well.
+  depth = np.array([[2.0, 4.0, 8.0, 16.0]])
+  with pytest.raises(InvalidInputError, match=r"s = -0\.026"):
+    alignment.align_scale_shift(1.0 / depth, depth)
+  # s = 0 exactly (x = [1, 2, 3], y = [1, 2, 1]: cov = 0) would flatten the map to 1/t: refused.
+  with pytest.raises(InvalidInputError, match=r"s = 0\.0 "):
+    alignment.align_scale_shift(np.array([[1.0, 0.5, 1.0 / 3.0]]), np.array([[1.0, 0.5, 1.0]]))
 
 
 def test_sparse_depth_from_points_and_alignment():

@@ -214,3 +214,115 @@ def test_bad_inputs_raise_typed_errors():
     losses.l1_loss(good, good, mask=np.ones((1, 2, 2), np.float32))
   with pytest.raises(InvalidInputError, match="dtype string"):
     losses.l1_loss(tf.constant([["a"]]), good)
+
+
+# --- Non-finite values at invalid pixels (NaN / ±inf in pred and target) -----------------------
+NAN, INF = float("nan"), float("inf")
+# Image 0: pixels 0 and 1 are valid with d = log pred − log target = [1, 2] and r = pred − target =
+# [e − 1, e² − 1]; pixels 2–7 are invalid (mask 0, target NaN / ±inf / 0) and hold NaN / ±inf in
+# pred, target or both. Image 1 has no valid pixel at all, and non-finite values everywhere.
+DIRTY_PRED = np.array([[E, E ** 2, NAN, INF, 2.0, -INF, NAN, INF],
+                       [NAN, INF, -INF, 1.0, 2.0, NAN, INF, 5.0]], np.float32).reshape(2, 1, 8, 1)
+DIRTY_TARGET = np.array([[1.0, 1.0, 3.0, NAN, INF, 0.0, -INF, INF],
+                         [NAN, INF, 0.0, -INF, 3.0, 1.0, NAN, 0.0]], np.float32).reshape(2, 1, 8, 1)
+DIRTY_MASK = np.array([[1, 1, 0, 1, 0, 1, 1, 0],
+                       [1, 0, 1, 1, 0, 0, 1, 1]], np.float32).reshape(2, 1, 8, 1)
+R1, R2 = E - 1.0, E ** 2 - 1.0
+BERHU_C = 0.2 * R2  # both residuals exceed c = 0.2·max r: quadratic branch (r² + c²)/(2c)
+SILOG_V = 2.5 - 0.85 * 1.5 ** 2
+# (value of image 0, d loss / d pred on its two valid pixels), derived by hand with n = 2:
+#   L1  = mean|r|            -> grad sign(r)/n;   L2 = mean r² -> grad 2r/n = r;
+#   berHu (c constant)       -> grad r/(c·n);
+#   SI  = mean d² − λ mean(d)² -> dL/dd_i = d_i − λ·mean(d) (n = 2), times dd/dpred = 1/pred;
+#   SILog = 10·sqrt(V)       -> 10/(2 sqrt V) · dV/dpred with V the SI value at λ = 0.85.
+DIRTY_EXPECTED = {
+    "l1_loss": ((R1 + R2) / 2, [0.5, 0.5]),
+    "l2_loss": ((R1 ** 2 + R2 ** 2) / 2, [R1, R2]),
+    "berhu_loss": ((R1 ** 2 + R2 ** 2 + 2 * BERHU_C ** 2) / (4 * BERHU_C),
+                   [R1 / (2 * BERHU_C), R2 / (2 * BERHU_C)]),
+    "scale_invariant_log_loss": (2.5 - 0.5 * 2.25, [(1 - 0.75) / E, (2 - 0.75) / E ** 2]),
+    "eigen_pairwise_loss": (0.25, [(1 - 1.5) / E, (2 - 1.5) / E ** 2]),
+    "silog_bts_loss": (10 * math.sqrt(SILOG_V),
+                       [10 / (2 * math.sqrt(SILOG_V)) * (1 - 1.275) / E,
+                        10 / (2 * math.sqrt(SILOG_V)) * (2 - 1.275) / E ** 2]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DIRTY_EXPECTED))
+def test_non_finite_values_at_invalid_pixels_do_not_leak(name):
+  value, grad = _grad(getattr(losses, name), DIRTY_PRED, DIRTY_TARGET, DIRTY_MASK)
+  want_value, want_grad = DIRTY_EXPECTED[name]
+  # The value only sees the two valid pixels of image 0; image 1 has none: exactly 0.
+  np.testing.assert_allclose(value, [want_value, 0.0], rtol=RTOL, atol=0.0)
+  np.testing.assert_allclose(grad[0, 0, :2, 0], want_grad, rtol=RTOL)
+  # Exactly zero (not merely finite) at every invalid pixel, whatever it held.
+  np.testing.assert_array_equal(grad[0, 0, 2:, 0], 0.0)
+  np.testing.assert_array_equal(grad[1], 0.0)
+
+
+def test_gradient_loss_non_finite_at_invalid_pixels():
+  # d = log pred (target 1) on the 3 valid pixels: [[0, 1, ·], [2, ·, ·]]. Invalid: (0, 2) target
+  # NaN (pred inf), (1, 1) masked with pred NaN / target inf, (1, 2) masked with pred −inf /
+  # target NaN. Surviving differences: dx (0,0)→(0,1) = 1, dy (0,0)→(1,0) = 2; n = 3.
+  pred = np.array([[1.0, E, INF], [E ** 2, NAN, -INF]], np.float32).reshape(1, 2, 3, 1)
+  target = np.array([[1.0, 1.0, NAN], [1.0, INF, NAN]], np.float32).reshape(1, 2, 3, 1)
+  mask = np.array([[1, 1, 1], [1, 0, 0]], np.float32).reshape(1, 2, 3, 1)
+  value, grad = _grad(losses.gradient_loss, pred, target, mask)
+  np.testing.assert_allclose(value, [5.0 / 3.0], rtol=RTOL)
+  # L = ((d01 − d00)² + (d10 − d00)²)/3: dL/dd = [−2, 2/3, 4/3], times dd/dpred = 1/pred.
+  g = grad[0, :, :, 0]
+  np.testing.assert_allclose([g[0, 0], g[0, 1], g[1, 0]], [-2.0, (2 / 3) / E, (4 / 3) / E ** 2],
+                             rtol=RTOL)
+  np.testing.assert_array_equal([g[0, 2], g[1, 1], g[1, 2]], 0.0)
+
+
+def test_gradient_matching_loss_non_finite_at_invalid_pixels():
+  # d = log pred = [0, 1, 3, ·, 10] (target 1); pixel 3 is masked with pred NaN and target inf,
+  # and a second row is entirely invalid (target NaN / −inf, pred ±inf / NaN; no valid pair).
+  pred = np.array([[1.0, E, E ** 3, NAN, E ** 10],
+                   [INF, NAN, -INF, 1.0, INF]], np.float32).reshape(1, 2, 5, 1)
+  target = np.array([[1.0, 1.0, 1.0, INF, 1.0],
+                     [NAN, -INF, INF, NAN, 0.0]], np.float32).reshape(1, 2, 5, 1)
+  mask = np.array([[1, 1, 1, 0, 1], [1, 1, 0, 1, 1]], np.float32).reshape(1, 2, 5, 1)
+  value, grad = _grad(losses.gradient_matching_loss, pred, target, mask)
+  # Scale 0: pairs two apart with both valid: |3 − 0| and |10 − 3| over n0 = 4 valid pixels.
+  # Scale 1 (every 2nd pixel, row 0 only): [0, 3, 10] -> |10 − 0| over n1 = 3. Scales 2, 3: no pair.
+  np.testing.assert_allclose(value, [10.0 / 4.0 + 10.0 / 3.0], rtol=RTOL)
+  # dL/dd = [−1/4 − 1/3, 0, 1/4 − 1/4, ·, 1/4 + 1/3], times dd/dpred = 1/pred.
+  g = grad[0, :, :, 0]
+  np.testing.assert_allclose(g[0, [0, 4]], [-7.0 / 12.0, (7.0 / 12.0) / E ** 10], rtol=RTOL)
+  np.testing.assert_array_equal(g[0, [1, 2, 3]], 0.0)  # 1, 2: no net pair; 3: invalid
+  np.testing.assert_array_equal(g[1], 0.0)
+
+
+def test_nan_target_without_mask_and_keras_wrapper():
+  # The audit case: target [3, NaN, 1, 2] (NaN = no ground truth), pred 2 everywhere.
+  pred = np.full((1, 2, 2, 1), 2.0, np.float32)
+  target = np.array([3.0, NAN, 1.0, 2.0], np.float32).reshape(1, 2, 2, 1)
+  value, grad = _grad(losses.l1_loss, pred, target)
+  np.testing.assert_allclose(value, [2.0 / 3.0], rtol=RTOL)  # (1 + 1 + 0)/3
+  np.testing.assert_array_equal(grad.ravel(), np.float32([-1.0, 0.0, 1.0, 0.0]) / np.float32(3.0))
+  # berHu: r = [1, ·, 1, 0], c = 0.2: (1 + 0.04)/0.4 = 2.6 twice, 0 once -> 5.2/3; grad r/(c·n).
+  value, grad = _grad(losses.berhu_loss, pred, target)
+  np.testing.assert_allclose(value, [5.2 / 3.0], rtol=RTOL)
+  np.testing.assert_allclose(grad.ravel(), [-5.0 / 3.0, 0.0, 5.0 / 3.0, 0.0], rtol=RTOL)
+  assert grad.ravel()[1] == 0.0
+  # The Keras wrapper (y_true, y_pred) goes through the same path.
+  var = tf.Variable(pred)
+  with tf.GradientTape() as tape:
+    out = losses.MaskedL1Loss()(target, var)
+  np.testing.assert_allclose(out.numpy(), 2.0 / 3.0, rtol=RTOL)
+  assert np.array_equal(tape.gradient(out, var).numpy().ravel(),
+                        np.float32([-1.0, 0.0, 1.0, 0.0]) / np.float32(3.0))
+
+
+def test_non_finite_target_is_invalid_even_where_mask_is_one():
+  # An unmasked inf ground truth is no measurement: it is skipped like 0 / NaN, not a loss of inf.
+  pred = _d([2.0, 2.0, 5.0])
+  target = _d([3.0, INF, -INF])
+  for fn in (losses.l1_loss, losses.berhu_loss):
+    value, grad = _grad(fn, pred, target)
+    # One valid pixel, r = −1: L1 = 1 with grad −1; berHu c = 0.2 < 1: (1 + 0.04)/0.4, grad −1/0.2.
+    want = (1.0, -1.0) if fn is losses.l1_loss else (2.6, -5.0)
+    np.testing.assert_allclose(value, [want[0]], rtol=RTOL)
+    np.testing.assert_allclose(grad.ravel(), [want[1], 0.0, 0.0], rtol=RTOL)

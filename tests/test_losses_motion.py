@@ -239,3 +239,51 @@ def test_bad_inputs_raise_typed_errors():
   with pytest.raises(InvalidInputError, match="2 channel"):
     losses.depth_consistency(np.ones((1, 2, 2, 1), np.float32), np.zeros((1, 2, 2, 3), np.float32),
                              np.ones((1, 2, 2, 1), np.float32))
+
+
+def test_consistency_uses_frame_2_size_when_frames_differ():
+  # Frame 1 is 3x3, frame 2 is (H2, W2) = (4, 5): in frame means 0 <= u < 4 and 0 <= v < 3.
+  # Frame 2's depth is 5 m, its 1-channel image is 0.1·u (linear, so bilinear samples are exact);
+  # frame 1's image is 0.2 everywhere and its points are 4 m away in frame 2's camera.
+  coords = np.array([[0.0, 0.0], [3.5, 2.5], [4.0, 1.0],     # in, in, out (u = W2 − 1)
+                     [1.0, 3.0], [2.25, 2.9], [-0.1, 1.0],   # out (v = H2 − 1), in, out
+                     [3.9, 0.0], [1.0, 1.0], [2.0, 2.0]],    # in but occluded, in, in
+                    np.float32).reshape(1, 3, 3, 2)
+  projected = np.full((1, 3, 3, 1), 4.0, np.float32)
+  projected[0, 2, 0] = 6.0  # behind frame 2's 5 m surface
+  other_depth = np.full((1, 4, 5, 1), 5.0, np.float32)
+  other_image = np.tile(0.1 * np.arange(5, dtype=np.float32), (4, 1)).reshape(1, 4, 5, 1)
+  image = np.full((1, 3, 3, 1), 0.2, np.float32)
+  in_frame = [1, 1, 0, 0, 1, 0, 1, 1, 1]
+  closer = [1, 1, 0, 0, 1, 0, 0, 1, 1]
+  np.testing.assert_array_equal(
+      losses.li_frame_mask(coords, projected, frame_shape=(4, 5)).numpy().ravel(), in_frame)
+  np.testing.assert_array_equal(
+      losses.li_frame_mask(coords, projected, frame_shape=tf.constant([4, 5])).numpy().ravel(),
+      in_frame)
+  # |D2 − z| = 1 m on the 5 kept pixels, averaged over all 9 frame-1 pixels.
+  np.testing.assert_allclose(losses.depth_consistency(other_depth, coords, projected), [5.0 / 9.0],
+                             rtol=RTOL)
+  out = losses.occlusion_aware_photometric_consistency(image, other_image, other_depth, coords,
+                                                       projected)
+  np.testing.assert_array_equal(out["closer_mask"].numpy().ravel(), closer)
+  np.testing.assert_allclose(out["depth_error"], [5.0 / 9.0], rtol=RTOL)
+  # |0.1·u − 0.2| on the kept pixels u = 0, 3.5, 2.25, 1, 2: 0.2 + 0.15 + 0.025 + 0.1 + 0 = 0.475.
+  # float32 0.1·k samples and bilinear weights: ~1e-8 absolute per term.
+  np.testing.assert_allclose(out["rgb_error"], [0.475 / 9.0], atol=1e-7)
+  # Depth proximity: every in-frame pixel is 1 m off (the occluded one too), so w = s / (1 + s)
+  # with s = (Σ closer·1²) / (5 closer pixels + 1) + 1e-4 (released _weighted_average, epsilon 1).
+  s = 5.0 / 6.0 + 1e-4
+  np.testing.assert_allclose(out["depth_proximity_weight"].numpy().ravel(),
+                             np.array(in_frame) * s / (1.0 + s), rtol=RTOL)
+
+
+def test_li_frame_mask_rejects_bad_frame_shape():
+  coords = np.zeros((1, 1, 1, 2), np.float32)
+  z = np.ones((1, 1, 1, 1), np.float32)
+  with pytest.raises(InvalidInputError, match=r"frame_shape.*\(4, 0\)"):
+    losses.li_frame_mask(coords, z, frame_shape=(4, 0))
+  with pytest.raises(InvalidInputError, match=r"frame_shape.*2\.5"):
+    losses.li_frame_mask(coords, z, frame_shape=(2.5, 3))
+  with pytest.raises(InvalidInputError, match=r"frame_shape.*float32 tensor of shape \(2,\)"):
+    losses.li_frame_mask(coords, z, frame_shape=tf.constant([4.0, 5.0]))

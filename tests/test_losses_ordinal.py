@@ -154,3 +154,71 @@ def test_bad_inputs_raise_typed_errors():
     losses.sample_ranking_pairs(target, num_pairs=0)
   with pytest.raises(InvalidInputError, match="seed"):
     losses.sample_ranking_pairs(target, num_pairs=2, seed=[1, 2, 3])
+
+
+def test_non_finite_logits_and_targets_at_invalid_pixels_do_not_leak():
+  nan, inf = float("nan"), float("inf")
+  # Pixels (row-major): 0 valid (target 3 -> bin 1), 1 target NaN with NaN logits, 2 valid
+  # (target 1.5 -> bin 0), 3 masked with target 5 and logits (inf, −inf, NaN).
+  logits = np.zeros((1, 2, 2, 3), np.float32)
+  logits[0, 0, 1] = nan
+  logits[0, 1, 1] = [inf, -inf, nan]
+  target = np.array([3.0, nan, 1.5, 5.0], np.float32).reshape(1, 2, 2, 1)
+  mask = np.array([1.0, 1.0, 1.0, 0.0], np.float32).reshape(1, 2, 2, 1)
+  x = tf.constant(logits)
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(x)
+    ordinal = losses.ordinal_regression_loss(x, target, EDGES, mask)
+    sid = losses.sid_cross_entropy(x, target, EDGES, mask)
+  # Zero logits: every sigmoid BCE is log 2 (3 classifiers), every 3-way softmax CE is log 3.
+  np.testing.assert_allclose(ordinal, [3 * math.log(2.0)], rtol=RTOL)
+  np.testing.assert_allclose(sid, [math.log(3.0)], rtol=RTOL)
+  # d/dlogit: (sigmoid − label)/n and (softmax − one-hot)/n with n = 2 valid pixels.
+  g = tape.gradient(ordinal, x).numpy()[0]
+  np.testing.assert_allclose(g[0, 0], [-0.25, 0.25, 0.25], rtol=RTOL)  # ordinal labels [1, 0, 0]
+  np.testing.assert_allclose(g[1, 0], [0.25, 0.25, 0.25], rtol=RTOL)   # ordinal labels [0, 0, 0]
+  np.testing.assert_array_equal(g[0, 1], 0.0)
+  np.testing.assert_array_equal(g[1, 1], 0.0)
+  g = tape.gradient(sid, x).numpy()[0]
+  np.testing.assert_allclose(g[0, 0], [1 / 6, -1 / 3, 1 / 6], rtol=RTOL)  # class 1
+  np.testing.assert_allclose(g[1, 0], [-1 / 3, 1 / 6, 1 / 6], rtol=RTOL)  # class 0
+  np.testing.assert_array_equal(g[0, 1], 0.0)
+  np.testing.assert_array_equal(g[1, 1], 0.0)
+
+
+def test_ranking_loss_rejects_out_of_range_pairs():
+  pred = np.array([1.0, 2.0, 4.0, 8.0], np.float32).reshape(1, 1, 4, 1)  # H = 1, W = 4
+  inside = np.array([[[3, 0]]], np.int32)
+  origin = np.array([[[0, 0]]], np.int32)
+  one = np.array([[1.0]], np.float32)
+  # In range: Δ = log 8 − log 1, r = +1 -> softplus(−log 8) = log(1 + 1/8).
+  np.testing.assert_allclose(losses.ranking_loss(pred, inside, origin, one), [math.log(9 / 8)],
+                             rtol=RTOL)
+  # (u, v) = (0, 3) swaps the axes: v = 3 is outside a 1-row image (was clamped to (0, 0)).
+  with pytest.raises(InvalidInputError, match=r"point_a: pair 0 of image 0.*\(0, 3\).*1x4.*0 <= v < 1"):
+    losses.ranking_loss(pred, np.array([[[0, 3]]], np.int32), origin, one)
+  with pytest.raises(InvalidInputError, match=r"point_b: pair 1 of image 0.*\(4, 0\).*0 <= u < 4"):
+    losses.ranking_loss(pred, np.array([[[0, 0], [1, 0]]], np.int32),
+                        np.array([[[1, 0], [4, 0]]], np.int32), np.array([[1.0, 1.0]], np.float32))
+  with pytest.raises(InvalidInputError, match=r"\(-1, 0\)"):
+    losses.ranking_loss(pred, np.array([[[-1, 0]]], np.int32), origin, one)
+  # Padding pairs (pair_mask 0) are not checked and do not change the value.
+  two_a = np.array([[[3, 0], [99, -5]]], np.int32)
+  two_b = np.array([[[0, 0], [-1, 7]]], np.int32)
+  np.testing.assert_allclose(
+      losses.ranking_loss(pred, two_a, two_b, np.array([[1.0, 1.0]], np.float32),
+                          pair_mask=np.array([[1.0, 0.0]], np.float32)),
+      [math.log(9 / 8)], rtol=RTOL)
+  # In a tf.function the same check is a run-time assertion naming the image size and the point.
+  sig = [tf.TensorSpec([None, 1, 4, 1]), tf.TensorSpec([None, None, 2], tf.int32),
+         tf.TensorSpec([None, None, 2], tf.int32), tf.TensorSpec([None, None])]
+  graph = tf.function(losses.ranking_loss, input_signature=sig)
+  np.testing.assert_allclose(graph(pred, inside, origin, one), [math.log(9 / 8)], rtol=RTOL)
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"(?s)point_a: pixel coordinates \(u, v\) outside the image.*\[1 4\].*\[0 3\]"):
+    graph(pred, np.array([[[0, 3]]], np.int32), origin, one)
+  # No pairs at all (P = 0) is fine in both modes.
+  empty = np.zeros((1, 0, 2), np.int32)
+  np.testing.assert_array_equal(graph(pred, empty, empty, np.zeros((1, 0), np.float32)), [0.0])
+  np.testing.assert_array_equal(losses.ranking_loss(pred, empty, empty, np.zeros((1, 0), np.float32)),
+                                [0.0])

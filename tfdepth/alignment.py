@@ -11,7 +11,9 @@ LiDAR / stereo map, or points typed in by hand), these functions fit the missing
 * `align_scale_shift`: least squares in **disparity** space, MiDaS eq. (4):
   (s, t) = argmin Σ (s · 1/pred + t − 1/ref)², solved in closed form (2×2 normal equations);
   depth' = 1 / (s / pred + t). Aligned disparities at or below 1 / `max_depth` are clamped to
-  it (depth' = max_depth) so the result is positive and finite.
+  it (depth' = max_depth) so the result is positive and finite. A fitted scale s <= 0 would
+  reverse (or flatten) the prediction's depth order, so it is refused with `InvalidInputError`
+  rather than returned as "metric" depth (see `align_scale_shift`).
 
 Each returns an `AlignmentResult`: the aligned `(H, W)` float32 depth in metres (0 where the
 prediction was invalid), the fitted parameters and the number of reference points. After alignment
@@ -158,11 +160,16 @@ def align_scale_shift(pred_depth, ref_depth, mask=None, max_depth=DEFAULT_MAX_DE
     mask: optional same-shape mask of pixels to use.
     max_depth: metres; aligned disparities below 1/max_depth are clamped to it.
   Returns:
-    `AlignmentResult` with `scale` s (dimensionless), `shift` t (1/m) and
+    `AlignmentResult` with `scale` s > 0 (dimensionless), `shift` t (1/m) and
     `depth = 1 / max(s / pred + t, 1 / max_depth)` (0 where the prediction is invalid).
   Raises:
     InvalidInputError: shape mismatch, fewer than 2 reference pixels, all reference pixels with
-      the same predicted disparity, or `max_depth <= 0`.
+      the same predicted disparity, `max_depth <= 0`, or a fitted scale s <= 0. A non-positive s
+      means the references disagree with the prediction's depth order (farther predicted pixels
+      would come out nearer): typically `pred_depth` is a disparity / inverse-depth map rather
+      than depth, or the few reference points are noisy. Nothing is silently changed: convert the
+      prediction to depth, or use median scaling (`align_median`, method "median"), which only
+      rescales and never reorders.
   """
   if isinstance(max_depth, bool) or not isinstance(max_depth, (int, float)) or not max_depth > 0:
     raise InvalidInputError(f"max_depth must be a positive number of metres, got {max_depth!r}")
@@ -170,6 +177,12 @@ def align_scale_shift(pred_depth, ref_depth, mask=None, max_depth=DEFAULT_MAX_DE
                                      MIN_POINTS[METHOD_SCALE_SHIFT], METHOD_SCALE_SHIFT)
   x, y = 1.0 / pred[valid], 1.0 / ref[valid]
   s, t = fit_scale_shift(x, y)
+  if not s > 0.0:
+    raise InvalidInputError(
+        f"scale-and-shift alignment fitted a disparity scale s = {s!r} (shift t = {t!r} 1/m) from "
+        f"{n} reference pixels; expected s > 0, since s <= 0 reverses or flattens the predicted "
+        "depth order. Check that pred_depth is depth and not disparity (inverse depth), or use "
+        f"median scaling (method {METHOD_MEDIAN!r})")
   residual = float(np.sqrt(np.mean((s * x + t - y) ** 2)))
   ok = np.isfinite(pred) & (pred > 0)
   disp = np.where(ok, s / np.where(ok, pred, 1.0) + t, 0.0)

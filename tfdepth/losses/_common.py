@@ -61,27 +61,38 @@ def check_same_shape(a, b, name_a, name_b):
 
 
 def depth_inputs(pred, target, mask, pred_name="pred", target_name="target"):
-  """Validates a (pred, target, mask) depth triple.
+  """Validates a (pred, target, mask) depth triple and neutralises its invalid pixels.
+
+  A pixel is valid where `target` is finite and > 0 **and** `mask` (if given) is > 0. At every other
+  pixel both returned `pred` and `target` are replaced by 1.0 with `tf.where` (the "double where"
+  pattern), so whatever they held there -- NaN, ±inf, 0, negatives -- never enters the loss
+  arithmetic: the value is finite and the gradient with respect to the caller's `pred` (and
+  `target`) is exactly 0 at invalid pixels. Multiplying by `valid` alone is not enough: inf·0 = NaN in
+  the value, and 0·NaN = NaN in the backward pass of the op that saw the non-finite entry.
+  A non-finite `pred` at a *valid* pixel is left alone (it is a real error and shows up as NaN/inf).
 
   Args:
     pred: (B, H, W, 1) predicted depth (metres).
-    target: (B, H, W, 1) ground-truth depth (metres), 0 = invalid (DESIGN.md).
+    target: (B, H, W, 1) ground-truth depth (metres); 0 (and NaN / ±inf) = invalid (DESIGN.md).
     mask: None or (B, H, W, 1) {0, 1} mask (float or bool).
   Returns:
-    (pred, target, valid): float32 tensors; `valid` is 1 where the mask is 1 and target > 0.
+    (pred, target, valid): (B, H, W, 1) float32 tensors; `valid` is 1 where the pixel is valid, 0
+    elsewhere; `pred` and `target` equal the inputs where valid and 1.0 elsewhere.
   """
   pred = to_float(pred, pred_name)
   target = to_float(target, target_name)
   check_rank(pred, 4, pred_name, channels=1)
   check_rank(target, 4, target_name, channels=1)
   check_same_shape(pred, target, pred_name, target_name)
-  valid = tf.cast(target > 0.0, tf.float32)
+  ok = (target > 0.0) & tf.math.is_finite(target)
   if mask is not None:
     mask = to_float(mask, "mask")
     check_rank(mask, 4, "mask", channels=1)
     check_same_shape(mask, target, "mask", target_name)
-    valid = valid * tf.cast(mask > 0.0, tf.float32)
-  return pred, target, valid
+    ok = ok & (mask > 0.0)
+  pred = tf.where(ok, pred, 1.0)
+  target = tf.where(ok, target, 1.0)
+  return pred, target, tf.cast(ok, tf.float32)
 
 
 def safe_log_pred(pred):
@@ -105,7 +116,11 @@ def masked_image_mean(values, weights):
 
   Args:
     values: (B, ...) float32, finite wherever `weights` is nonzero. Values at zero-weight entries are
-      replaced by 0 first, so that inf/NaN there cannot leak into the value or the gradient.
+      replaced by 0 first, so inf/NaN there cannot leak into the returned **value**. This does not
+      protect the **gradient**: the backward pass of the op that produced a non-finite entry
+      multiplies its (zero) upstream gradient by a non-finite local derivative, giving NaN. Callers
+      must therefore replace invalid inputs *before* computing `values` (e.g. `depth_inputs`, or
+      `tf.where(ok, x, safe)` on the inputs).
     weights: broadcastable to `values`, float32 >= 0.
   Returns:
     (B,) float32.

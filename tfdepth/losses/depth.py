@@ -1,10 +1,12 @@
 """Supervised depth losses: scale-invariant log, SILog (BTS), berHu, L1/L2, gradient terms.
 
 Conventions (docs/DESIGN.md): `pred` and `target` are z-depth in metres, float32 `(B, H, W, 1)`;
-ground truth uses 0 for invalid pixels, so a pixel counts only where `target > 0` **and** the
-optional `mask` `(B, H, W, 1)` is 1. Every function returns a per-image loss `(B,)` float32 (the mean
-over that image's valid pixels); an image without valid pixels gets loss 0 with a finite (zero)
-gradient. Predictions are clamped at `LOG_DEPTH_FLOOR` before any logarithm.
+ground truth uses 0 for invalid pixels, so a pixel counts only where `target` is finite and > 0
+**and** the optional `mask` `(B, H, W, 1)` is 1. Invalid pixels may hold anything (NaN, ±inf) in
+`pred` or `target`: `_common.depth_inputs` replaces them before any arithmetic, so they add nothing
+to the value and their gradient is exactly 0. Every function returns a per-image loss `(B,)` float32
+(the mean over that image's valid pixels); an image without valid pixels gets loss 0 with a finite
+(zero) gradient. Predictions are clamped at `LOG_DEPTH_FLOOR` before any logarithm.
 """
 
 import tensorflow as tf
@@ -138,6 +140,7 @@ def berhu_loss(pred, target, mask=None, threshold_fraction=BERHU_THRESHOLD_FRACT
     raise InvalidInputError(
         f"threshold_fraction: expected a number in (0, 1], received {threshold_fraction!r}")
   pred, target, valid = _common.depth_inputs(pred, target, mask)
+  # Invalid pixels hold pred = target = 1 (depth_inputs), so r = 0 there and max r is finite.
   r = tf.abs(pred - target) * valid
   c = tf.stop_gradient(frac * tf.reduce_max(r))
   safe_c = tf.where(c > 0.0, c, 1.0)

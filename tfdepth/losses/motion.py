@@ -17,6 +17,7 @@ Frame naming: "frame 1" is `image` / the frame whose depth was transformed, "fra
 `tfdepth.geometry.reproject_coords(depth1, frame2_from_frame1, K)`.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from tfdepth.errors import InvalidInputError
@@ -176,17 +177,45 @@ def motion_cycle_consistency(rot_fwd, trans_fwd, rot_bwd, trans_bwd, mask=None, 
   return rotation_error, _common.image_mean(ratio)
 
 
-def li_frame_mask(coords, projected_depth):
-  """Released `_clamp_and_filter_result` mask: 0 ≤ u < W − 1, 0 ≤ v < H − 1 (strict), z > 0, finite.
+def _frame_hw(frame_shape, coords):
+  """(H2, W2) as float32 scalars: from `frame_shape`, or coords' own (H, W) when it is None."""
+  if frame_shape is None:
+    return tf.cast(tf.shape(coords)[1], tf.float32), tf.cast(tf.shape(coords)[2], tf.float32)
+  if isinstance(frame_shape, tf.Tensor):
+    hw = frame_shape
+    if not hw.dtype.is_integer or hw.shape.rank != 1 or hw.shape[0] != 2:
+      raise InvalidInputError(
+          f"frame_shape: expected (H2, W2) as 2 integers, received a {hw.dtype.name} tensor of "
+          f"shape {hw.shape}")
+    hw = tf.cast(hw, tf.float32)
+    return hw[0], hw[1]
+  try:
+    h2, w2 = frame_shape
+  except (TypeError, ValueError) as e:
+    raise InvalidInputError(f"frame_shape: expected (H2, W2) as 2 positive integers, received "
+                            f"{frame_shape!r}") from e
+  for v in (h2, w2):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+      raise InvalidInputError(f"frame_shape: expected (H2, W2) as 2 positive integers, received "
+                              f"{frame_shape!r}")
+  return tf.constant(float(h2)), tf.constant(float(w2))
+
+
+def li_frame_mask(coords, projected_depth, frame_shape=None):
+  """Released `_clamp_and_filter_result` mask: 0 ≤ u < W2 − 1, 0 ≤ v < H2 − 1 (strict), z > 0, finite.
 
   Args:
-    coords: (B, H, W, 2) float (u, v) in pixels of an image of the same (H, W).
-    projected_depth: (B, H, W, 1) float z in that camera.
+    coords: (B, H, W, 2) float (u, v) in pixels of the frame they point into (frame 2, of size
+      (H2, W2)), one per frame-1 pixel.
+    projected_depth: (B, H, W, 1) float z in frame 2's camera, metres.
+    frame_shape: (H2, W2) of frame 2 in pixels: two positive Python ints or an integer (2,) tensor
+      (e.g. `tf.shape(other_depth)[1:3]`). Default None: frame 2 has frame 1's size (H, W).
   Returns:
     (B, H, W, 1) float32 in {0, 1}.
+  Raises:
+    InvalidInputError: `frame_shape` is not two positive integers.
   """
-  h = tf.cast(tf.shape(coords)[1], tf.float32)
-  w = tf.cast(tf.shape(coords)[2], tf.float32)
+  h, w = _frame_hw(frame_shape, coords)
   u, v = coords[..., 0:1], coords[..., 1:2]
   ok = ((u >= 0.0) & (u < w - 1.0) & (v >= 0.0) & (v < h - 1.0) & (projected_depth > 0.0)
         & tf.math.is_finite(u) & tf.math.is_finite(v))
@@ -206,7 +235,8 @@ def _consistency_inputs(other_image, other_depth, coords, projected_depth, mask)
   _common.check_same_hw(coords, projected_depth, "coords", "projected_depth")
   # Non-finite coordinates (z = 0) become 0 as in the released code; they are masked out anyway.
   safe_coords = tf.where(tf.math.is_finite(coords), coords, 0.0)
-  in_frame = li_frame_mask(coords, projected_depth)
+  # Frame 2 may have another size than frame 1 (coords' grid): the bounds are frame 2's.
+  in_frame = li_frame_mask(coords, projected_depth, frame_shape=tf.shape(other_depth)[1:3])
   if other_image is None:
     sampled_rgb = None
     sampled_depth, _ = camera.bilinear_sample(other_depth, safe_coords)
@@ -231,8 +261,9 @@ def _consistency_inputs(other_image, other_depth, coords, projected_depth, mask)
 def depth_consistency(other_depth, coords, projected_depth, mask=None):
   """Occlusion-aware depth consistency of Li et al. 2021 (released `depth_error`), per image.
 
-  mean over pixels of |D2(coords) − z|·closer·mask, where closer = in frame (`li_frame_mask`) and
-  not occluded (z ≤ D2(coords)), D2 bilinearly sampled (border clamp). 0 for a consistent pair.
+  mean over pixels of |D2(coords) − z|·closer·mask, where closer = in frame 2 (`li_frame_mask`
+  with frame 2's size (H2, W2)) and not occluded (z ≤ D2(coords)), D2 bilinearly sampled (border
+  clamp). 0 for a consistent pair. Frame 2 may have a different size than frame 1.
 
   Args:
     other_depth: (B, H2, W2, 1) float depth of frame 2, metres.
@@ -300,8 +331,8 @@ def occlusion_aware_photometric_consistency(image, other_image, other_depth, coo
   """Occlusion-aware RGB + SSIM (+ depth) consistency of Li et al. 2021 (released
   `rgbd_consistency_loss`), per image.
 
-  Frame 2's image and depth are sampled at `coords`; a pixel counts where it is in frame
-  (`li_frame_mask`) and frame 1's transformed depth is not behind frame 2's surface
+  Frame 2's image and depth are sampled at `coords`; a pixel counts where it is in frame 2
+  (`li_frame_mask` with frame 2's size (H2, W2), which may differ from frame 1's) and frame 1's transformed depth is not behind frame 2's surface
   (`projected_depth ≤ sampled depth`). Then
     rgb_error = mean over pixels and channels of |I2(coords) − I1|·closer·mask,
     depth_error = `depth_consistency`,

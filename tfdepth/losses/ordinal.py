@@ -47,6 +47,9 @@ def _edges_tensor(edges, num_logits=None, name="edges"):
 
 
 def _logit_inputs(logits, target_depth, mask):
+  """Validates (logits, target_depth, mask); like `_common.depth_inputs`, a pixel is valid where the
+  target is finite and > 0 and the mask is 1, and at invalid pixels logits are replaced by 0 and the
+  target by 1 m (double where) so non-finite values there give a zero value and a zero gradient."""
   logits = _common.to_float(logits, "logits")
   _common.check_rank(logits, 4, "logits")
   if logits.shape[-1] is None:
@@ -54,13 +57,15 @@ def _logit_inputs(logits, target_depth, mask):
   target = _common.to_float(target_depth, "target_depth")
   _common.check_rank(target, 4, "target_depth", channels=1)
   _common.check_same_hw(logits, target, "logits", "target_depth")
-  valid = tf.cast(target > 0.0, tf.float32)
+  ok = (target > 0.0) & tf.math.is_finite(target)
   if mask is not None:
     mask = _common.to_float(mask, "mask")
     _common.check_rank(mask, 4, "mask", channels=1)
     _common.check_same_shape(mask, target, "mask", "target_depth")
-    valid = valid * tf.cast(mask > 0.0, tf.float32)
-  return logits, target, valid
+    ok = ok & (mask > 0.0)
+  logits = tf.where(ok, logits, 0.0)  # ok (B, H, W, 1) broadcasts over the K channels.
+  target = tf.where(ok, target, 1.0)
+  return logits, target, tf.cast(ok, tf.float32)
 
 
 def ordinal_regression_loss(logits, target_depth, edges, mask=None):
@@ -122,8 +127,49 @@ def _points_tensor(points, name):
   return tf.cast(points, tf.int32)
 
 
+def _check_points_inside(image, points, name, weights=None):
+  """Checks 0 <= u < W and 0 <= v < H for every (u, v) of `points` (B, P, 2) whose pair weight is
+  nonzero (`weights` (B, P) or None = all pairs); `image` is (B, H, W, 1).
+
+  Eagerly: raises InvalidInputError naming the first offending pair, its coordinates and the image
+  size. In a graph: returns `points` behind a `tf.debugging.Assert` (tf.errors.InvalidArgumentError
+  at run time with the same information); under XLA (`jit_compile=True`) Assert ops are ignored and
+  only the clamping of `_gather_pixels` remains.
+  """
+  h = tf.shape(image)[1]
+  w = tf.shape(image)[2]
+  u, v = points[..., 0], points[..., 1]
+  bad = (u < 0) | (u >= w) | (v < 0) | (v >= h)
+  if weights is not None:
+    bad = bad & (weights > 0.0)
+  if tf.executing_eagerly():
+    bad_np = bad.numpy()
+    if bad_np.any():
+      b, p = (int(i) for i in np.argwhere(bad_np)[0])
+      uv = tuple(int(c) for c in points[b, p].numpy())
+      raise InvalidInputError(
+          f"{name}: pair {p} of image {b} has pixel coordinates (u, v) = {uv}, outside the "
+          f"{int(h)}x{int(w)} (H x W) image; expected integer (u, v) with 0 <= u < {int(w)} and "
+          f"0 <= v < {int(h)} ({int(bad_np.sum())} offending pair(s) in total)")
+    return points
+  # One padding entry keeps argmax / gather defined when there are no pairs at all (P = 0).
+  flat_bad = tf.concat([tf.reshape(tf.cast(bad, tf.int32), [-1]), [0]], axis=0)
+  flat_points = tf.concat([tf.reshape(points, [-1, 2]), [[0, 0]]], axis=0)
+  first = tf.argmax(flat_bad, output_type=tf.int32)
+  check = tf.debugging.Assert(
+      tf.logical_not(tf.reduce_any(bad)),
+      [f"{name}: pixel coordinates (u, v) outside the image; expected 0 <= u < W and 0 <= v < H. "
+       "Image (H, W) =", tf.shape(image)[1:3], "first offending (u, v) =",
+       tf.gather(flat_points, first), "offending pairs:",
+       tf.reduce_sum(tf.cast(bad, tf.int32))],
+      summarize=4)
+  with tf.control_dependencies([check]):
+    return tf.identity(points)
+
+
 def _gather_pixels(image, points):
-  """image (B, H, W, 1), points (B, P, 2) int (u, v) -> (B, P), indices clipped into the image."""
+  """image (B, H, W, 1), points (B, P, 2) int (u, v) -> (B, P). Indices are clipped into the image
+  (the caller validates them first where that matters: `ranking_loss`)."""
   h = tf.shape(image)[1]
   w = tf.shape(image)[2]
   u = tf.clip_by_value(points[..., 0], 0, w - 1)
@@ -144,11 +190,15 @@ def ranking_loss(pred, point_a, point_b, relation, pair_mask=None):
     point_a: (B, P, 2) integer pixel coordinates (u, v) of the first points.
     point_b: (B, P, 2) integer pixel coordinates (u, v) of the second points.
     relation: (B, P) relations in {+1, −1, 0} (any numeric dtype).
-    pair_mask: optional (B, P) {0, 1} weights (e.g. padding of a variable number of pairs).
+    pair_mask: optional (B, P) {0, 1} weights (e.g. padding of a variable number of pairs). Pairs
+      with weight 0 are not checked and may hold any coordinates (they are clamped, then ignored).
   Returns:
     (B,) float32 loss; 0 for images without pairs.
   Raises:
-    InvalidInputError: wrong ranks, non-integer coordinates.
+    InvalidInputError: wrong ranks, non-integer coordinates, or (eagerly) a pair with nonzero
+      weight whose (u, v) lies outside the H x W image. In a `tf.function` the coordinate check is
+      a `tf.debugging.Assert` (tf.errors.InvalidArgumentError when run); XLA drops Assert ops, so
+      under `jit_compile=True` out-of-range coordinates are clamped to the border unchecked.
   """
   pred = _common.to_float(pred, "pred")
   _common.check_rank(pred, 4, "pred", channels=1)
@@ -156,13 +206,17 @@ def ranking_loss(pred, point_a, point_b, relation, pair_mask=None):
   point_b = _points_tensor(point_b, "point_b")
   relation = _common.to_float(relation, "relation")
   _common.check_rank(relation, 2, "relation")
+  mask_w = None
+  if pair_mask is not None:
+    mask_w = _common.to_float(pair_mask, "pair_mask")
+    _common.check_rank(mask_w, 2, "pair_mask")
+  point_a = _check_points_inside(pred, point_a, "point_a", mask_w)
+  point_b = _check_points_inside(pred, point_b, "point_b", mask_w)
   z = _common.safe_log_pred(pred)
   diff = _gather_pixels(z, point_a) - _gather_pixels(z, point_b)
   ordered = tf.math.softplus(-relation * diff)  # log(1 + exp(−r Δ)), overflow-free.
   per_pair = tf.where(tf.equal(relation, 0.0), tf.square(diff), ordered)
-  weights = tf.ones_like(per_pair) if pair_mask is None else _common.to_float(pair_mask, "pair_mask")
-  if pair_mask is not None:
-    _common.check_rank(weights, 2, "pair_mask")
+  weights = tf.ones_like(per_pair) if mask_w is None else mask_w
   return _common.masked_image_mean(per_pair, weights)
 
 
@@ -171,7 +225,7 @@ def sample_ranking_pairs(depth, mask=None, num_pairs=1024, seed=0,
   """Samples point pairs and their ordinal relation from a depth map (deterministic, stateless RNG).
 
   Both points of each pair are drawn uniformly (with replacement) among the valid pixels of the
-  image (target > 0 and mask); relation = +1 if depth_a > (1 + τ)·depth_b, −1 if
+  image (depth finite and > 0, and mask); relation = +1 if depth_a > (1 + τ)·depth_b, −1 if
   depth_b > (1 + τ)·depth_a, else 0 (the ratio rule of Xian et al. 2018). The same (depth, mask,
   seed) always gives the same pairs (`tf.random.stateless_categorical`) within an execution mode;
   it runs eagerly, in `tf.function` and under XLA, but XLA lowers the stateless RNG differently, so
