@@ -106,12 +106,15 @@ def measure_latency(path, fmt, num_runs=DEFAULT_NUM_RUNS, threads=DEFAULT_THREAD
 def metric_table(gts, preds, protocol):
   """``{metric: mean over images}`` of depth predictions (N, H, W, 1) against gts (0 = invalid).
 
-  Predictions are clamped below to the protocol's ``min_depth`` first (the evaluator needs
-  positive depths and clamps to [min, max] itself, Monodepth2 ``evaluate_depth.py``).
+  Non-positive predictions (a ReLU head's 0) become `tfdepth.metrics.streaming.RESIZE_MIN_DEPTH`
+  (the evaluator needs positive depths, which it resizes as disparity); the evaluator then scales
+  (median / stereo protocols) and clamps to the protocol's [min, max] itself, in that order
+  (Monodepth2 ``evaluate_depth.py``).
   """
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
-  min_depth = metrics.get_protocol(protocol).min_depth
-  preds = np.maximum(np.asarray(preds, np.float32), min_depth)
+  from tfdepth.metrics import streaming  # pylint: disable=g-import-not-at-top
+  preds = np.asarray(preds, np.float32)
+  preds = np.where(preds > 0, preds, np.float32(streaming.RESIZE_MIN_DEPTH))
   table, _ = metrics.evaluate_predictions(list(np.asarray(gts)[..., 0]), list(preds[..., 0]),
                                           protocol)
   return {k: float(v) for k, v in table.items()}

@@ -12,6 +12,7 @@ import pytest
 from tfdepth import metrics
 from tfdepth.errors import ConfigError
 from tfdepth.errors import DataError
+from tfdepth.errors import InvalidInputError
 from trainers import evaluate as evaluate_lib
 
 # Metrics are computed in float64 from float32 inputs that are exact small integers; 1e-6
@@ -156,3 +157,36 @@ def test_help_of_console_scripts_lists_own_flags():
     out, _ = proc.communicate(timeout=120)
     assert HELP_CASES[name] in out, (name, out[-2000:])
     assert f"`{name}`" in out, (name, out[-2000:])  # the module docstring is the usage
+
+
+def test_scale_free_prediction_below_min_depth_is_scaled_before_the_clamp():
+  # gt (2, 4, 6, 8) m; a scale-free prediction 1e-4 * (1, 2, 3, 5), below min_depth = 1e-3.
+  # Median ratio 5 / 2.5e-4 = 2e4 -> (2, 4, 6, 10): abs_rel = (0 + 0 + 0 + 2/8) / 4 = 0.0625.
+  # Clamping to 1e-3 first (the old order) made it constant -> 5 everywhere after scaling:
+  # (3/2 + 1/4 + 1/6 + 3/8) / 4 = 0.572917.
+  gts = np.array([2.0, 4.0, 6.0, 8.0], np.float32).reshape(1, 1, 4, 1)
+  preds = (np.array([1.0, 2.0, 3.0, 5.0]) * 1e-4).astype(np.float32).reshape(1, 1, 4, 1)
+  table, per_image = evaluate_lib.metric_table_per_image(gts, preds, MEDIAN_PROTOCOL)
+  assert table["abs_rel"] == pytest.approx(0.0625, rel=RTOL)
+  assert per_image[0][evaluate_lib.SCALE_KEY] == pytest.approx(2e4, rel=RTOL)
+  # Same through the "<name>_median" protocol of the self-supervised experiments.
+  assert evaluate_lib.metric_table(gts, preds, "synthetic_street_median")["abs_rel"] == (
+      pytest.approx(0.0625, rel=RTOL))
+
+
+def test_zero_prediction_like_the_streaming_metric_and_bad_predictions_refused():
+  # A ReLU head's 0 m on a valid pixel (gt 2 m): replaced by RESIZE_MIN_DEPTH, then clamped to
+  # min_depth = 1e-3 after scaling -> abs_rel |2 - 0.001| / 2 = 0.9995 (the other pixel is
+  # exact). Mean over the 2 pixels: 0.49975; the streaming metric gives the same.
+  gts = np.full((1, 1, 2, 1), 2.0, np.float32)
+  preds = np.array([0.0, 2.0], np.float32).reshape(1, 1, 2, 1)
+  table = evaluate_lib.metric_table(gts, preds, "synthetic_street")
+  assert table["abs_rel"] == pytest.approx(0.9995 / 2, rel=RTOL)
+  streaming = metrics.AbsRel.from_protocol("synthetic_street")
+  streaming.update_state(gts, preds)
+  assert float(streaming.result()) == pytest.approx(0.9995 / 2, rel=RTOL)
+  for bad, shown in ((-0.5, r"-0\.5"), (np.nan, "nan"), (np.inf, "inf")):
+    preds_bad = preds.copy()
+    preds_bad[0, 0, 1, 0] = bad
+    with pytest.raises(InvalidInputError, match=rf"preds\[0\].*{shown}.*\(0, 1, 0\)"):
+      evaluate_lib.metric_table(gts, preds_bad, "synthetic_street")

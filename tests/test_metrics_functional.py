@@ -266,3 +266,44 @@ def test_format_table_exact_string():
       "| 0.115 | 4.863 | 0.877 |\n")
   with pytest.raises(errors.InvalidInputError, match="'absrel'"):
     M.format_table({"absrel": 0.1}, "kitti_eigen")
+
+
+def test_infinite_gt_is_never_a_valid_pixel():
+  # One image of 2x2: g = (2, +inf, 4, 0), p = (1, 1, 5, 1). Valid: g = 2 and g = 4 only (+inf is
+  # "no measurement" as in evaluation_mask, 0 is invalid). abs_rel = (1/2 + 1/4) / 2 = 0.375;
+  # rmse = sqrt((1 + 1) / 2) = 1; rmse_log = sqrt((ln 2^2 + ln 1.25^2) / 2) = 0.522553.
+  # Before the fix the inf pixel was valid: abs_rel NaN, rmse inf.
+  gt = np.array([2.0, np.inf, 4.0, 0.0], np.float32).reshape(1, 2, 2, 1)
+  pred = np.array([1.0, 1.0, 5.0, 1.0], np.float32).reshape(1, 2, 2, 1)
+  expected_rmse_log = math.sqrt((math.log(2.0) ** 2 + math.log(1.25) ** 2) / 2)
+  all_pixels = np.ones_like(gt, bool)
+  for label, fn in (("eager", M.compute_depth_errors),
+                    ("graph", tf.function(M.compute_depth_errors))):
+    for mask in (None, all_pixels):  # an explicit mask cannot make +inf valid either
+      got = {k: float(v[0]) for k, v in fn(gt, pred, mask).items()}
+      assert got[M.NUM_VALID_KEY] == 2.0, (label, mask is None)
+      assert got["abs_rel"] == pytest.approx(0.375, rel=RTOL_F32), (label, mask is None)
+      assert got["rmse"] == pytest.approx(1.0, rel=RTOL_F32), (label, mask is None)
+      assert got["rmse_log"] == pytest.approx(expected_rmse_log, rel=RTOL_F32)
+      assert all(math.isfinite(v) for v in got.values()), (label, got)
+
+
+def test_integer_or_bool_gt_is_refused_offline_as_in_the_streaming_path():
+  # Raw KITTI depth PNG value for 5 m: 5 * 256 = 1280 (uint16). Scored as metres against a 5 m
+  # prediction it gave abs_rel |1280 - 5| / 1280 = 0.99609375 before the fix.
+  raw = np.full((4, 4), 1280, np.uint16)
+  pred = np.full((4, 4), 5.0)
+  with pytest.raises(errors.InvalidInputError, match=r"gts\[0\].*floating-point.*uint16"):
+    M.evaluate_predictions([raw], [pred], "kitti_benchmark")
+  with pytest.raises(errors.InvalidInputError, match=r"gts\[1\].*int64"):
+    M.evaluate_predictions([raw / 256.0, raw.astype(np.int64)], [pred, pred], "kitti_benchmark")
+  with pytest.raises(errors.InvalidInputError, match=r"gts\[0\].*bool"):
+    M.evaluate_predictions([np.ones((4, 4), bool)], [pred], "kitti_benchmark")
+  with pytest.raises(errors.InvalidInputError, match=r"compute_depth_errors_numpy: gt.*uint16"):
+    M.compute_depth_errors_numpy(raw, pred)
+  with pytest.raises(errors.InvalidInputError, match="got dtype uint16"):  # the streaming path
+    M.compute_depth_errors(raw[None, ..., None], pred[None, ..., None])
+  # Converted to metres the same values are exact.
+  table, _ = M.evaluate_predictions([raw / 256.0], [pred], "kitti_benchmark")
+  assert table["abs_rel"] == 0.0
+  assert M.compute_depth_errors_numpy(raw / 256.0, pred)["abs_rel"] == 0.0

@@ -282,3 +282,59 @@ def test_bad_inputs_raise_typed_errors():
     M.RMSE().update_state(gt, pred, sample_weight=np.ones((2, 3, 4), np.float32))
   with pytest.raises(errors.ConfigError, match="'delta4'"):
     M.metric_by_name("delta4")
+
+
+def test_resize_with_unknown_spatial_dims_in_tf_function():
+  # Prediction 2x2 with depth rows (1, 1), (2, 2) -> disparity rows 1, 0.5; resized to 4 rows
+  # (half-pixel centres, source rows clamp(-0.25, 0.25, 0.75, 1.25)) -> disparity
+  # (1, 0.875, 0.625, 0.5) -> depth rows (1, 8/7, 1.6, 2). Against gt = 1 everywhere:
+  # abs_rel = (0 + 1/7 + 0.6 + 1) / 4 = 61/140.
+  gt = np.ones((1, 4, 4, 1), np.float32)
+  pred = np.array([[1.0, 1.0], [2.0, 2.0]], np.float32).reshape(1, 2, 2, 1)
+  expected = 61.0 / 140.0
+  metric = M.AbsRel(resize_pred_as_disparity=True)
+  spec = tf.TensorSpec([None, None, None, 1], tf.float32)
+
+  @tf.function(input_signature=[spec, spec])
+  def update(y_true, y_pred):
+    # TensorShape([None, None]) == TensorShape([None, None]) is True: the static sizes cannot
+    # tell whether to resize (the old code skipped it and failed on the shapes).
+    metric.update_state(y_true, y_pred)
+    return metric.result()
+
+  assert float(update(gt, pred)) == pytest.approx(expected, rel=RTOL_F32)
+  eager = M.AbsRel(resize_pred_as_disparity=True)
+  eager.update_state(gt, pred)
+  assert float(eager.result()) == pytest.approx(expected, rel=RTOL_F32)
+  # Same traced function, sizes equal at run time: no resize, pred = gt exactly -> abs_rel 0 for
+  # this image; the mean over the 2 images seen is expected / 2.
+  assert float(update(gt, gt)) == pytest.approx(expected / 2, rel=RTOL_F32)
+
+
+def test_per_image_sample_weight_must_match_the_batch():
+  # gt = 2 everywhere; the three images predict 1, 2, 3 -> per-image abs_rel 0.5, 0, 0.5.
+  gt = np.full((3, 2, 2, 1), 2.0, np.float32)
+  pred = np.concatenate([np.full((1, 2, 2, 1), v, np.float32) for v in (1.0, 2.0, 3.0)])
+  weights = np.array([1.0, 2.0, 1.0], np.float32)
+  weighted = M.AbsRel()
+  weighted.update_state(gt, pred, sample_weight=weights)
+  assert float(weighted.result()) == pytest.approx((0.5 + 0.0 + 0.5) / 4.0, rel=1e-7)  # 0.25
+  single = M.AbsRel()  # one weight for every image: the unweighted mean 1/3
+  single.update_state(gt, pred, sample_weight=np.array([2.0], np.float32))
+  assert float(single.result()) == pytest.approx(1.0 / 3.0, rel=1e-7)
+  with pytest.raises(errors.InvalidInputError, match=r"got 2 weights .*batch of 3 images"):
+    M.AbsRel().update_state(gt, pred, sample_weight=weights[:2])
+  with pytest.raises(errors.InvalidInputError, match=r"\(B,\) or \(B, 1\), got \(3, 2\)"):
+    M.AbsRel().update_state(gt, pred, sample_weight=np.ones((3, 2), np.float32))
+  # In a graph with an unknown batch size: a run-time assertion with the same text.
+  metric = M.AbsRel()
+  image_spec = tf.TensorSpec([None, 2, 2, 1], tf.float32)
+
+  @tf.function(input_signature=[image_spec, image_spec, tf.TensorSpec([None], tf.float32)])
+  def update(y_true, y_pred, w):
+    metric.update_state(y_true, y_pred, sample_weight=w)
+    return metric.result()
+
+  assert float(update(gt, pred, weights)) == pytest.approx(0.25, rel=1e-7)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="one weight per image"):
+    update(gt, pred, weights[:2])

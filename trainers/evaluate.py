@@ -3,12 +3,22 @@
     tfdepth-eval --model_dir=runs/street                       # config + best checkpoint from there
     tfdepth-eval --experiment=fastdepth_synthetic_street --checkpoint=path/best.weights.h5
 
-The table is computed with the offline evaluator `tfdepth.metrics.evaluate_predictions` (per
-image, then the mean over images, under the experiment's protocol), printed, and written to
+Supervised experiments are scored at the ground truth's native resolution, as the KITTI / NYU
+protocols are (Monodepth2 `evaluate_depth.py`, BTS `bts_eval.py`): each test image is resized
+(bilinear, antialiased, as the input pipeline does) to the network size `data.height` x
+`data.width`, the network-size depth goes to the offline evaluator
+`tfdepth.metrics.evaluate_predictions`, which resizes it to the GT size as disparity and applies
+the protocol (range mask, crop at GT resolution, e.g. Garg or NYU 45:471 x 41:601 on 480x640,
+scaling, clamp after scaling); the GT itself is never resized. The table (per image, then the
+mean over images) is printed and written to
 `<output_dir>/eval_metrics.json` and `<output_dir>/eval_metrics.md` (output_dir defaults to the
 model_dir, or the checkpoint's directory). Both spell out the protocol (name, crop, depth range,
 scaling: `EvalProtocol.describe()`). The per-image results (metrics, valid-pixel count, scale
 ratio) go to `<output_dir>/eval_per_image.json`.
+
+The validation metrics that `tfdepth-train` logs (`val_abs_rel`, ...) are different: the streaming
+Keras metrics on the validation pipeline, whose GT is nearest-resized to the network size. They
+equal this table only when the dataset is stored at the network size.
 
     tfdepth-eval --compare=runs/a,runs/b [--compare=runs/c] [--output_dir=reports]
 
@@ -28,6 +38,7 @@ import numpy as np
 
 from tfdepth.errors import ConfigError
 from tfdepth.errors import DataError
+from tfdepth.errors import InvalidInputError
 from trainers import common
 from trainers import experiments
 
@@ -85,40 +96,110 @@ def resolve_protocol(protocol):
   return metrics.get_protocol(protocol)
 
 
-def predict_split(network, dataset):
-  """Runs `network` over a supervised dataset; returns (gts, preds, images) numpy arrays."""
-  gts, preds, images = [], [], []
+def native_resolution_dataset(builder_or_ds, split, batch_size):
+  """Test split at the GT's native size (no resize): `{"image", "depth", "intrinsics"}` batches.
+
+  Batches of `batch_size` when every example has one static size (the dataset's element spec
+  has a fully defined (H, W), e.g. NYU 480x640 or the synthetic world), else batches of 1
+  (sizes vary, e.g. KITTI's 370..376 x 1224..1242 frames).
+
+  Args:
+    builder_or_ds: as `tfdepth.data.make_supervised_dataset`.
+    split: TFDS split name.
+    batch_size: positive int, used when the size is static.
+
+  Returns:
+    `tf.data.Dataset`: image (B, H, W, 3) float32 [0, 1], depth (B, H, W, 1) float32 metres
+    (0 = invalid) at the stored resolution.
+  """
+  from tfdepth.data import make_supervised_dataset  # pylint: disable=g-import-not-at-top
+  ds = make_supervised_dataset(builder_or_ds, split=split, batch_size=1)
+  if ds.element_spec["depth"].shape[1:3].is_fully_defined() and batch_size > 1:
+    ds = make_supervised_dataset(builder_or_ds, split=split, batch_size=batch_size)
+  return ds
+
+
+def network_input(images, height, width):
+  """Images (B, H, W, 3) in [0, 1] resized to the network size (B, height, width, 3).
+
+  The same transform as the evaluation input pipeline (`tfdepth.data.augment.resize`): bilinear
+  with antialiasing, clipped to [0, 1]; unchanged when already (height, width).
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  images = tf.convert_to_tensor(images, tf.float32)
+  if tuple(images.shape[1:3]) == (height, width):
+    return images
+  return tf.clip_by_value(
+      tf.image.resize(images, [height, width], method="bilinear", antialias=True), 0.0, 1.0)
+
+
+def predict_split(network, dataset, height, width):
+  """Runs `network` over a native-resolution supervised dataset at the network size.
+
+  Args:
+    network: Keras model, images (B, height, width, 3) -> depth (B, height, width, 1) metres (or
+      a dict with "depth").
+    dataset: batches of `{"image": (B, H, W, 3), "depth": (B, H, W, 1)}` at the GT's size
+      (`native_resolution_dataset`); H, W may differ between batches.
+    height, width: network input size in pixels.
+
+  Returns:
+    (gts, preds): lists of N numpy float32 arrays, gts[i] (H_i, W_i, 1) metres at native size,
+    preds[i] (height', width', 1) metres at the network's output size (not resized:
+    `tfdepth.metrics.evaluate_predictions` resizes it to the GT size as disparity).
+  """
+  gts, preds = [], []
   for batch in dataset:
-    out = network(batch["image"], training=False)
+    out = network(network_input(batch["image"], height, width), training=False)
     out = out["depth"] if isinstance(out, dict) else out
-    preds.append(np.asarray(out, np.float32))
-    gts.append(batch["depth"].numpy())
-    images.append(batch["image"].numpy())
-  return np.concatenate(gts), np.concatenate(preds), np.concatenate(images)
+    preds.extend(np.asarray(out, np.float32))
+    gts.extend(batch["depth"].numpy())
+  return gts, preds
 
 
 def metric_table_per_image(gts, preds, protocol):
   """`(table, per_image)` of `tfdepth.metrics.evaluate_predictions` as JSON-ready Python values.
 
   Args:
-    gts: (N, H, W, 1) float ground-truth depth in metres (0 = invalid).
-    preds: (N, H, W, 1) float predicted depth in metres.
+    gts: N float ground-truth depth maps in metres (0 = invalid): an (N, H, W, 1) array or a
+      list of (H_i, W_i, 1) / (H_i, W_i) arrays (sizes may differ).
+    preds: N predicted depth maps in metres, same form; any positive size (a prediction whose
+      size differs from its GT's is resized to it as disparity by the evaluator).
     protocol: protocol name or `tfdepth.metrics.EvalProtocol`.
 
-  Predictions are first clamped to at least the protocol's `min_depth` (the evaluator needs
-  positive depths; the protocol clamps to that range anyway, Monodepth2 `evaluate_depth.py`).
+  Zero predicted depths (a ReLU head's output) are replaced by
+  `tfdepth.metrics.streaming.RESIZE_MIN_DEPTH` (1e-6 m), the value the streaming metrics invert
+  for them, since the evaluator needs positive depths; nothing else is changed before the
+  protocol's fixed scale and median scaling, and the protocol's clamp to [min_depth, max_depth]
+  comes after scaling (Monodepth2 `evaluate_depth.py`), so a scale-free prediction with values
+  below min_depth is median-scaled as it is.
 
   Returns:
     table: `{metric: mean over images with a valid pixel}` (+ "num_valid": such images).
     per_image: N records `{"index": i, metric: value (None without valid pixels), "num_valid":
       valid-pixel count, "scale": median-scaling ratio x fixed scale}`; "scale" only when the
       protocol scales the prediction (`median_scaling` or `fixed_scale`).
+
+  Raises:
+    tfdepth.errors.InvalidInputError: negative, NaN or infinite predictions (as the streaming
+      metrics), integer GT, or anything else `evaluate_predictions` refuses.
   """
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  from tfdepth.metrics import streaming  # pylint: disable=g-import-not-at-top
   protocol = resolve_protocol(protocol)
-  preds = np.maximum(np.asarray(preds, np.float32), protocol.min_depth)
-  table, per_image = metrics.evaluate_predictions(list(gts[..., 0]), list(preds[..., 0]),
-                                                  protocol)
+  if len(gts) != len(preds):
+    raise InvalidInputError(
+        f"metric_table_per_image: got {len(gts)} ground truths but {len(preds)} predictions.")
+  positive = []
+  for i, pred in enumerate(preds):
+    pred = np.asarray(pred, np.float32)
+    bad = ~(np.isfinite(pred) & (pred >= 0))
+    if bad.any():
+      raise InvalidInputError(
+          f"metric_table_per_image: preds[{i}] must be finite depth >= 0 metres, got "
+          f"{pred[bad][0]!r} at index {tuple(int(j) for j in np.argwhere(bad)[0])}.")
+    positive.append(np.where(pred > 0, pred, np.float32(streaming.RESIZE_MIN_DEPTH)))
+  table, per_image = metrics.evaluate_predictions(list(gts), positive, protocol)
   return {k: float(v) for k, v in table.items()}, per_image_records(per_image, protocol)
 
 
@@ -247,7 +328,12 @@ def compare_runs(runs, allow_mixed_protocols=False, output_dir=None):
 
 
 def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
-  """Loads `checkpoint` into the experiment's model and evaluates `split`; returns the table."""
+  """Loads `checkpoint` into the experiment's model and evaluates `split`; returns the table.
+
+  Supervised experiments: at the GT's native resolution (images resized to the network size,
+  predictions resized to the GT size as disparity by `evaluate_predictions`; module docstring).
+  Self-supervised and dynamic experiments go to their own `evaluate`.
+  """
   from trainers import dynamic  # pylint: disable=g-import-not-at-top
   from trainers import self_supervised  # pylint: disable=g-import-not-at-top
   if self_supervised.is_self_supervised(config):  # Monodepth2 / segdepth experiments (issue 5)
@@ -258,10 +344,9 @@ def evaluate(config, checkpoint, split=None, output_dir=None, data_dir=None):
   split = split or config.data.test_split
   model = common.build_trainer(config, total_steps=1)
   model.load_weights(checkpoint)
-  from tfdepth.data import make_supervised_dataset  # pylint: disable=g-import-not-at-top
-  ds = make_supervised_dataset(builder, split=split, batch_size=config.train.batch_size,
-                               height=config.data.height, width=config.data.width)
-  gts, preds, _ = predict_split(model.network, ds)
+  # GT at its stored size; only the images are resized to the network size (module docstring).
+  ds = native_resolution_dataset(builder, split, config.train.batch_size)
+  gts, preds = predict_split(model.network, ds, config.data.height, config.data.width)
   table, per_image = metric_table_per_image(gts, preds, config.metrics_protocol)
   output_dir = output_dir or os.path.dirname(os.path.dirname(os.path.abspath(checkpoint)))
   md = write_tables({config.name: table}, config.metrics_protocol, output_dir,

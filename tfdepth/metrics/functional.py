@@ -137,8 +137,11 @@ def compute_depth_errors(gt, pred, mask=None, metrics=METRIC_NAMES,
     gt: (B, H, W, 1) float ground-truth depth in metres, 0 = invalid.
     pred: (B, H, W, 1) float predicted depth in metres, > 0 at the valid pixels (already scaled
       and clamped as the protocol wants, see `tfdepth.metrics.protocol`).
-    mask: (B, H, W, 1) bool / {0, 1} pixels to evaluate, or None for `gt > 0`. Pixels with
-      gt <= 0 or pred <= 0 are never evaluated (their logs and ratios are undefined).
+    mask: (B, H, W, 1) bool / {0, 1} pixels to evaluate, or None for `0 < gt < inf`. Pixels
+      with gt <= 0, gt = +inf or pred <= 0 are never evaluated, whatever the mask says (their
+      logs and ratios are undefined or infinite); +inf GT is "no measurement", as in
+      `tfdepth.metrics.evaluation_mask` (`0 < gt < inf`), while NaN GT raises (see
+      `check_depth_inputs`).
     metrics: subset of METRIC_NAMES to compute.
     check_inputs: run `check_depth_inputs` (see there for what is checked eagerly vs in graph).
 
@@ -159,7 +162,9 @@ def compute_depth_errors(gt, pred, mask=None, metrics=METRIC_NAMES,
     gt = tf.cast(gt, tf.float32)
     pred = tf.cast(pred, tf.float32)
     mask = None if mask is None else tf.cast(mask, tf.bool)
-  valid = (gt > 0) & (pred > 0)
+  # gt < inf drops +inf GT (a missing measurement, as evaluation_mask treats it); without it an
+  # infinite GT pixel turns abs_rel / rmse / the log errors into NaN or inf.
+  valid = (gt > 0) & (gt < math.inf) & (pred > 0)
   if mask is not None:
     valid = valid & mask
   valid_f = tf.cast(valid, tf.float32)
@@ -252,9 +257,11 @@ def compute_depth_errors_numpy(gt, pred) -> Dict[str, float]:
     dict METRIC_NAMES -> float (definitions in the module docstring).
 
   Raises:
-    tfdepth.errors.InvalidInputError: shape mismatch, no pixels, or non-positive / non-finite
-      values (the reference would return NaN / inf).
+    tfdepth.errors.InvalidInputError: integer or bool gt (e.g. raw KITTI uint16 PNG values,
+      metres x 256: divide by 256 first), shape mismatch, no pixels, or non-positive /
+      non-finite values (the reference would return NaN / inf).
   """
+  _check_float_gt(np.asarray(gt), "compute_depth_errors_numpy: gt")
   gt = np.asarray(gt, dtype=np.float64).ravel()
   pred = np.asarray(pred, dtype=np.float64).ravel()
   if gt.shape != pred.shape:
@@ -319,8 +326,22 @@ def resize_bilinear_numpy(image, out_height, out_width):
   return rows[:, c_lo] * (1.0 - c_frac)[None, :] + rows[:, c_hi] * c_frac[None, :]
 
 
+def _check_float_gt(array, label):
+  """Raises InvalidInputError unless `array` (NumPy) holds floating-point depth in metres.
+
+  Integer and bool GT are refused as by `check_depth_inputs`: they are almost always raw stored
+  values (KITTI's uint16 depth PNGs hold metres x 256) that would be scored as metres.
+  """
+  if np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_:
+    raise errors.InvalidInputError(
+        f"{label} must be floating-point depth in metres, got dtype {array.dtype} (raw stored "
+        "values? KITTI PNG depth is metres x 256); convert to float metres first.")
+
+
 def _as_2d(array, label, index):
   array = np.asarray(array)
+  if label == "gts":
+    _check_float_gt(array, f"evaluate_predictions: {label}[{index}]")
   if array.ndim == 3 and array.shape[-1] == 1:
     array = array[..., 0]
   if array.ndim != 2:
@@ -347,8 +368,8 @@ def evaluate_predictions(gts: Sequence[np.ndarray], preds: Sequence[np.ndarray],
   in float64 (Monodepth2 runs in float32; the difference is at float32 rounding level).
 
   Args:
-    gts: N ground-truth depth maps in metres (0 = invalid), each (H_i, W_i) or (H_i, W_i, 1);
-      a list (sizes may differ) or an (N, H, W) array.
+    gts: N ground-truth depth maps in metres (0 = invalid), floating point, each (H_i, W_i) or
+      (H_i, W_i, 1); a list (sizes may differ) or an (N, H, W) array.
     preds: N predicted depth maps in metres (any positive size; typically network size), > 0.
     protocol: EvalProtocol or preset name.
     resize_as_disparity: resize 1/pred (the reference). False resizes depth directly.
@@ -360,8 +381,9 @@ def evaluate_predictions(gts: Sequence[np.ndarray], preds: Sequence[np.ndarray],
     and "scale" (the median-scaling ratio times the fixed scale; 1.0 without scaling).
 
   Raises:
-    tfdepth.errors.InvalidInputError: different numbers of GTs and predictions, bad shapes, NaN in
-      a GT, non-finite or non-positive predictions, or no image with a valid pixel.
+    tfdepth.errors.InvalidInputError: different numbers of GTs and predictions, bad shapes, an
+      integer / bool GT (as `check_depth_inputs`), NaN in a GT, non-finite or non-positive
+      predictions, or no image with a valid pixel.
   """
   protocol = protocol_lib.get_protocol(protocol)
   if len(gts) != len(preds):

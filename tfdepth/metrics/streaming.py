@@ -50,7 +50,9 @@ class DepthErrorMetric(keras.metrics.Metric):
   update_state(y_true, y_pred, sample_weight=None):
     y_true: (B, H, W, 1) GT depth in metres, 0 = invalid. y_pred: (B, H, W, 1) predicted depth in
     metres (or (B, h, w, 1) with resize_pred_as_disparity). sample_weight: None; per-image weights
-    (B,) or (B, 1) (the image's value counts with that weight); or a (B, H, W, 1) pixel mask
+    (B,) or (B, 1) (the image's value counts with that weight; shape () or (1,) weighs every
+    image alike; another length raises InvalidInputError, or fails a tf.debugging assertion in
+    a graph when the sizes are only known at run time); or a (B, H, W, 1) pixel mask
     (non-zero = evaluate) combined with the protocol mask. Input checks: see
     `tfdepth.metrics.functional.check_depth_inputs` (typed errors eagerly and for static shapes;
     tf.debugging assertions in graphs; none under XLA).
@@ -90,17 +92,61 @@ class DepthErrorMetric(keras.metrics.Metric):
                **kwargs)
 
   def _maybe_resize(self, y_true, y_pred):
+    """y_pred resized as disparity to y_true's (H, W) when they differ (resize_pred_as_disparity).
+
+    Static sizes decide when both are fully known. Otherwise (e.g. a `tf.function` whose
+    input_signature has None spatial dims: `TensorShape([None, None]) == TensorShape([None,
+    None])` is True, so static equality proves nothing) the choice is made at run time with
+    `tf.cond` on the dynamic shapes, so the result equals the eager one.
+    """
+    if not self.resize_pred_as_disparity:
+      return y_pred
     true_hw = y_true.shape[1:3]
     pred_hw = y_pred.shape[1:3]
-    if not self.resize_pred_as_disparity or true_hw == pred_hw:
+    static = true_hw.is_fully_defined() and pred_hw.is_fully_defined()
+    if static and true_hw == pred_hw:
       return y_pred
-    if None in true_hw:
-      size = tf.shape(y_true)[1:3]
-    else:
-      size = list(true_hw)
-    disp = 1.0 / tf.maximum(tf.cast(y_pred, tf.float32), RESIZE_MIN_DEPTH)
-    disp = tf.image.resize(disp, size, method="bilinear", antialias=False)
-    return 1.0 / disp
+    y_pred = tf.cast(y_pred, tf.float32)
+    size = list(true_hw) if static else tf.shape(y_true)[1:3]
+
+    def resized():
+      disp = 1.0 / tf.maximum(y_pred, RESIZE_MIN_DEPTH)
+      disp = tf.image.resize(disp, size, method="bilinear", antialias=False)
+      return 1.0 / disp
+
+    if static:
+      return resized()
+    same = tf.reduce_all(tf.equal(tf.shape(y_true)[1:3], tf.shape(y_pred)[1:3]))
+    return tf.cond(same, lambda: y_pred, resized)
+
+  def _per_image_weight(self, sample_weight, gt):
+    """(B,) weights from a (B,) / (B, 1) sample_weight (or one weight for all, shape () / (1,)).
+
+    A length other than B (or 1) raises InvalidInputError when both sizes are static, and fails
+    a `tf.debugging.assert_equal` (InvalidArgumentError, "one weight per image") at run time in a
+    graph (not under XLA, which drops Assert ops).
+    """
+    if sample_weight.shape.rank == 2 and sample_weight.shape[1] not in (1, None):
+      raise errors.InvalidInputError(
+          f"{self.name}: a per-image sample_weight must have shape (B,) or (B, 1), got "
+          f"{tuple(sample_weight.shape)}.")
+    weight = tf.reshape(sample_weight, [-1])
+    num, batch = weight.shape[0], gt.shape[0]
+    message = (f"{self.name}: sample_weight must hold one weight per image (B,) / (B, 1) or a "
+               "single weight")
+    if num is not None and batch is not None:
+      if num not in (1, batch):
+        raise errors.InvalidInputError(
+            f"{message}; got {num} weights (shape {tuple(sample_weight.shape)}) for a batch of "
+            f"{batch} images (y_true {tuple(gt.shape)}).")
+      return weight
+    num_t, batch_t = tf.size(weight), tf.shape(gt)[0]
+    check = tf.debugging.assert_equal(
+        tf.logical_or(tf.equal(num_t, batch_t), tf.equal(num_t, 1)), True,
+        message=f"{message}; the number of weights differs from the batch size (y_true's "
+        "first dimension)")
+    with tf.control_dependencies([check]):
+      return tf.identity(weight)
 
   def update_state(self, y_true, y_pred, sample_weight=None):
     y_true = tf.convert_to_tensor(y_true)
@@ -122,7 +168,7 @@ class DepthErrorMetric(keras.metrics.Metric):
               f"got {tuple(sample_weight.shape)}.")
         mask = mask & (sample_weight != 0)
       elif sample_weight.shape.rank is not None and sample_weight.shape.rank <= 2:
-        image_weight = tf.reshape(sample_weight, [-1])
+        image_weight = self._per_image_weight(sample_weight, gt)
       else:
         raise errors.InvalidInputError(
             f"{self.name}: sample_weight must be per image (B,) / (B, 1) or a (B, H, W, 1) pixel "
