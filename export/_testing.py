@@ -92,7 +92,7 @@ def spread_monodepth2(input_size=(64, 64), num_layers=18, seed=0):
   from tfdepth.geometry.intrinsics import depth_to_disp  # pylint: disable=g-import-not-at-top
   model = monodepth2_depth_model(input_size, num_layers, seed)
   head = model.get_layer(MONODEPTH2_HEAD)
-  logits = keras.Model(model.inputs, head.output)
+  logits = keras.Model(model.input, head.output)
   rng = np.random.default_rng(seed)
   kernel, bias = head.get_weights()
   kernel = rng.normal(0.0, 1.0, kernel.shape).astype(np.float32)

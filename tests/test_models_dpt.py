@@ -118,8 +118,46 @@ def test_registry():
     ({"patch_size": 8}, "patch_size"),
     ({"reassemble_channels": (8, 16)}, "reassemble_channels"),
     ({"depth_activation": "elu"}, "'elu'"),
+    ({"features": 1}, "features must be an int >= 2 (the head's first conv has features // 2 "
+                      "channels), got 1"),
+    ({"features": 16.0}, "got 16.0"),
+    ({"hooks": None}, "hooks must be 4 increasing block indices in [0, 11], got None"),
+    ({"reassemble_channels": None}, "reassemble_channels must be 4 positive ints, got None"),
 ])
 def test_bad_input(kwargs, fragment):
   with pytest.raises(InvalidInputError) as err:
     build_dpt(**{**dict(input_shape=(64, 64, 3)), **kwargs})
   assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("tap,impulse,reached", [
+    ((1, 1), (2, 2), (1, 1)),   # centre tap: output j reads input 2j
+    ((0, 0), (1, 1), (1, 1)),   # top-left tap: output j reads input 2j - 1
+    ((2, 2), (3, 5), (1, 2)),   # bottom-right tap: output j reads input 2j + 1
+    (None, (2, 2), (1, 1)),     # all-ones kernel: input 2 is read by output 1 only
+])
+def test_stride32_resample_pads_like_pytorch(tiny, tap, impulse, reached):
+  """DPT's nn.Conv2d(k=3, stride=2, padding=1): output j reads inputs 2j-1, 2j, 2j+1 (zero at
+  -1). Keras' "same" would read 2j, 2j+1, 2j+2 (e.g. no output would see input 2 through the
+  centre tap)."""
+  pad = tiny.get_layer("t_reassemble4_resample_pad")
+  conv = tiny.get_layer("t_reassemble4_resample")
+  assert pad.padding == ((1, 0), (1, 0)) and conv.padding == "valid" and conv.strides == (2, 2)
+  ch = TINY["reassemble_channels"][3]
+  kernel = np.zeros((3, 3, ch, ch), np.float32)
+  for c in range(ch):
+    if tap is None:
+      kernel[:, :, c, c] = 1.0
+    else:
+      kernel[tap + (c, c)] = 1.0
+  weights = conv.get_weights()
+  try:
+    conv.set_weights([kernel, np.zeros(ch, np.float32)])
+    x = np.zeros((1, 4, 6, ch), np.float32)   # the 64x96 input's 4x6 token grid
+    x[(0,) + impulse + (0,)] = 1.0
+    y = conv(pad(x)).numpy()
+  finally:
+    conv.set_weights(weights)
+  expected = np.zeros((1, 2, 3, ch), np.float32)
+  expected[(0,) + reached + (0,)] = 1.0
+  np.testing.assert_array_equal(y, expected)

@@ -8,7 +8,7 @@ import pytest
 
 from tfdepth.errors import InvalidInputError
 from tfdepth.models import get_model
-from tfdepth.models.fcrn import build_fcrn
+from tfdepth.models.fcrn import build_fcrn, up_convolution
 from tests._images import uniform_images
 
 # Laina et al. 2016, Table 1: "up-projection, ResNet-50: 63.6M" parameters.
@@ -109,3 +109,80 @@ def test_bad_input(kwargs, fragment):
   with pytest.raises(InvalidInputError) as err:
     build_fcrn(**kwargs)
   assert fragment in str(err.value)
+
+
+# ------------------------------------------------ up-convolution (Laina et al. 2016, Fig. 2)
+# Each output sums at most 3·3·2 = 18 products (stride 2: <= 3x3 kernel taps per output, 2 input
+# channels) in float32: |error| <= 18·2^-24·sum|products| (standard summation bound), per element.
+UPCONV_TERMS = 18
+FLOAT32_UNIT_ROUNDOFF = 2.0 ** -24
+
+
+def _top_left_unpool(x):
+  """(B, H, W, C) -> (B, 2H, 2W, C): each value at the top-left of its 2x2 block, zeros elsewhere."""
+  b, h, w, c = x.shape
+  u = np.zeros((b, 2 * h, 2 * w, c), x.dtype)
+  u[:, ::2, ::2] = x
+  return u
+
+
+def _conv5x5_same(u, weights):
+  """Cross-correlation with zero 'same' padding (PyTorch Conv2d(k=5, padding=2)), float64."""
+  p = np.pad(u.astype(np.float64), ((0, 0), (2, 2), (2, 2), (0, 0)))
+  h, w = u.shape[1:3]
+  out = np.zeros(u.shape[:3] + (weights.shape[-1],))
+  for a in range(5):
+    for b in range(5):
+      out += np.einsum("nhwc,co->nhwo", p[:, a:a + h, b:b + w], weights[a, b])
+  return out
+
+
+def test_up_convolution_is_top_left_unpooling_then_5x5_conv():
+  """Output (i, j) of the cropped valid transposed conv is sum_pq x[p, q]·K[i+2-2p, j+2-2q]:
+  the 'same' 5x5 cross-correlation of the top-left unpooled map with the flipped kernel
+  W[a, b] = K[4-a, 4-b] (Keras' Conv2DTranspose kernel is (k, k, out, in))."""
+  inp = keras.Input((3, 4, 2))
+  model = keras.Model(inp, up_convolution(inp, keras.layers, 3, "uc"))
+  assert [type(l).__name__ for l in model.layers[1:]] == ["Conv2DTranspose", "Cropping2D"]
+  rng = np.random.default_rng(0)
+  kernel = rng.normal(size=(5, 5, 3, 2)).astype(np.float32)
+  model.get_layer("uc").set_weights([kernel])
+  x = rng.normal(size=(2, 3, 4, 2)).astype(np.float32)
+  y = model(x).numpy()
+  assert y.shape == (2, 6, 8, 3)
+  weights = kernel[::-1, ::-1].transpose(0, 1, 3, 2).astype(np.float64)  # (5, 5, in, out)
+  expected = _conv5x5_same(_top_left_unpool(x), weights)
+  bound = UPCONV_TERMS * FLOAT32_UNIT_ROUNDOFF * _conv5x5_same(
+      np.abs(_top_left_unpool(x)), np.abs(weights))
+  assert np.all(np.abs(y - expected) <= bound), np.max(np.abs(y - expected) / bound)
+  # The old padding="same" up-conv (bottom-right unpooling) is not this function.
+  same = keras.layers.Conv2DTranspose(3, 5, strides=2, padding="same", use_bias=False)
+  same.build((None, 3, 4, 2))
+  same.set_weights([kernel])
+  assert np.max(np.abs(same(x).numpy() - expected)) > 1.0
+  # Hand case: one input value 1 at (0, 0), a kernel that is 1 at K[2, 2] only (the centre tap)
+  # -> output 1 at (0, 0) only; K[4, 4] (weight W[0, 0], reads up-left) -> output at (2, 2).
+  one = np.zeros((1, 3, 4, 2), np.float32)
+  one[0, 0, 0, 0] = 1.0
+  for tap, where in (((2, 2), (0, 0)), ((4, 4), (2, 2)), ((0, 0), None)):
+    k = np.zeros((5, 5, 3, 2), np.float32)
+    k[tap + (0, 0)] = 1.0
+    model.get_layer("uc").set_weights([k])
+    out = model(one).numpy()[0, :, :, 0]
+    expected = np.zeros((6, 8), np.float32)
+    if where is not None:   # K[0, 0] would write to (-2, -2): cropped away
+      expected[where] = 1.0
+    np.testing.assert_array_equal(out, expected)
+
+
+def test_tf_keras_twin_same_weights_same_outputs(small_model):
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  twin = build_fcrn(**SMALL, name="f", layers=tf_keras.layers)
+  assert ([tuple(w.shape) for w in twin.get_weights()]
+          == [tuple(w.shape) for w in small_model.get_weights()])
+  twin.set_weights(small_model.get_weights())
+  x = _images(1, (64, 96, 3), seed=2)
+  # Same float32 kernels on the same values; 1e-5 relative absorbs a different op fusion.
+  np.testing.assert_allclose(twin(x, training=False)["depth"].numpy(),
+                             small_model(x, training=False)["depth"].numpy(), rtol=1e-5,
+                             atol=1e-6)

@@ -302,3 +302,123 @@ def test_softplus_depth_head_shares_the_layers_of_the_sigmoid_head():
   with pytest.raises(InvalidInputError, match=r"output expected one of \['depth', 'disparity'\], "
                                               r"received 'inverse'"):
     build_monodepth2_depth_net(SMALL, output="inverse")
+
+
+# ---------------------------------------- inference model: save / reload, input structure, bf16
+def test_depth_model_save_reload_identical_outputs(tmp_path):
+  """The disp_to_depth Lambda refers to the registered `sigmoid_disp_to_depth`: a saved .keras
+  reloads (safe mode or not) and gives bit-identical depth. Called on one tensor, the model
+  (built on `net.input`, not the list `net.inputs`) warns nothing about its input structure."""
+  import warnings  # pylint: disable=g-import-not-at-top
+  from tfdepth.models.monodepth2 import build_monodepth2_depth_model  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(5)
+  model = build_monodepth2_depth_model(SMALL, min_depth=0.5, max_depth=50.0, name="sv")
+  x = _images(2, SMALL, seed=6)
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    expected = model(x)["depth"].numpy()
+  assert not [w for w in caught if "Expected:" in str(w.message)], [str(w.message) for w in caught]
+  # disp_to_depth bounds the depth to [min_depth, max_depth].
+  assert expected.shape == (2, 64, 64, 1) and 0.5 <= expected.min() and expected.max() <= 50.0
+  path = os.path.join(tmp_path, "md2_inference.keras")
+  model.save(path)
+  for safe_mode in (True, False):
+    loaded = keras.saving.load_model(path, safe_mode=safe_mode)
+    layer = loaded.get_layer("sv_to_depth")
+    assert layer.arguments == {"min_depth": 0.5, "max_depth": 50.0}
+    np.testing.assert_array_equal(loaded(x)["depth"].numpy(), expected)
+
+
+def test_depth_model_tf_keras_twin_same_weights_same_depth():
+  """The tf_keras twin of the inference model (QAT, `export.qat`) keeps the Lambda and the
+  weight list of the Keras 3 model."""
+  import tf_keras  # pylint: disable=g-import-not-at-top
+  from tfdepth.models.monodepth2 import build_monodepth2_depth_model  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(6)
+  model = build_monodepth2_depth_model(SMALL, name="tw")
+  twin = build_monodepth2_depth_model(SMALL, name="tw", layers=tf_keras.layers)
+  assert ([tuple(w.shape) for w in twin.get_weights()]
+          == [tuple(w.shape) for w in model.get_weights()])
+  twin.set_weights(model.get_weights())
+  x = _images(1, SMALL, seed=7)
+  np.testing.assert_allclose(twin(x)["depth"].numpy(), model(x)["depth"].numpy(),
+                             rtol=TWIN_RTOL, atol=0)
+
+
+@pytest.mark.parametrize("kwargs,fragment", [
+    ({"min_depth": -1.0}, "min_depth must be a finite positive number, got -1.0"),
+    ({"min_depth": 10.0, "max_depth": 1.0},
+     "expected 0 < min_depth < max_depth (metres), received min_depth, max_depth = 10.0, 1.0"),
+    ({"max_depth": float("inf")}, "max_depth must be a finite positive number, got inf"),
+    ({"min_depth": "a"}, "min_depth must be a finite positive number, got 'a'"),
+    ({"min_depth": 1.0, "max_depth": 1.0, "output": "depth"}, "min_depth < max_depth"),
+])
+def test_depth_model_bad_depth_range(kwargs, fragment):
+  from tfdepth.models.monodepth2 import build_monodepth2_depth_model  # pylint: disable=g-import-not-at-top
+  with pytest.raises(InvalidInputError) as err:
+    build_monodepth2_depth_model(SMALL, **kwargs)
+  assert fragment in str(err.value)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (("a",), "min_depth must be a finite positive number, got 'a'"),
+    ((0.1, float("inf")), "max_depth must be a finite positive number, got inf"),
+    ((0.0, 1.0), "min_depth must be a finite positive number, got 0.0"),
+    ((2.0, 1.0), "received min_depth, max_depth = 2.0, 1.0"),
+    ((float("nan"), 1.0), "got nan"),
+])
+def test_disp_to_depth_layer_bad_range(args, fragment):
+  from tfdepth.models.segdepth import DispToDepth  # pylint: disable=g-import-not-at-top
+  with pytest.raises(InvalidInputError) as err:
+    DispToDepth(*args)
+  assert fragment in str(err.value)
+
+
+def test_disp_to_depth_layer_closed_form_and_config():
+  from tfdepth.models.segdepth import DispToDepth  # pylint: disable=g-import-not-at-top
+  layer = DispToDepth(0.5, 50.0, name="d2d")
+  # 1 / (1/50 + (1/0.5 - 1/50)·s): s = 0 -> 50 m, s = 1 -> 0.5 m, s = 0.5 -> 1 / 1.01.
+  np.testing.assert_allclose(layer(np.array([[0.0, 1.0, 0.5]], np.float32)).numpy(),
+                             [[50.0, 0.5, 1.0 / 1.01]], rtol=1e-6)
+  clone = DispToDepth.from_config(layer.get_config())
+  assert (clone.min_depth, clone.max_depth, clone.name) == (0.5, 50.0, "d2d")
+
+
+# Features of the depth net's last decoder stage under mixed_bfloat16 are bfloat16, exactly
+# representable in float32; the float32 head must then be a float32 conv + softplus of them.
+# 3·3·16 = 144 products summed in float32 around a 30 m output: relative error <~ 144·2^-24
+# (~1e-5) in the worst case, ~1e-6 in practice; 2e-6 relative is 16x finer than the bf16 grid.
+BF16_HEAD_BIAS = 30.0
+BF16_HEAD_RTOL = 2e-6
+
+
+def test_softplus_depth_head_is_float32_under_mixed_bfloat16():
+  """output="depth" under mixed_bfloat16: the head's reflection padding, conv and softplus all
+  compute in float32, so depth (~30 m) is not on the bfloat16 grid (steps of 0.125 m there)."""
+  policy = keras.mixed_precision.dtype_policy()
+  keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+  try:
+    keras.utils.set_random_seed(7)
+    net = build_monodepth2_depth_net(SMALL, scales=(0,), output="depth", name="bf")
+    features_model = keras.Model(net.input, net.get_layer("bf_decoder_upconv0_1_elu").output)
+  finally:
+    keras.mixed_precision.set_dtype_policy(policy)
+  for suffix in ("pad", "conv", "softplus"):
+    assert net.get_layer(f"bf_decoder_dispconv0_{suffix}").dtype_policy.name == "float32"
+  conv = net.get_layer("bf_decoder_dispconv0_conv")
+  kernel, bias = conv.get_weights()
+  conv.set_weights([kernel, bias + BF16_HEAD_BIAS])
+  x = _images(1, SMALL, seed=8)
+  depth = net(x)["depth_0"].numpy()
+  features = features_model(x).numpy()
+  assert features_model.output.dtype == "bfloat16"
+  # Float64 recomputation: PyTorch ReflectionPad2d(1) == numpy "reflect", valid 3x3 conv, softplus.
+  f = np.pad(features.astype(np.float64), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
+  z = np.zeros(depth.shape, np.float64) + bias.astype(np.float64) + BF16_HEAD_BIAS
+  for a in range(3):
+    for b in range(3):
+      z += np.einsum("nhwc,co->nhwo", f[:, a:a + 64, b:b + 64], kernel[a, b].astype(np.float64))
+  np.testing.assert_allclose(depth, np.logaddexp(0.0, z), rtol=BF16_HEAD_RTOL, atol=0)
+  on_bf16_grid = np.asarray(keras.ops.cast(keras.ops.cast(depth, "bfloat16"), "float32")) == depth
+  assert depth.dtype == np.float32 and on_bf16_grid.mean() < 0.05
+  assert len(np.unique(depth)) > depth.size // 2

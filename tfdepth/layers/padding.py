@@ -103,7 +103,7 @@ def reflection_slices(size, before, after):
           + [(size - 2 - i, size - 1 - i) for i in range(after)])
 
 
-def reflection_pad(x, layers, padding, name):
+def reflection_pad(x, layers, padding, name, dtype=None):
   """Reflection padding of an NHWC tensor built from stock layers (``Cropping2D`` +
   ``Concatenate``) of the namespace ``layers``: no custom layer, so a ``tf_keras`` model with it
   can be quantised by tensorflow-model-optimization (whose registry passes ``Cropping2D`` through
@@ -119,6 +119,7 @@ def reflection_pad(x, layers, padding, name):
       than the input size along its axis.
     name: layer-name prefix; the output's layer is named ``name`` (a ``Concatenate``, or the
       input's own layer when all pads are 0).
+    dtype: dtype policy of the created layers (``None``: the global policy).
   Returns:
     Tensor ``(B, H + top + bottom, W + left + right, C)``, same dtype.
   Raises:
@@ -137,7 +138,7 @@ def reflection_pad(x, layers, padding, name):
         parts.append(x)
         continue
       crop = ((start, size - stop), (0, 0)) if axis == 1 else ((0, 0), (start, size - stop))
-      parts.append(layers.Cropping2D(crop, name=f"{name}_{kind}{k}")(x))
+      parts.append(layers.Cropping2D(crop, name=f"{name}_{kind}{k}", dtype=dtype)(x))
     last = axis == 2 or pads[1] == (0, 0)
-    x = layers.Concatenate(axis=axis, name=name if last else f"{name}_rows")(parts)
+    x = layers.Concatenate(axis=axis, name=name if last else f"{name}_rows", dtype=dtype)(parts)
   return x

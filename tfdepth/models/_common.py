@@ -89,6 +89,18 @@ def check_positive(value, arg, allow_none=False):
   return float(value)
 
 
+def check_depth_range(min_depth, max_depth):
+  """Raises InvalidInputError unless ``0 < min_depth < max_depth`` are finite reals (metres, e.g.
+  Monodepth2's ``disp_to_depth`` range); returns them as floats."""
+  min_depth = check_positive(min_depth, "min_depth")
+  max_depth = check_positive(max_depth, "max_depth")
+  if not min_depth < max_depth:
+    raise InvalidInputError(
+        f"expected 0 < min_depth < max_depth (metres), received min_depth, max_depth = "
+        f"{min_depth!r}, {max_depth!r}")
+  return min_depth, max_depth
+
+
 def check_name(name):
   """Model names prefix every layer name; they must be non-empty strings."""
   if not isinstance(name, str) or not name:

@@ -35,8 +35,13 @@ DPT_REASSEMBLE_CHANNELS = (96, 192, 384, 768)
 DPT_FEATURES = 256
 # Reassembled strides of the four hooks (x4, x2, x1, x0.5 resampling of the stride-16 tokens).
 DPT_STRIDES = (4, 8, 16, 32)
+# Stride-32 resampling of the fourth hook (dpt/vit.py act_postprocess4): nn.Conv2d(kernel_size=3,
+# stride=2, padding=1).
+DPT_DOWNSAMPLE_KERNEL = 3
 # Depth head (dpt/models.py DPTDepthModel): 3x3 conv to features/2, x2, 3x3 conv 32, ReLU, 1x1.
 DPT_HEAD_HIDDEN = 32
+# features // 2 must be >= 1 for the head's first conv.
+DPT_MIN_FEATURES = 2
 # DPT normalises with mean 0.5, std 0.5: [0, 1] -> [-1, 1].
 DPT_INPUT_SCALE = 2.0
 DPT_INPUT_OFFSET = -1.0
@@ -89,18 +94,31 @@ def build_dpt(input_shape=(384, 384, 3), patch_size=VIT_PATCH_SIZE, hidden_size=
   if patch_size != VIT_PATCH_SIZE:
     raise InvalidInputError(f"patch_size must be {VIT_PATCH_SIZE}, got {patch_size!r}")
   for value, arg in ((hidden_size, "hidden_size"), (num_layers, "num_layers"),
-                     (num_heads, "num_heads"), (mlp_dim, "mlp_dim"), (features, "features")):
+                     (num_heads, "num_heads"), (mlp_dim, "mlp_dim")):
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise InvalidInputError(f"{arg} must be a positive int, got {value!r}")
+  if (isinstance(features, bool) or not isinstance(features, int)
+      or features < DPT_MIN_FEATURES):
+    raise InvalidInputError(
+        f"features must be an int >= {DPT_MIN_FEATURES} (the head's first conv has "
+        f"features // 2 channels), got {features!r}")
   if hidden_size % num_heads:
     raise InvalidInputError(
         f"hidden_size must be divisible by num_heads, got {hidden_size} and {num_heads}")
-  hooks = tuple(hooks)
+  try:
+    hooks = tuple(hooks)
+  except TypeError:
+    raise InvalidInputError(
+        f"hooks must be 4 increasing block indices in [0, {num_layers - 1}], got {hooks!r}"
+    ) from None
   if (len(hooks) != 4 or any(not isinstance(k, int) or isinstance(k, bool) for k in hooks)
       or list(hooks) != sorted(set(hooks)) or hooks[0] < 0 or hooks[-1] >= num_layers):
     raise InvalidInputError(
         f"hooks must be 4 increasing block indices in [0, {num_layers - 1}], got {hooks!r}")
-  channels = tuple(reassemble_channels)
+  try:
+    channels = tuple(reassemble_channels)
+  except TypeError:
+    channels = ()
   if len(channels) != 4 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
                                for v in channels):
     raise InvalidInputError(
@@ -131,7 +149,11 @@ def build_dpt(input_shape=(384, 384, 3), patch_size=VIT_PATCH_SIZE, hidden_size=
       factor = patch_size // stride
       y = layers.Conv2DTranspose(ch, factor, strides=factor, name=f"{p}_resample")(y)
     elif stride > patch_size:
-      y = layers.Conv2D(ch, 3, strides=2, padding="same", name=f"{p}_resample")(y)
+      # DPT: nn.Conv2d(k=3, stride=2, padding=1), symmetric zero padding (Keras "same" would pad
+      # bottom/right only and shift the sampling grid by one token).
+      y = encoders._pytorch_pad(y, layers, DPT_DOWNSAMPLE_KERNEL, 1, f"{p}_resample")  # pylint: disable=protected-access
+      y = layers.Conv2D(ch, DPT_DOWNSAMPLE_KERNEL, strides=2, padding="valid",
+                        name=f"{p}_resample")(y)
     y = layers.Conv2D(features, 3, padding="same", use_bias=False, name=f"{p}_to_features")(y)
     maps.append(y)
   # Fusion, from the deepest map.

@@ -7,11 +7,15 @@ ResNet-50 (to res5c, stride 32) -> 1x1 conv 1024 + BN -> four up-projection bloc
 predicts at half the input resolution (128x160 for 228x304 input); here a parameter-free
 bilinear x2 upsampling returns full resolution (set ``full_resolution=False`` for the paper's).
 
-Up-convolution: the paper's "unpooling (value at the top-left of each 2x2 block, zeros elsewhere)
-+ 5x5 conv", computed fast as four interleaved 3x3/3x2/2x3/2x2 convolutions, is a stride-2
-transposed convolution with a 5x5 kernel (zero insertion + convolution); ``Conv2DTranspose``
-computes the same function family (up to a fixed flip/offset of the kernel) with the same 25
-weights per channel pair, as one stock, serialisable layer.
+Up-convolution: the paper's "unpooling (each value at the top-left of its 2x2 block, zeros
+elsewhere) + 5x5 'same' conv" (Fig. 2), computed fast as four interleaved 3x3/3x2/2x3/2x2
+convolutions, is exactly a stride-2 ``Conv2DTranspose`` with a 5x5 kernel and "valid" padding
+(output 2n + 3) cropped by ((2, 1), (2, 1)) to 2n: output pixel (i, j) sums input (p, q) times
+transposed-conv kernel entry (i + 2 - 2p, j + 2 - 2q), which is the 5x5 conv of the top-left
+unpooled map with the spatially flipped kernel (cross-correlation weight W[a, b] = K[4 - a, 4 - b]).
+The same 25 weights per channel pair as the paper's conv, as stock, serialisable layers
+(``Cropping2D`` carries no weights). ``padding="same"`` would instead crop ((1, 2), (1, 2)), i.e.
+unpool to the BOTTOM-RIGHT of each block, which is not the paper's function.
 """
 
 from tfdepth.models import _common
@@ -22,10 +26,15 @@ from tfdepth.models import heads
 # blocks halving the channels.
 FCRN_BRIDGE_FILTERS = 1024
 FCRN_UP_FILTERS = (512, 256, 128, 64)
-# Up-convolution kernel (unpool + 5x5 conv, Laina et al. 2016 Sec. 3.1) and the 3x3 conv of the
-# projection branch.
+# Up-convolution kernel (unpool + 5x5 conv, Laina et al. 2016 Sec. 3.1) and the 3x3 conv that
+# follows the up-convolution in the main branch of the up-projection (Fig. 2 c/d; the projection
+# branch is the up-convolution alone); also the prediction conv.
 UPCONV_KERNEL_SIZE = 5
 UPPROJ_CONV_KERNEL_SIZE = 3
+# Crop of the "valid" stride-2 transposed 5x5 conv (2n + 3 -> 2n) that puts every input value at
+# the top-left of its 2x2 block (Laina et al. 2016, Fig. 2): (k - 1) // 2 = 2 rows/cols before,
+# 1 after (see the module docstring).
+UPCONV_CROP = ((2, 1), (2, 1))
 # Dropout before the prediction conv (the 'drop' layer before 'ConvPred' in fcrn.py; its keep
 # probability is fed at run time). 0.5 is our default rate, not a published figure.
 FCRN_DROPOUT_RATE = 0.5
@@ -33,9 +42,19 @@ FCRN_DROPOUT_RATE = 0.5
 FCRN_NUM_LAYERS = 50
 
 
+def up_convolution(x, layers, filters, name):
+  """Laina et al. 2016 up-convolution: top-left unpooling x2 + 5x5 conv, ``(B, 2H, 2W, filters)``.
+
+  ``Conv2DTranspose(5, strides=2, padding="valid")`` (layer ``name``) + ``Cropping2D`` by
+  `UPCONV_CROP` (layer ``{name}_crop``); see the module docstring for the kernel correspondence.
+  """
+  x = layers.Conv2DTranspose(filters, UPCONV_KERNEL_SIZE, strides=2, padding="valid",
+                             use_bias=False, name=name)(x)
+  return layers.Cropping2D(UPCONV_CROP, name=f"{name}_crop")(x)
+
+
 def _upconv_bn(x, layers, filters, name, relu):
-  x = layers.Conv2DTranspose(filters, UPCONV_KERNEL_SIZE, strides=2, padding="same",
-                             use_bias=False, name=f"{name}_upconv")(x)
+  x = up_convolution(x, layers, filters, f"{name}_upconv")
   x = layers.BatchNormalization(momentum=_common.BN_MOMENTUM, epsilon=_common.BN_EPSILON,
                                 name=f"{name}_upconv_bn")(x)
   if relu:
@@ -105,4 +124,4 @@ def build_fcrn(input_shape=(224, 320, 3), num_layers=FCRN_NUM_LAYERS, depth_acti
   return model_cls(inputs, {"depth": depth}, name=name)
 
 
-__all__ = ["build_fcrn", "up_projection"]
+__all__ = ["build_fcrn", "up_convolution", "up_projection"]

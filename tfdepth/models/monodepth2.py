@@ -118,19 +118,24 @@ def torch_conv2d(x, filters, kernel_size, name, layers=None, **kwargs):
                        bias_initializer=bias_init, name=name, **kwargs)(x)
 
 
-def _conv3x3(x, filters, name, activation, layers, activation_dtype=None):
+def _conv3x3(x, filters, name, activation, layers, dtype=None):
   """Monodepth2 Conv3x3 (reflection pad 1, 3x3 conv with bias) + ELU / sigmoid.
 
   Keras 3: the `ReflectionPadding2D` layer (saved models and tests rely on it). tf_keras twin:
   the same values from stock ``Cropping2D`` + ``Concatenate`` (`tfdepth.layers.reflection_pad`),
   which carry no weights, so both models have the same weight list.
+
+  ``dtype``: dtype policy of all three layers (``None``: the global policy). ``"float32"`` makes
+  the whole head compute in float32 under mixed precision (the conv casts its bfloat16 input
+  up, exactly), not only its activation.
   """
   if _is_keras3(layers):
-    x = ReflectionPadding2D(DECODER_REFLECT_PAD, name=f"{name}_pad")(x)
+    x = ReflectionPadding2D(DECODER_REFLECT_PAD, name=f"{name}_pad", dtype=dtype)(x)
   else:
-    x = reflection_pad(x, layers, DECODER_REFLECT_PAD, f"{name}_pad")
-  x = torch_conv2d(x, filters, DECODER_KERNEL_SIZE, f"{name}_conv", layers, padding="valid")
-  return layers.Activation(activation, name=f"{name}_{activation}", dtype=activation_dtype)(x)
+    x = reflection_pad(x, layers, DECODER_REFLECT_PAD, f"{name}_pad", dtype=dtype)
+  x = torch_conv2d(x, filters, DECODER_KERNEL_SIZE, f"{name}_conv", layers, padding="valid",
+                   dtype=dtype)
+  return layers.Activation(activation, name=f"{name}_{activation}", dtype=dtype)(x)
 
 
 def _check_output(output):
@@ -167,7 +172,8 @@ def depth_decoder(features, scales=(0, 1, 2, 3), name="depth_decoder", layers=No
       x = layers.Concatenate(name=f"{name}_skip{i}")([x, enc[i - 1]])
     x = _conv3x3(x, DEPTH_DECODER_CHANNELS[i], f"{name}_upconv{i}_1", "elu", layers)
     if i in scales:
-      # Softplus depth in float32 under mixed precision: bfloat16 keeps 8 bits of mantissa.
+      # Softplus depth head (pad, conv and activation) in float32 under mixed precision:
+      # bfloat16 keeps 8 bits of mantissa, i.e. steps of 0.125 m at 30 m.
       outputs[f"{key}_{i}"] = _conv3x3(x, 1, f"{name}_dispconv{i}", activation, layers,
                                        "float32" if output == DEPTH_OUTPUT else None)
   return {f"{key}_{s}": outputs[f"{key}_{s}"] for s in sorted(scales)}
@@ -277,13 +283,16 @@ def build_monodepth2_pose_net(input_shape=(192, 640, 3), num_layers=18, num_inpu
   return keras.Model(inputs, outputs, name=name)
 
 
+@keras.saving.register_keras_serializable(package="tfdepth")
 def sigmoid_disp_to_depth(sigmoid_disp, min_depth=MONODEPTH2_MIN_DEPTH,
                           max_depth=MONODEPTH2_MAX_DEPTH):
   """Depth (m) of a sigmoid disparity: `tfdepth.geometry.disp_to_depth(d, min, max)[1]`.
 
   A module-level function (not a ``lambda``) so that the ``Lambda`` layer of
   `build_monodepth2_depth_model` is serialised by reference, in Keras 3 and in tf_keras
-  (tfmot's ``quantize_apply`` clones layers through their configs). TF ops only.
+  (tfmot's ``quantize_apply`` clones layers through their configs), and registered with Keras 3
+  (``"tfdepth>sigmoid_disp_to_depth"``) so that a saved ``.keras`` model reloads, in safe mode
+  too. TF ops only.
   """
   return disp_to_depth(sigmoid_disp, min_depth, max_depth)[1]
 
@@ -317,17 +326,23 @@ def build_monodepth2_depth_model(input_shape=(192, 640, 3), num_layers=18,
   Returns:
     Model float32 ``(B, H, W, 3)`` in [0, 1] -> ``{"depth": (B, H, W, 1)}`` metres in
     ``[min_depth, max_depth]`` (> 0 for ``output="depth"``).
+  Raises:
+    InvalidInputError: bad shape, ``num_layers``, ``layers`` or ``output``, or a depth range
+      that is not ``0 < min_depth < max_depth`` (finite), checked for either ``output``.
   """
   layers_ns, _, model_cls = _common.model_api(layers)
+  min_depth, max_depth = _common.check_depth_range(min_depth, max_depth)
   net = build_monodepth2_depth_net(input_shape, num_layers, scales=(0,), name=name,
                                    layers=layers, output=output)
+  # ``net.input`` (one tensor, not the list ``net.inputs``): the model's input structure is then
+  # a single tensor, as callers pass it (a list makes Keras warn on every call).
   if output == DEPTH_OUTPUT:
-    return model_cls(net.inputs, {"depth": net.output["depth_0"]},
+    return model_cls(net.input, {"depth": net.output["depth_0"]},
                      name=f"{name}{INFERENCE_SUFFIX}")
   depth = layers_ns.Lambda(sigmoid_disp_to_depth, name=f"{name}_to_depth",
-                           arguments={"min_depth": float(min_depth),
-                                      "max_depth": float(max_depth)})(net.output["disp_0"])
-  return model_cls(net.inputs, {"depth": depth}, name=f"{name}{INFERENCE_SUFFIX}")
+                           arguments={"min_depth": min_depth,
+                                      "max_depth": max_depth})(net.output["disp_0"])
+  return model_cls(net.input, {"depth": depth}, name=f"{name}{INFERENCE_SUFFIX}")
 
 
 def copy_weights_by_name(source, target):

@@ -171,6 +171,9 @@ class IntrinsicsFromRaw(keras.layers.Layer):
   """
 
   def __init__(self, height, width, **kwargs):
+    # float32 whatever the global policy: K in pixels needs float32 (see PerVideoIntrinsics), and
+    # a bfloat16 compute dtype would round the raw inputs on the way in.
+    kwargs.setdefault("dtype", INTRINSICS_DTYPE)
     super().__init__(**kwargs)
     for v, n in ((height, "height"), (width, "width")):
       if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -198,6 +201,11 @@ class IntrinsicsFromRaw(keras.layers.Layer):
 # ~10^7 weights; without the gain it could move by at most ~4 % in 300 steps (tfdepth choice,
 # README "Dynamic scenes").
 PER_VIDEO_INTRINSICS_GAIN = 50.0
+# Dtype policy of the intrinsics layers (`PerVideoIntrinsics`, `IntrinsicsFromRaw` and the motion
+# net's intrinsics head convs) under any global policy: bfloat16 keeps 8 bits of mantissa, i.e.
+# steps of 4 px at fx ~ 1000 px, and the raw values pass through softplus / sigmoid and a
+# multiplication by the image size (tfdepth choice).
+INTRINSICS_DTYPE = "float32"
 
 
 @keras.saving.register_keras_serializable(package="tfdepth")
@@ -219,6 +227,10 @@ class PerVideoIntrinsics(keras.layers.Layer):
   """
 
   def __init__(self, num_videos, height, width, gain=PER_VIDEO_INTRINSICS_GAIN, **kwargs):
+    # float32 whatever the global policy (`INTRINSICS_DTYPE`): under mixed_bfloat16 Keras would
+    # autocast the float32 variables to bfloat16 inside `call`, and the gain amplifies that
+    # rounding (fx off by ~2 px at 64x192).
+    kwargs.setdefault("dtype", INTRINSICS_DTYPE)
     super().__init__(**kwargs)
     for v, n in ((num_videos, "num_videos"), (height, "height"), (width, "width")):
       if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
@@ -252,9 +264,9 @@ class PerVideoIntrinsics(keras.layers.Layer):
             "width": self.width, "gain": self.gain}
 
 
-def _conv(filters, kernel, name, activation="relu", strides=1, use_bias=True):
+def _conv(filters, kernel, name, activation="relu", strides=1, use_bias=True, dtype=None):
   return keras.layers.Conv2D(filters, kernel, strides=strides, padding="same",
-                             activation=activation, use_bias=use_bias, name=name)
+                             activation=activation, use_bias=use_bias, name=name, dtype=dtype)
 
 
 def _refine(field, layer, size, name):
@@ -325,14 +337,17 @@ def build_motion_net(input_shape=(128, 416, MOTION_INPUT_CHANNELS), learn_intrin
       "residual_translation": trans_scale(residual),
   }
   if learn_intrinsics:
-    focal = _conv(2, 1, f"{name}_intrinsics_focal", activation=None)(bottleneck)
-    offset = _conv(2, 1, f"{name}_intrinsics_offset", activation=None, use_bias=False)(bottleneck)
+    # float32 head (`INTRINSICS_DTYPE`): its 1x1 convs cast the bfloat16 bottleneck up exactly.
+    focal = _conv(2, 1, f"{name}_intrinsics_focal", activation=None,
+                  dtype=INTRINSICS_DTYPE)(bottleneck)
+    offset = _conv(2, 1, f"{name}_intrinsics_offset", activation=None, use_bias=False,
+                   dtype=INTRINSICS_DTYPE)(bottleneck)
     outputs["intrinsics"] = IntrinsicsFromRaw(h, w, name=f"{name}_intrinsics")(focal, offset)
   return keras.Model(inputs, outputs, name=name)
 
 
 __all__ = [
-    "INTRINSICS_MAX_FOCAL_FRACTION", "INTRINSICS_MIN_FOCAL_FRACTION", "IntrinsicsFromRaw",
+    "INTRINSICS_DTYPE", "INTRINSICS_MAX_FOCAL_FRACTION", "INTRINSICS_MIN_FOCAL_FRACTION", "IntrinsicsFromRaw",
     "LearnedMotionScale", "MOTION_BASE_CHANNELS", "MOTION_INPUT_CHANNELS",
     "PER_VIDEO_INTRINSICS_GAIN", "PerVideoIntrinsics", "build_motion_net", "intrinsics_from_raw",
 ]

@@ -39,11 +39,7 @@ class DispToDepth(keras.layers.Layer):
 
   def __init__(self, min_depth=MONODEPTH2_MIN_DEPTH, max_depth=MONODEPTH2_MAX_DEPTH, **kwargs):
     super().__init__(**kwargs)
-    if not 0 < float(min_depth) < float(max_depth):
-      raise InvalidInputError(
-          f"DispToDepth expected 0 < min_depth < max_depth, received {min_depth!r}, {max_depth!r}")
-    self.min_depth = float(min_depth)
-    self.max_depth = float(max_depth)
+    self.min_depth, self.max_depth = _common.check_depth_range(min_depth, max_depth)
 
   def call(self, disp):
     return disp_to_depth(disp, self.min_depth, self.max_depth)[1]
