@@ -1,20 +1,25 @@
 """Tests of `tfds_builders.common`: 16-bit PNG / JPEG readers, KITTI calibration, LiDAR projection
-(hand-computed through real-format calibration files), safe archive extraction."""
+(hand-computed through real-format calibration files), safe archive extraction (local and
+`ram://`), the manual-directory helper in every manual-download builder, their checksums files."""
 
+import importlib
 import io
 import tarfile
 import zipfile
 
+from etils import epath
 import numpy as np
 import PIL.Image
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from tfds_builders.common import archives
 from tfds_builders.common import errors
 from tfds_builders.common import images
 from tfds_builders.common import kitti_calib
 from tfds_builders.common import lidar
+from tfds_builders.common import manual
 
 # --- Projection fixture: real-format calibration with simple numbers --------------------------
 # Image 6×10 (S_rect_02 = "10 6"), R_rect_00 = I, P_rect_02 = [[10, 0, 5, 0], [0, 10, 3, 0],
@@ -209,3 +214,137 @@ def test_safe_extract_refuses_tar_links_and_traversal(tmp_path):
   with pytest.raises(errors.InvalidInputError, match="not a supported archive"):
     (tmp_path / "x.rar").write_bytes(b"Rar!")
     archives.safe_extract(tmp_path / "x.rar", tmp_path / "out")
+
+
+def _ram(path, data=None):
+  """`ram://` path (TensorFlow's in-memory filesystem); writes `data` there if given."""
+  tf.io.gfile.makedirs(path.rsplit("/", 1)[0])
+  if data is not None:
+    with tf.io.gfile.GFile(path, "wb") as f:
+      f.write(data)
+  return path
+
+
+def _zip_bytes(members):
+  buffer = io.BytesIO()
+  with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+    for name, data in members.items():
+      archive.writestr(name, data)
+  return buffer.getvalue()
+
+
+def _read(path):
+  with tf.io.gfile.GFile(path, "rb") as f:
+    return f.read()
+
+
+def test_safe_extract_on_non_local_filesystems(tmp_path):
+  members = {"drive/image_02/0001.png": b"\x89PNG" + bytes(range(256)) * 9, "drive/t.txt": b"hi"}
+  archive = _ram("ram://archives_test/in/drive.zip", _zip_bytes(members))
+  # ram:// -> ram://
+  assert archives.safe_extract(archive, "ram://archives_test/out") == "ram://archives_test/out"
+  for name, data in members.items():
+    assert _read(f"ram://archives_test/out/{name}") == data
+  # ram:// tar.gz -> local directory.
+  buffer = io.BytesIO()
+  with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    info = tarfile.TarInfo("seq/00.png")
+    info.size = 5
+    tar.addfile(info, io.BytesIO(b"frame"))
+  tar_path = _ram("ram://archives_test/in/seq.tar.gz", buffer.getvalue())
+  archives.safe_extract(tar_path, tmp_path / "local")
+  assert (tmp_path / "local" / "seq" / "00.png").read_bytes() == b"frame"
+  # Traversal into a non-local target is refused before anything is written.
+  evil = _ram("ram://archives_test/in/evil.zip",
+              _zip_bytes({"fine.txt": b"x", "a/../../escape.txt": b"evil"}))
+  with pytest.raises(errors.UnsafeArchiveError, match="'a/../../escape.txt' would be written"):
+    archives.safe_extract(evil, "ram://archives_test/out2/target")
+  assert not tf.io.gfile.exists("ram://archives_test/out2/escape.txt")
+  assert not tf.io.gfile.exists("ram://archives_test/out2/target/fine.txt")
+  with pytest.raises(errors.MissingFileError, match="ram://archives_test/in/absent.zip"):
+    archives.safe_extract("ram://archives_test/in/absent.zip", "ram://archives_test/out3")
+
+
+@pytest.mark.parametrize("name, cut", [("cut.zip", 0.5), ("cut.tar.gz", 0.5), ("junk.zip", 0.0)])
+def test_safe_extract_truncated_archive_is_corrupt(tmp_path, name, cut):
+  if name.endswith(".zip"):
+    data = _zip_bytes({"a.bin": bytes(range(256)) * 64})
+  else:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+      payload = np.random.default_rng(0).integers(0, 256, 16384, np.uint8).tobytes()
+      info = tarfile.TarInfo("a.bin")
+      info.size = len(payload)
+      tar.addfile(info, io.BytesIO(payload))
+    data = buffer.getvalue()
+  data = data[:int(len(data) * cut)] if cut else b"<html>not an archive</html>"
+  (tmp_path / name).write_bytes(data)
+  with pytest.raises(errors.CorruptFileError) as info:
+    archives.safe_extract(tmp_path / name, tmp_path / "out")
+  message = str(info.value)
+  assert message.startswith(f"{str(tmp_path / name)!r} ({len(data)} bytes) is not a readable "
+                            f"{'zip' if name.endswith('.zip') else 'tar'} archive (")
+  assert message.endswith("re-download it.")
+
+
+# --- Manual directory: MissingFileError with the builder's instructions -----------------------
+
+
+def _download_manager(tmp_path, manual_dir):
+  return tfds.download.DownloadManager(download_dir=tmp_path / "downloads", manual_dir=manual_dir,
+                                       manual_dir_instructions="Get the files from X.")
+
+
+def test_manual_dir_helper(tmp_path):
+  (tmp_path / "empty").mkdir()
+  (tmp_path / "full").mkdir()
+  (tmp_path / "full" / "a.txt").write_text("a")
+  for name, state in (("absent", "does not exist"), ("empty", "is empty")):
+    manager = _download_manager(tmp_path, tmp_path / name)
+    with pytest.raises(errors.MissingFileError) as info:
+      manual.manual_dir(manager, "Get the files from X.")
+    assert str(info.value) == (
+        f"Manual directory {str(tmp_path / name)!r} {state}; this dataset needs files downloaded "
+        "by hand (pass --manual_dir= to `tfds build`, or DownloadConfig(manual_dir=...)).\n"
+        "Get the files from X.")
+    assert manual.manual_dir(manager, "Get the files from X.", required=False) is None
+  with pytest.raises(errors.MissingFileError, match=r"^Manual directory '<none>' is not set;"):
+    manual.manual_dir(_download_manager(tmp_path, None), "Get the files from X.")
+  assert manual.manual_dir(_download_manager(tmp_path, tmp_path / "full"),
+                           "Get the files from X.") == tmp_path / "full"
+
+
+BUILDERS_WITH_MANUAL_FILES = (
+    ("tfds_builders.kitti_depth.kitti_depth_dataset_builder", "eigen"),
+    ("tfds_builders.synthia_rand_cityscapes.synthia_rand_cityscapes_dataset_builder", "default"),
+    ("tfds_builders.video_frames.video_frames_dataset_builder", "default"),
+)
+
+
+@pytest.mark.parametrize("module_name, config", BUILDERS_WITH_MANUAL_FILES)
+@pytest.mark.parametrize("state", ["does not exist", "is empty"])
+def test_builders_report_missing_manual_dir_with_instructions(tmp_path, module_name, config,
+                                                              state):
+  module = importlib.import_module(module_name)
+  manual_dir = tmp_path / "manual"
+  if state == "is empty":
+    manual_dir.mkdir()
+  builder = module.Builder(config=config, data_dir=str(tmp_path / "data"))
+  with pytest.raises(errors.MissingFileError) as info:
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(manual_dir)))
+  message = str(info.value)
+  assert message.startswith(f"Manual directory {str(manual_dir)!r} {state};")
+  assert message.endswith(module.MANUAL_DOWNLOAD_INSTRUCTIONS)
+  assert isinstance(info.value, FileNotFoundError)
+
+
+@pytest.mark.parametrize("module_name, _", BUILDERS_WITH_MANUAL_FILES)
+def test_manual_only_builders_have_an_empty_checksums_file(module_name, _):
+  builder_class = importlib.import_module(module_name).Builder
+  path = builder_class._checksums_path  # pylint: disable=protected-access
+  assert path == epath.Path(importlib.import_module(module_name).__file__).parent / "checksums.tsv"
+  assert path.exists()
+  assert path.read_text().startswith("# ")  # Comment lines only: nothing is downloaded.
+  assert tfds.core.download.checksums.load_url_infos(path) == {}
+  assert builder_class.url_infos == {}

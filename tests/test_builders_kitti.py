@@ -1,6 +1,9 @@
 """Tests of the `kitti_depth` builder's parts: split files, the vendored SfMLearner lists, the
-Zhou-split derivation, intrinsics rescaling, example values on the dummy raw tree, and errors."""
+Zhou-split derivation, intrinsics rescaling, example values on the dummy raw tree, extracted and
+zipped (and mixed) manual directories, the 652-frame check of `eigen_benchmark`, the default
+config, and errors."""
 
+import pathlib
 import zipfile
 
 import numpy as np
@@ -172,20 +175,71 @@ def test_missing_frame_names_file_and_instructions():
     kd.make_eval_example(_eigen_frame(0), str(DUMMY), "annotated")
 
 
-def test_resolve_raw_root(tmp_path):
+def test_resolve_raw_roots(tmp_path):
   with pytest.raises(errors.MissingFileError, match="neither <date>/ folders nor .zip"):
-    kd.resolve_raw_root(tmp_path, tmp_path / "extract")
-  assert kd.resolve_raw_root(DUMMY, tmp_path / "extract") == str(DUMMY)
+    kd.resolve_raw_roots(tmp_path, tmp_path / "extract")
+  assert kd.resolve_raw_roots(DUMMY, tmp_path / "extract") == (str(DUMMY),)
   manual = tmp_path / "manual"
   manual.mkdir()
   with zipfile.ZipFile(manual / "2011_09_26_calib.zip", "w") as archive:
     archive.writestr("2011_09_26/calib_velo_to_cam.txt", "R: 1\n")
-  root = kd.resolve_raw_root(manual, tmp_path / "extract")
-  assert (epath.Path(root) / "2011_09_26" / "calib_velo_to_cam.txt").read_text() == "R: 1\n"
+  roots = kd.resolve_raw_roots(manual, tmp_path / "extract")
+  assert roots == (str(manual), str(tmp_path / "extract" / "kitti_raw"))
+  assert (epath.Path(roots[1]) / "2011_09_26" / "calib_velo_to_cam.txt").read_text() == "R: 1\n"
+  # Extracted once: the marker file stops a second extraction.
+  (epath.Path(roots[1]) / "2011_09_26" / "calib_velo_to_cam.txt").write_text("R: 2\n")
+  kd.resolve_raw_roots(manual, tmp_path / "extract")
+  assert (epath.Path(roots[1]) / "2011_09_26" / "calib_velo_to_cam.txt").read_text() == "R: 2\n"
   with zipfile.ZipFile(manual / "evil.zip", "w") as archive:
     archive.writestr("../../escape.txt", "x")
   with pytest.raises(errors.UnsafeArchiveError):
-    kd.resolve_raw_root(manual, tmp_path / "extract")
+    kd.resolve_raw_roots(manual, tmp_path / "extract")
+
+
+def _zip_tree(archive_path, top, relative_dirs):
+  """Zips `top/<d>/...` for each d, with member names relative to `top` (as KITTI's zips)."""
+  with zipfile.ZipFile(archive_path, "w") as archive:
+    for folder in relative_dirs:
+      for path in sorted(pathlib.Path(top, folder).rglob("*")):
+        if path.is_file():
+          archive.write(path, str(path.relative_to(pathlib.Path(top))))
+
+
+def _mixed_manual_dir(tmp_path):
+  """Extracted calibration folder `2011_09_26/` next to the zipped drives 0113 and 0022."""
+  manual = tmp_path / "mixed"
+  (manual / DATE).mkdir(parents=True)
+  for name in ("calib_cam_to_cam.txt", "calib_velo_to_cam.txt"):
+    (manual / DATE / name).write_bytes((DUMMY / DATE / name).read_bytes())
+  for drive in (ZHOU_DRIVE, VAL_DRIVE):
+    _zip_tree(manual / f"{drive}.zip", DUMMY, [f"{DATE}/{drive}"])
+  return manual
+
+
+def test_mixed_extracted_and_zipped_data_are_both_used(tmp_path):
+  manual = _mixed_manual_dir(tmp_path)
+  roots = kd.resolve_raw_roots(manual, tmp_path / "extract")
+  assert roots == (str(manual), str(tmp_path / "extract" / "kitti_raw"))
+  assert kd.list_drives(roots) == [(DATE, VAL_DRIVE, [5, 6, 7, 8]),
+                                   (DATE, ZHOU_DRIVE, [28, 29, 30, 31, 32])]
+  assert kd.date_dir(roots, DATE) == manual / DATE  # The calibration: extracted folder.
+  assert kd.drive_dir(roots, DATE, ZHOU_DRIVE) == epath.Path(roots[1]) / DATE / ZHOU_DRIVE
+  # Same example as from the all-extracted tree.
+  frame = kitti_splits.Frame(DATE, ZHOU_DRIVE, 30, "l")
+  _, mixed = kd.make_eval_example(frame, roots, "lidar")
+  _, reference = kd.make_eval_example(frame, str(DUMMY), "lidar")
+  for name in ("image", "depth", "intrinsics"):
+    np.testing.assert_array_equal(mixed[name], reference[name])
+
+
+def test_prepared_zhou_from_mixed_layout_keeps_every_drive(tmp_path):
+  builder = _prepare("eigen_zhou", tmp_path / "data", _mixed_manual_dir(tmp_path))
+  ids = {split: sorted((e["drive"].decode(), int(e["frame_id"]))
+                       for e in tfds.as_numpy(builder.as_dataset(split=split)))
+         for split in ("train", "validation")}
+  # As on the extracted dummy tree (test_prepared_zhou_dataset_metadata).
+  assert ids == {"train": [(ZHOU_DRIVE, 29), (ZHOU_DRIVE, 31)],
+                 "validation": [(VAL_DRIVE, 6), (VAL_DRIVE, 7)]}
 
 
 def test_list_drives_on_dummy_tree():
@@ -332,3 +386,78 @@ def test_zhou_depth_missing_test_scan_raises_as_eigen(tmp_path):
   })
   with pytest.raises(errors.MissingFileError, match=r"Velodyne scan not found.*0000000007\.bin"):
     _prepare("eigen_zhou_depth", tmp_path / "data", manual)
+
+
+def test_eigen_benchmark_with_builtin_list_needs_the_652_maps(tmp_path):
+  manual = _manual_dir_with_lists(tmp_path, {})  # The dummy tree without split_files/.
+  with pytest.raises(errors.MissingFileError) as info:
+    _prepare("eigen_benchmark", tmp_path / "data", manual)
+  message = str(info.value)
+  # The fixture has one annotated map (0002 frame 3, listed among the 50 Eigen frames of 0002).
+  assert message.startswith(
+      f"eigen_benchmark: 1 of the 697 Eigen test frames have an annotated depth map under "
+      f"{str(manual)!r}; expected 652 ")
+  assert "Drives without any annotated map (27 of 28): 2011_09_26_drive_0009_sync, " in message
+  assert f"{TEST_DRIVE} (1 of 25)" in message and "data_depth_annotated.zip" in message
+  assert "split_files/eigen_benchmark/test_files.txt" in message and "raw_data.php" in message
+
+
+def _annotate(root, frames):
+  """Empty files where the depth benchmark's train/ folder has the maps of `frames`."""
+  for frame in frames:
+    path = (root / "train" / frame.drive / "proj_depth" / "groundtruth" / "image_02"
+            / f"{frame.index:010d}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
+def test_benchmark_frames_count(tmp_path):
+  frames = kitti_splits.eigen_test_frames()  # 25 per drive, 22 for 2011_09_26_drive_0048.
+  drive_02, drive_09 = "2011_09_26_drive_0002_sync", "2011_09_26_drive_0009_sync"
+  # 45 frames without a map: all 25 of drive 0009 and 20 of the 25 of drive 0002.
+  first_02 = [f for f in frames if f.drive == drive_02][:5]
+  kept = [f for f in frames if f.drive not in (drive_02, drive_09) or f in first_02]
+  assert len(kept) == 652
+  # The maps are split over two roots (manual dir, extracted zip).
+  first, second = tmp_path / "manual", tmp_path / "extracted"
+  first.mkdir()
+  _annotate(first, kept[:400])
+  _annotate(second, kept[400:])
+  roots = (str(first), str(second))
+  assert kd.benchmark_frames(frames, roots) == kept
+  last = kept[-1]
+  assert last.drive == "2011_10_03_drive_0047_sync"
+  (second / "train" / last.drive / "proj_depth" / "groundtruth" / "image_02" /
+   f"{last.index:010d}.png").unlink()
+  with pytest.raises(errors.MissingFileError) as info:
+    kd.benchmark_frames(frames, roots)
+  assert str(info.value).startswith(
+      f"eigen_benchmark: 651 of the 697 Eigen test frames have an annotated depth map under "
+      f"{str(first)!r} or {str(second)!r}; expected 652 (all but the frames within 5 frames of a "
+      f"drive's ends, which the depth benchmark does not annotate). Drives without any annotated "
+      f"map (1 of 28): {drive_09}. Drives with maps for only some listed frames: "
+      f"{drive_02} (5 of 25), 2011_10_03_drive_0047_sync (24 of 25). Put data_depth_annotated.zip")
+
+
+def test_eigen_benchmark_user_list_is_used_exactly(tmp_path):
+  # The dummy's own list (split_files/eigen_benchmark/) gives exactly its one frame.
+  builder = _prepare("eigen_benchmark", tmp_path / "data")
+  test = list(tfds.as_numpy(builder.as_dataset(split="test")))
+  assert [(e["drive"].decode(), int(e["frame_id"])) for e in test] == [(TEST_DRIVE, 3)]
+  # A listed frame without a map raises instead of being dropped.
+  manual = _manual_dir_with_lists(tmp_path, {
+      "eigen_benchmark/test_files.txt": [f"{DATE}/{TEST_DRIVE} 3 l", f"{DATE}/{TEST_DRIVE} 2 l"]})
+  with pytest.raises(errors.MissingFileError,
+                     match=r"annotated depth map not found: .*0000000002\.png"):
+    _prepare("eigen_benchmark", tmp_path / "data2", manual)
+
+
+def test_default_config_is_eigen(tmp_path):
+  assert kd.Builder.DEFAULT_BUILDER_CONFIG_NAME == "eigen"
+  assert kd.Builder(data_dir=str(tmp_path)).builder_config.name == "eigen"
+
+  class Reordered(kd.Builder, skip_registration=True):  # eigen is no longer the first config.
+    BUILDER_CONFIGS = kd.Builder.BUILDER_CONFIGS[::-1]
+
+  assert Reordered.default_builder_config.name == "eigen"
+  assert Reordered(data_dir=str(tmp_path)).builder_config.name == "eigen"

@@ -7,6 +7,7 @@ import h5py
 import numpy as np
 import pytest
 import scipy.io
+import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from tfds_builders.common import errors
@@ -81,6 +82,108 @@ def test_labeled_mat_errors(tmp_path):
     nyu_mat.LabeledMat(MAT).frame(6)
 
 
+MAT_BYTES = MAT.read_bytes()
+SPLITS_BYTES = SPLITS.read_bytes()
+
+
+def test_fixture_sizes():
+  # The sizes the truncation messages below quote; the HDF5 superblock (version 3, 8-byte
+  # addresses, at byte 512) stores the end-of-file address 11,993 = the file size.
+  assert len(MAT_BYTES) == 11_993 and len(SPLITS_BYTES) == 312
+  assert nyu_mat.find_hdf5_superblock(MAT.open("rb"), len(MAT_BYTES)) == (512, 11_993)
+
+
+@pytest.mark.parametrize("size", [600, 5_996, 11_992])
+def test_truncated_labeled_mat_is_corrupt_with_sizes(tmp_path, size):
+  path = tmp_path / "nyu_depth_v2_labeled.mat"
+  path.write_bytes(MAT_BYTES[:size])
+  with pytest.raises(errors.CorruptFileError) as info:
+    nyu_mat.LabeledMat(path)
+  message = str(info.value)
+  assert message.startswith(f"{path} ({size:,} bytes) is cut short: its HDF5 superblock records "
+                            "11,993 bytes; expected nyu_depth_v2_labeled.mat as published "
+                            "(2,972,037,809 bytes)")
+  assert "re-download it" in message
+
+
+def test_labeled_mat_cut_before_the_superblock_is_not_hdf5(tmp_path):
+  path = tmp_path / "cut.mat"
+  path.write_bytes(MAT_BYTES[:300])  # Only part of MATLAB's user block: no HDF5 signature.
+  with pytest.raises(errors.CorruptFileError,
+                     match=r"cut\.mat \(300 bytes\) is not a MATLAB v7\.3 \(HDF5\) file"
+                           r".*re-download"):
+    nyu_mat.LabeledMat(path)
+
+
+def test_damaged_frame_data_is_corrupt_naming_the_frame(tmp_path):
+  with h5py.File(MAT, "r") as f:  # The one deflate chunk of 'depths' (all 6 frames).
+    chunk = f["depths"].id.get_chunk_info(0)
+  damaged = bytearray(MAT_BYTES)
+  middle = chunk.byte_offset + chunk.size // 2
+  damaged[middle:middle + 16] = bytes(b ^ 0xFF for b in damaged[middle:middle + 16])
+  path = tmp_path / "damaged.mat"
+  path.write_bytes(bytes(damaged))
+  labeled = nyu_mat.LabeledMat(path)  # Metadata intact: opens, and the sizes agree.
+  assert labeled.num_frames == 6
+  with pytest.raises(errors.CorruptFileError,
+                     match=r"damaged\.mat \(11,993 bytes\) has an unreadable frame 2 \(OSError: "
+                           r".*re-download it"):
+    labeled.frame(2)
+  labeled.close()
+
+
+@pytest.mark.parametrize("size, why", [
+    (0, "it is shorter than the 128-byte MATLAB 5 header"),
+    (100, "it is shorter than the 128-byte MATLAB 5 header"),
+    (150, "the data element at byte 128 declares 88 bytes, so the file must be at least 224 bytes"),
+    (302, "the data element at byte 224 declares 80 bytes, so the file must be at least 312 bytes"),
+])
+def test_truncated_splits_are_corrupt_with_sizes(tmp_path, size, why):
+  path = tmp_path / "splits.mat"
+  path.write_bytes(SPLITS_BYTES[:size])
+  with pytest.raises(errors.CorruptFileError) as info:
+    nyu_mat.read_splits(path, 6)
+  assert str(info.value) == (f"{path} ({size:,} bytes) is truncated: {why}. Re-download splits.mat "
+                             "(the official MATLAB 5 file with trainNdxs and testNdxs).")
+
+
+def test_damaged_splits_body_is_corrupt(tmp_path):
+  # Intact element tags, garbage compressed stream: loadmat's zlib error becomes CorruptFileError.
+  damaged = bytearray(SPLITS_BYTES)
+  damaged[140:160] = b"\x00" * 20
+  path = tmp_path / "splits.mat"
+  path.write_bytes(bytes(damaged))
+  with pytest.raises(errors.CorruptFileError,
+                     match=r"splits\.mat \(312 bytes\) could not be read as a MATLAB 5 \.mat file "
+                           r"\(.*re-download it"):
+    nyu_mat.read_splits(path, 6)
+
+
+def _ram_copy(name, data):
+  path = f"ram://nyu_test/{name}"
+  tf.io.gfile.makedirs("ram://nyu_test")
+  with tf.io.gfile.GFile(path, "wb") as f:
+    f.write(data)
+  return path
+
+
+def test_readers_work_on_non_local_filesystems():
+  labeled = nyu_mat.LabeledMat(_ram_copy("nyu_depth_v2_labeled.mat", MAT_BYTES))
+  frame = labeled.frame(4)
+  image, depth, _, label = fixture.frame_arrays(4)
+  np.testing.assert_array_equal(frame["image"], image)
+  np.testing.assert_array_equal(frame["depth"][..., 0], depth)
+  np.testing.assert_array_equal(frame["label"][..., 0], label)
+  assert frame["scene"] == fixture.SCENES[4]
+  labeled.close()
+  assert nyu_mat.read_splits(_ram_copy("splits.mat", SPLITS_BYTES), 6) == ([0, 2, 3], [1, 4, 5])
+  with pytest.raises(errors.CorruptFileError, match=r"ram://nyu_test/cut\.mat \(5,000 bytes\) is "
+                                                    r"cut short"):
+    nyu_mat.LabeledMat(_ram_copy("cut.mat", MAT_BYTES[:5000]))
+  with pytest.raises(errors.MissingFileError, match="ram://nyu_test/absent.mat"):
+    nyu_mat.LabeledMat("ram://nyu_test/absent.mat")
+
+
 def test_eval_crop_mask():
   mask = nyu.eval_crop_mask()
   assert mask.sum() == (471 - 45) * (601 - 41)  # 426 × 560 = 238,560 pixels.
@@ -121,3 +224,13 @@ def test_missing_files_are_downloaded_from_the_official_urls(tmp_path):
   example = next(e for e in train if int(e["frame_id"]) == 3)  # 0-based index 2.
   np.testing.assert_array_equal(example["depth"][..., 0], fixture.frame_arrays(2)[1])
   assert example["scene"].decode() == fixture.SCENES[2]
+
+
+@pytest.mark.parametrize("manual", ["absent", "empty"])
+def test_absent_or_empty_manual_dir_downloads_both_files(tmp_path, manual):
+  if manual == "empty":
+    (tmp_path / manual).mkdir()
+  builder, requested = _prepare(tmp_path, tmp_path / manual)
+  assert requested == [nyu.URLS]
+  test = list(tfds.as_numpy(builder.as_dataset(split="test")))
+  assert sorted(int(e["frame_id"]) for e in test) == fixture.TEST_1_BASED

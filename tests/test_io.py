@@ -1,5 +1,7 @@
 """Tests of tfdepth.io: image loading, 16-bit depth PNGs, .npy depth, calibration files."""
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -122,7 +124,8 @@ def test_read_intrinsics_matrix_and_kitti(tmp_path):
       "7.215377e+02 1.728540e+02 2.163791e-01 0.000000e+00 0.000000e+00 1.000000e+00 "
       "2.745884e-03\n")
   k = io_lib.read_intrinsics(tmp_path / "calib_cam_to_cam.txt")
-  np.testing.assert_allclose(k, [[721.5377, 0, 609.5593], [0, 721.5377, 172.854], [0, 0, 1]],
+  # KITTI's 1-based pixel coordinates -> 0-based pixel centres: cx, cy of P_rect_02 minus 1.
+  np.testing.assert_allclose(k, [[721.5377, 0, 608.5593], [0, 721.5377, 171.854], [0, 0, 1]],
                              rtol=0, atol=1e-4)
   with pytest.raises(DataError, match="P_rect_03"):
     io_lib.read_intrinsics(tmp_path / "calib_cam_to_cam.txt", key="P_rect_03")
@@ -132,6 +135,31 @@ def test_read_intrinsics_matrix_and_kitti(tmp_path):
   (tmp_path / "neg.txt").write_text("-1 0 0 0 1 0 0 0 1")
   with pytest.raises(DataError, match="fx > 0"):
     io_lib.read_intrinsics(tmp_path / "neg.txt")
+
+
+def test_read_intrinsics_kitti_keys_match_the_kitti_depth_builder(tmp_path):
+  from tfds_builders.common import kitti_calib  # pylint: disable=g-import-not-at-top
+  # Raw-data calibration (the kitti_depth dummy fixture: P_rect_02 cx 40, cy 12).
+  date_dir = os.path.join(os.path.dirname(kitti_calib.__file__), os.pardir, "kitti_depth",
+                          "dummy_data", "2011_09_26")
+  calib = kitti_calib.KittiCalibration.from_dir(date_dir)
+  for camera in (2, 3):
+    k = io_lib.read_intrinsics(os.path.join(date_dir, "calib_cam_to_cam.txt"),
+                               key=f"P_rect_0{camera}")
+    np.testing.assert_array_equal(k, calib.intrinsics(camera).astype(np.float32))
+    np.testing.assert_array_equal(k, [[46, 0, 39], [0, 46, 11], [0, 0, 1]])
+  # Odometry / object-benchmark calib files (P0..P3, no underscore), same convention.
+  p2 = ("7.215377e+02 0.000000e+00 6.095593e+02 4.485728e+01 0.000000e+00 7.215377e+02 "
+        "1.728540e+02 2.163791e-01 0.000000e+00 0.000000e+00 1.000000e+00 2.745884e-03")
+  (tmp_path / "000001.txt").write_text(f"P0: {p2}\nP2: {p2}\nTr_velo_to_cam: 1 0 0 0 0 1 0 0 "
+                                       "0 0 1 0\n")
+  np.testing.assert_allclose(io_lib.read_intrinsics(tmp_path / "000001.txt", key="P2"),
+                             [[721.5377, 0, 608.5593], [0, 721.5377, 171.854], [0, 0, 1]],
+                             rtol=0, atol=1e-4)  # float32 storage of 7-digit inputs
+  # Any other label is taken as 0-based already: K = P[:, :3] unchanged.
+  (tmp_path / "mine.txt").write_text("cam_front: 100 0 31.5 0 0 100 15.5 0 0 0 1 0\n")
+  np.testing.assert_array_equal(io_lib.read_intrinsics(tmp_path / "mine.txt", key="cam_front"),
+                                [[100, 0, 31.5], [0, 100, 15.5], [0, 0, 1]])
 
 
 def test_bad_arguments():

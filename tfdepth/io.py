@@ -9,13 +9,15 @@
   is exact to within 0.5 mm for depths up to `MAX_PNG_DEPTH_M`; KITTI's depth PNGs use
   depth · 256 instead (`KITTI_DEPTH_PNG_SCALE`, Uhrig et al. 2017, devkit `depth_readme.txt`),
   pass `scale=` to read or write those. `.npy` files hold float32 metres.
-* Intrinsics: `read_intrinsics` reads a plain 3×3 text matrix or the `P_rect_02` line of a KITTI
-  `calib_cam_to_cam.txt` (K = P[:, :3]).
+* Intrinsics: `read_intrinsics` reads a plain 3×3 text matrix (used as is) or the `P_rect_02` line
+  of a KITTI `calib_cam_to_cam.txt` (K = P[:, :3] with cx, cy moved from KITTI's 1-based pixel
+  coordinates to tfdepth's 0-based pixel centres, as the `kitti_depth` TFDS builder stores K).
 
 Depth arrays are `(H, W)` float32 metres, 0 = invalid (docs/DESIGN.md).
 """
 
 import os
+import re
 
 import numpy as np
 
@@ -32,6 +34,16 @@ UINT8_MAX = 255
 # KITTI raw calibration key of the rectified left colour camera (camera 2), used by the Eigen split
 # (shared/docs/reference-conventions.md, "KITTI evaluation").
 KITTI_CALIB_KEY = "P_rect_02"
+# KITTI's calibration uses the devkit's (MATLAB) 1-based pixel coordinates: the standard evaluation
+# turns a projection into a 0-based pixel index with round(u) - 1 (KITTI devkit; Monodepth2
+# `kitti_utils.generate_depth_map`, "use minus 1 to get the exact same value as KITTI matlab
+# code"). K read from a KITTI projection line therefore has this subtracted from cx and cy, to
+# describe 0-based pixel centres (docs/DESIGN.md) — the same K as the `kitti_depth` builder's
+# `intrinsics` feature (tfds_builders.common.kitti_calib.KITTI_PIXEL_ORIGIN).
+KITTI_PIXEL_ORIGIN = 1.0
+# Projection lines of KITTI calibration files: `P_rect_00`..`P_rect_03` (raw data
+# calib_cam_to_cam.txt) and `P0`..`P3` (odometry / object benchmark calib files).
+KITTI_PROJECTION_KEY = re.compile(r"^P(_rect_0)?[0-3]$")
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
                     ".gif")
@@ -225,16 +237,22 @@ def read_intrinsics(path, key=KITTI_CALIB_KEY):
   """Reads the pinhole intrinsics K from a calibration file.
 
   Accepted formats:
-    * 9 numbers (a 3×3 matrix, row-major; any whitespace / commas; `#` comments), pixels;
+    * 9 numbers (a 3×3 matrix, row-major; any whitespace / commas; `#` comments), pixels,
+      0-based pixel centres: returned unchanged;
     * KITTI `calib_cam_to_cam.txt`: the line `P_rect_02: p00 ... p23` (12 numbers, the 3×4
       rectified projection matrix of camera 2), K = P[:, :3]; pass `key` for another camera;
-      KITTI odometry's `P2:` lines work with `key="P2"`.
+      KITTI odometry's / object benchmark's `P2:` lines work with `key="P2"`. For these KITTI
+      keys (`KITTI_PROJECTION_KEY`: `P_rect_00`..`P_rect_03`, `P0`..`P3`) cx and cy are reduced
+      by `KITTI_PIXEL_ORIGIN` (1 px): KITTI's pixel coordinates are 1-based, tfdepth's pixel
+      centres 0-based (e.g. 2011_09_26 P_rect_02 cx 609.5593 -> 608.5593), so K agrees with the
+      `kitti_depth` builder's `intrinsics` and with the pixels of its projected LiDAR depth.
+      Other labels of a 12-number line are taken as 0-based already (K = P[:, :3] unchanged).
 
   Args:
     path: text file.
     key: label of the projection line in KITTI-style files.
   Returns:
-    `(3, 3)` float32 K in pixels of the calibrated image size.
+    `(3, 3)` float32 K in pixels of the calibrated image size, 0-based pixel centres.
   Raises:
     DataError: missing file, no recognisable matrix, or an invalid K.
   """
@@ -255,7 +273,11 @@ def read_intrinsics(path, key=KITTI_CALIB_KEY):
     if len(values) != 12:
       raise DataError(f"calibration file {path!r}: {key} must have 12 numbers (3×4 projection "
                       f"matrix), received {len(values)}")
-    return _check_k(np.asarray(values, np.float64).reshape(3, 4)[:, :3], path)
+    k = np.asarray(values, np.float64).reshape(3, 4)[:, :3].copy()
+    if KITTI_PROJECTION_KEY.match(key):
+      k[0, 2] -= KITTI_PIXEL_ORIGIN
+      k[1, 2] -= KITTI_PIXEL_ORIGIN
+    return _check_k(k, path)
   values = _parse_numbers(" ".join(lines), path)
   if len(values) != 9:
     raise DataError(f"calibration file {path!r} must hold a 3×3 matrix (9 numbers) or a "

@@ -8,6 +8,8 @@ Configs (see README.md for counts, features and the evaluation each is meant for
   (what Monodepth2's `gt_depths.npz` stores), for comparability with published tables.
 - `eigen_benchmark`: the Eigen test frames that have an annotated depth map of the KITTI depth
   benchmark (Uhrig et al., 3DV 2017; 652 frames): uint16 PNG, metres = value / 256, 0 = invalid.
+  With the built-in list a count other than 652 raises `MissingFileError` (`benchmark_frames`);
+  a user list is used exactly.
 - `eigen_zhou`: self-supervised training clips (t−1, t, t+1) of the left camera with the stereo
   partner frame (Zhou et al., CVPR 2017; Godard et al., ICCV 2019), split by drive.
 - `eigen_zhou_depth`: supervised training data: `train` / `validation` = the target frames of the
@@ -15,12 +17,15 @@ Configs (see README.md for counts, features and the evaluation each is meant for
   `test` = the `eigen` test frames. Train / validation frames without a Velodyne scan are skipped
   (count logged); a missing test scan raises, as in `eigen`.
 
+The manual directory may hold the raw data extracted, zipped, or both (`resolve_raw_roots`).
+
 Every example carries intrinsics (3×3, pixels of the stored image, 0-based pixel centres), the
 stereo baseline (metres), and date / drive / frame id metadata; keys are `<drive>_<frame>_<side>`.
 """
 
+import collections
 import functools
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import dataclasses
 from absl import logging
@@ -35,6 +40,7 @@ from tfds_builders.common import generation
 from tfds_builders.common import images
 from tfds_builders.common import kitti_calib
 from tfds_builders.common import lidar
+from tfds_builders.common import manual as manual_lib
 from tfds_builders.kitti_depth import kitti_splits
 
 # KITTI depth benchmark PNGs store metres·256 in uint16, 0 = no measurement (Uhrig et al. 2017,
@@ -61,13 +67,15 @@ MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 KITTI requires registration, so the files are downloaded by hand from
 https://www.cvlibs.net/datasets/kitti/raw_data.php (and, for `eigen_benchmark`,
 https://www.cvlibs.net/datasets/kitti/eval_depth.php?benchmark=depth_prediction).
-Put into the manual directory (default ~/tensorflow_datasets/downloads/manual/), either extracted
-or as the original zip archives (they are extracted safely on first use):
+Put into the manual directory (default ~/tensorflow_datasets/downloads/manual/), each file
+extracted or as the original zip archive (zips are extracted safely on first use; extracted and
+zipped files may be mixed, e.g. extracted calibration folders next to zipped drives):
   * `<date>_calib.zip` for every recording date you use (2011_09_26, 2011_09_28, 2011_09_29,
     2011_09_30, 2011_10_03) -> <date>/calib_cam_to_cam.txt, <date>/calib_velo_to_cam.txt;
   * `<date>_drive_<NNNN>_sync.zip` ("synced+rectified data") for every drive:
       eigen / eigen_lidar_x: the 28 Eigen test drives (splits/sfmlearner/test_scenes_eigen.txt);
-      eigen_benchmark: the same 28 drives plus `data_depth_annotated.zip` (annotated depth maps);
+      eigen_benchmark: the same 28 drives plus `data_depth_annotated.zip` (annotated depth maps
+        of all 28 drives: 652 of the 697 Eigen test frames have one);
       eigen_zhou: all the other drives you want to train on;
     -> <date>/<date>_drive_<NNNN>_sync/{image_02,image_03}/data/*.png,
        velodyne_points/data/*.bin;
@@ -90,6 +98,11 @@ KINDS = ("eigen", "eigen_benchmark", "eigen_zhou", "eigen_zhou_depth")
 ZHOU_DEPTH_LIST_FALLBACKS = {"train": "eigen_zhou", "test": "eigen"}
 # How many skipped frame keys the "no Velodyne scan" log line names.
 _LOGGED_MISSING_KEYS = 5
+# Folder of the manual-directory zips once extracted, under the download manager's extract dir.
+_EXTRACTED_FOLDER = "kitti_raw"
+# Where the raw data is: one directory, or several searched in order (the manual directory, then
+# the extraction of its zips), each holding `<date>/...` (and the annotated-map folders).
+Roots = Union[str, epath.Path, Sequence[str]]
 
 
 @dataclasses.dataclass
@@ -122,15 +135,42 @@ def _frame_name(index: int, suffix: str) -> str:
   return f"{index:010d}.{suffix}"
 
 
+def raw_roots(root: Roots) -> Tuple[str, ...]:
+  """`root` as a tuple of directories (a single path gives a 1-tuple)."""
+  if isinstance(root, (list, tuple)):
+    return tuple(str(r) for r in root)
+  return (str(root),)
+
+
+def _describe(root: Roots) -> str:
+  return " or ".join(repr(r) for r in raw_roots(root))
+
+
+def _first_existing(root: Roots, *parts: str) -> epath.Path:
+  """`<r>/<parts>` for the first root r where it exists, else under the first root."""
+  candidates = [epath.Path(r).joinpath(*parts) for r in raw_roots(root)]
+  return next((c for c in candidates if c.exists()), candidates[0])
+
+
+def date_dir(root: Roots, date: str) -> epath.Path:
+  """`<r>/<date>` of the first root r holding that date's `calib_cam_to_cam.txt`."""
+  return _first_existing(root, date, kitti_calib.CAM_TO_CAM_FILENAME).parent
+
+
+def drive_dir(root: Roots, date: str, drive: str) -> epath.Path:
+  """`<r>/<date>/<drive>` of the first root r holding that drive."""
+  return _first_existing(root, date, drive)
+
+
 def _missing(path, what: str):
   return errors.MissingFileError(
       f"KITTI {what} not found: {str(path)!r}.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
 
 
 @functools.lru_cache(maxsize=None)
-def _calibration(date_dir: str) -> kitti_calib.KittiCalibration:
+def _calibration(date_path: str) -> kitti_calib.KittiCalibration:
   try:
-    return kitti_calib.KittiCalibration.from_dir(date_dir)
+    return kitti_calib.KittiCalibration.from_dir(date_path)
   except errors.MissingFileError as e:
     raise errors.MissingFileError(f"{e}\n{MANUAL_DOWNLOAD_INSTRUCTIONS}") from None
 
@@ -170,23 +210,54 @@ def _check_size(array: np.ndarray, expected, path, what: str) -> None:
         f"S_rect says {tuple(expected)}; the file does not belong to this date's calibration.")
 
 
-def _annotated_path(root: str, frame: kitti_splits.Frame) -> Optional[epath.Path]:
-  for sub in ANNOTATION_ROOTS:
-    base = epath.Path(root) / sub if sub else epath.Path(root) / frame.date
-    path = (base / frame.drive / _ANNOTATED_FOLDER.format(camera=frame.camera)
-            / _frame_name(frame.index, "png"))
-    if path.exists():
-      return path
+def _annotated_path(root: Roots, frame: kitti_splits.Frame) -> Optional[epath.Path]:
+  for top in raw_roots(root):
+    for sub in ANNOTATION_ROOTS:
+      base = epath.Path(top) / sub if sub else epath.Path(top) / frame.date
+      path = (base / frame.drive / _ANNOTATED_FOLDER.format(camera=frame.camera)
+              / _frame_name(frame.index, "png"))
+      if path.exists():
+        return path
   return None
 
 
-def velodyne_path(frame: kitti_splits.Frame, root: str) -> epath.Path:
-  """`<root>/<date>/<drive>/velodyne_points/data/<frame:010d>.bin`."""
-  return (epath.Path(root) / frame.date / frame.drive / _VELODYNE_FOLDER
+def velodyne_path(frame: kitti_splits.Frame, root: Roots) -> epath.Path:
+  """`<root>/<date>/<drive>/velodyne_points/data/<frame:010d>.bin` (root: see `drive_dir`)."""
+  return (drive_dir(root, frame.date, frame.drive) / _VELODYNE_FOLDER
           / _frame_name(frame.index, "bin"))
 
 
-def split_by_scan(frames: Sequence[kitti_splits.Frame], root: str
+def benchmark_frames(frames: Sequence[kitti_splits.Frame], root: Roots
+                     ) -> List[kitti_splits.Frame]:
+  """The frames of the built-in Eigen list that have an annotated depth map, in list order.
+
+  Raises:
+    MissingFileError: their number is not `NUM_EIGEN_BENCHMARK_FRAMES` (652): annotated maps
+      are missing (the message names the drives without any map, and those with fewer), so the
+      set is not the standard `eigen_benchmark` one.
+  """
+  present = [f for f in frames if _annotated_path(root, f) is not None]
+  if len(present) == kitti_splits.NUM_EIGEN_BENCHMARK_FRAMES:
+    return present
+  listed = collections.Counter(f.drive for f in frames)
+  found = collections.Counter(f.drive for f in present)
+  without = sorted(d for d in listed if not found[d])
+  fewer = sorted(f"{d} ({found[d]} of {listed[d]})" for d in listed if 0 < found[d] < listed[d])
+  raise errors.MissingFileError(
+      f"eigen_benchmark: {len(present)} of the {len(frames)} Eigen test frames have an annotated "
+      f"depth map under {_describe(root)}; expected {kitti_splits.NUM_EIGEN_BENCHMARK_FRAMES} "
+      f"(all but the frames within 5 frames of a drive's ends, which the depth benchmark does not "
+      f"annotate). Drives without any annotated map ({len(without)} of {len(listed)}): "
+      f"{', '.join(without) or 'none'}. Drives with maps for only some listed frames: "
+      f"{', '.join(fewer) or 'none'}. Put data_depth_annotated.zip "
+      f"(https://www.cvlibs.net/datasets/kitti/eval_depth.php?benchmark=depth_prediction) into "
+      f"the manual directory, zipped or extracted (train/<drive>/proj_depth/... and "
+      f"val/<drive>/...), or list the frames to evaluate in "
+      f"split_files/eigen_benchmark/{_SPLIT_FILE_NAMES['test']} (used exactly)."
+      f"\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+
+
+def split_by_scan(frames: Sequence[kitti_splits.Frame], root: Roots
                   ) -> Tuple[List[kitti_splits.Frame], List[kitti_splits.Frame]]:
   """`(frames with a Velodyne scan, frames without)`, each in the input order."""
   present, missing = [], []
@@ -205,25 +276,23 @@ def _metadata(frame: kitti_splits.Frame, calib: kitti_calib.KittiCalibration) ->
   }
 
 
-def make_eval_example(frame: kitti_splits.Frame, root: str, source: str,
+def make_eval_example(frame: kitti_splits.Frame, root: Roots, source: str,
                       depth_mode: str = "camera_z"):
   """One `eigen` / `eigen_benchmark` / `eigen_zhou_depth` example (image of `frame`'s camera).
 
   Args:
     frame: the frame (left or right camera).
-    root: raw-data root.
+    root: raw-data root, or several searched in order (`resolve_raw_roots`).
     source: "lidar" (projected scan) or "annotated" (depth-benchmark PNG).
     depth_mode: "camera_z" or "lidar_x" for `source="lidar"`.
 
   Returns:
     `(key, example)`; depth `(H, W, 1)` float32 metres, 0 = invalid.
   """
-  date_dir = epath.Path(root) / frame.date
-  calib = _calibration(str(date_dir))
+  calib = _calibration(str(date_dir(root, frame.date)))
   size = calib.image_size(frame.camera)
-  drive_dir = date_dir / frame.drive
-  image_path = drive_dir / _IMAGE_FOLDER.format(camera=frame.camera) / _frame_name(
-      frame.index, "png")
+  image_path = (drive_dir(root, frame.date, frame.drive) / _IMAGE_FOLDER.format(
+      camera=frame.camera) / _frame_name(frame.index, "png"))
   image = _read_image(image_path)
   _check_size(image, size, image_path, "image")
   if source == "lidar":
@@ -251,7 +320,7 @@ def make_eval_example(frame: kitti_splits.Frame, root: str, source: str,
   return frame.key, example
 
 
-def make_clip_example(frame: kitti_splits.Frame, root: str,
+def make_clip_example(frame: kitti_splits.Frame, root: Roots,
                       image_size: Optional[Tuple[int, int]] = None):
   """One `eigen_zhou` example: frames (t−1, t, t+1) of `frame`'s camera and the stereo partner.
 
@@ -259,18 +328,17 @@ def make_clip_example(frame: kitti_splits.Frame, root: str,
     `(key, example)`; `frames` `(3, H, W, 3)` uint8, `stereo_image` `(H, W, 3)` uint8,
     `intrinsics` `(3, 3)` float32 in pixels of the stored size.
   """
-  date_dir = epath.Path(root) / frame.date
-  calib = _calibration(str(date_dir))
+  calib = _calibration(str(date_dir(root, frame.date)))
   raw_size = calib.image_size(frame.camera)
-  drive_dir = date_dir / frame.drive
+  frames_dir = drive_dir(root, frame.date, frame.drive)
   partner = 5 - frame.camera  # image_02 <-> image_03.
   clip = []
   for index in (frame.index - 1, frame.index, frame.index + 1):
-    path = drive_dir / _IMAGE_FOLDER.format(camera=frame.camera) / _frame_name(index, "png")
+    path = frames_dir / _IMAGE_FOLDER.format(camera=frame.camera) / _frame_name(index, "png")
     image = _read_image(path)
     _check_size(image, raw_size, path, "image")
     clip.append(_resize(image, image_size))
-  stereo_path = drive_dir / _IMAGE_FOLDER.format(camera=partner) / _frame_name(
+  stereo_path = frames_dir / _IMAGE_FOLDER.format(camera=partner) / _frame_name(
       frame.index, "png")
   stereo = _read_image(stereo_path)
   _check_size(stereo, raw_size, stereo_path, "image")
@@ -285,43 +353,58 @@ def make_clip_example(frame: kitti_splits.Frame, root: str,
   return frame.key, example
 
 
-def list_drives(root: str) -> List[Tuple[str, str, List[int]]]:
-  """`(date, drive, sorted left-camera frame indices)` of every raw drive under `root`."""
-  found = []
-  root = epath.Path(root)
-  for date_dir in sorted(root.iterdir()):
-    if not (date_dir.is_dir() and kitti_splits.DATE_PATTERN.match(date_dir.name)):
-      continue
-    for drive_dir in sorted(date_dir.iterdir()):
-      if not (drive_dir.is_dir() and kitti_splits.DRIVE_PATTERN.match(drive_dir.name)):
+def list_drives(root: Roots) -> List[Tuple[str, str, List[int]]]:
+  """`(date, drive, sorted left-camera frame indices)` of every raw drive under the root(s).
+
+  A drive present under several roots is listed once, from the first (as `drive_dir` reads it).
+  """
+  found = {}
+  for top in raw_roots(root):
+    for date_path in epath.Path(top).iterdir():
+      if not (date_path.is_dir() and kitti_splits.DATE_PATTERN.match(date_path.name)):
         continue
-      image_dir = drive_dir / _IMAGE_FOLDER.format(camera=2)
-      indices = sorted(int(p.name.split(".")[0]) for p in image_dir.glob("*.png")) if (
-          image_dir.exists()) else []
-      found.append((date_dir.name, drive_dir.name, indices))
-  return found
+      for drive_path in date_path.iterdir():
+        key = (date_path.name, drive_path.name)
+        if (key in found or not drive_path.is_dir()
+            or not kitti_splits.DRIVE_PATTERN.match(drive_path.name)):
+          continue
+        image_dir = drive_path / _IMAGE_FOLDER.format(camera=2)
+        found[key] = sorted(int(p.name.split(".")[0]) for p in image_dir.glob("*.png")) if (
+            image_dir.exists()) else []
+  return [(date, drive, indices) for (date, drive), indices in sorted(found.items())]
 
 
-def resolve_raw_root(manual_dir, extract_dir) -> str:
-  """The directory holding `<date>/` folders: `manual_dir`, or its zips extracted safely."""
+def resolve_raw_roots(manual_dir, extract_dir) -> Tuple[str, ...]:
+  """The directories holding the raw data, searched in this order by the example functions.
+
+  `manual_dir` itself (extracted `<date>/` folders, annotated-map folders), then, when it holds
+  `.zip` archives, `<extract_dir>/kitti_raw` where every one of them is extracted safely (once:
+  a marker file records each finished extraction). Extracted and zipped files may be mixed.
+
+  Raises:
+    MissingFileError: `manual_dir` does not exist, or holds neither `<date>/` folders nor zips.
+    UnsafeArchiveError / CorruptFileError: from `archives.safe_extract`.
+  """
   manual_dir = epath.Path(manual_dir)
   if not manual_dir.exists():
     raise errors.MissingFileError(
         f"Manual directory {str(manual_dir)!r} does not exist.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
-  if any(p.is_dir() and kitti_splits.DATE_PATTERN.match(p.name) for p in manual_dir.iterdir()):
-    return str(manual_dir)
+  has_dates = any(p.is_dir() and kitti_splits.DATE_PATTERN.match(p.name)
+                  for p in manual_dir.iterdir())
   zips = sorted(manual_dir.glob("*.zip"))
-  if not zips:
+  if not has_dates and not zips:
     raise errors.MissingFileError(
         f"No KITTI raw data in {str(manual_dir)!r} (neither <date>/ folders nor .zip archives)."
         f"\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
-  target = epath.Path(extract_dir) / "kitti_raw"
+  if not zips:
+    return (str(manual_dir),)
+  target = epath.Path(extract_dir) / _EXTRACTED_FOLDER
   for archive in zips:
     marker = target / f".{archive.name}.extracted"
     if not marker.exists():
       archives.safe_extract(archive, target)
       marker.write_text("ok")
-  return str(target)
+  return (str(manual_dir), str(target))
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -347,7 +430,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
                        description="Zhou-split frames with LiDAR ground truth as camera z "
                                    "(train / validation) and the 697 Eigen test frames (test)."),
   ]
-  DEFAULT_CONFIG_NAME = "eigen"
+  DEFAULT_BUILDER_CONFIG_NAME = "eigen"
 
   def _info(self) -> tfds.core.DatasetInfo:
     config = self.builder_config
@@ -413,7 +496,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         return folder
     return None
 
-  def _zhou_splits(self, root: str, split_dir: Optional[epath.Path]
+  def _zhou_splits(self, root: Roots, split_dir: Optional[epath.Path]
                    ) -> Dict[str, List[kitti_splits.Frame]]:
     """Target frames of `eigen_zhou`: user lists in `split_dir`, else derived by drive."""
     config = self.builder_config
@@ -427,27 +510,27 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         list_drives(root), kitti_splits.eigen_test_scenes(), kitti_splits.static_frames())
     if not frames:
       raise errors.MissingFileError(
-          f"No training frame found under {root!r}: no non-test drive has three "
+          f"No training frame found under {_describe(root)}: no non-test drive has three "
           f"consecutive frames.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
     validation = set(config.validation_drives)
     return {"train": [f for f in frames if f.drive not in validation],
             "validation": [f for f in frames if f.drive in validation]}
 
-  def _test_frames(self, root: str, split_dir: Optional[epath.Path]
+  def _test_frames(self, root: Roots, split_dir: Optional[epath.Path]
                    ) -> List[kitti_splits.Frame]:
-    """Eigen test frames: the user list in `split_dir`, else the vendored 697 (652 annotated)."""
+    """Eigen test frames: the user list in `split_dir` (exactly), else the vendored 697.
+
+    `eigen_benchmark` with the vendored list keeps the frames that have an annotated map and
+    checks that they are the standard 652 (`benchmark_frames`).
+    """
     if split_dir is not None:
       return kitti_splits.read_split_file(split_dir / _SPLIT_FILE_NAMES["test"])
     frames = kitti_splits.eigen_test_frames()
     if self.builder_config.kind == "eigen_benchmark":
-      frames = [f for f in frames if _annotated_path(root, f) is not None]
-      if not frames:
-        raise errors.MissingFileError(
-            f"No annotated depth map of an Eigen test frame found under {root!r}: extract "
-            f"data_depth_annotated.zip there.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+      frames = benchmark_frames(frames, root)
     return frames
 
-  def _zhou_depth_splits(self, root: str) -> Dict[str, List[kitti_splits.Frame]]:
+  def _zhou_depth_splits(self, root: Roots) -> Dict[str, List[kitti_splits.Frame]]:
     """`eigen_zhou_depth`: Zhou target frames that have a scan, and the Eigen test frames.
 
     Train / validation frames without a Velodyne scan are skipped and counted in a warning (the
@@ -466,7 +549,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
       if not present:
         raise errors.MissingFileError(
             f"None of the {len(splits[name])} {name} frames has a Velodyne scan under "
-            f"{root!r} (e.g. {str(velodyne_path(splits[name][0], root))!r}): extract the "
+            f"{_describe(root)} (e.g. {str(velodyne_path(splits[name][0], root))!r}): extract the "
             f"drives' velodyne_points.\n{MANUAL_DOWNLOAD_INSTRUCTIONS}")
       splits[name] = present
     splits["test"] = self._test_frames(root, self._list_dir("test"))
@@ -474,9 +557,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
-    self._manual_dir_root = str(dl_manager.manual_dir)
-    root = resolve_raw_root(dl_manager.manual_dir,
-                            getattr(dl_manager, "_extract_dir", dl_manager.download_dir))
+    manual_dir = manual_lib.manual_dir(dl_manager, MANUAL_DOWNLOAD_INSTRUCTIONS)
+    self._manual_dir_root = str(manual_dir)
+    root = resolve_raw_roots(manual_dir,
+                             getattr(dl_manager, "_extract_dir", dl_manager.download_dir))
     if config.kind == "eigen_zhou_depth":
       splits = self._zhou_depth_splits(root)
     elif config.kind == "eigen_zhou":

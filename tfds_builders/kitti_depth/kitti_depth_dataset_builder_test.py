@@ -3,7 +3,9 @@
 The miniature raw tree is written by `dummy_data/make_dummy_data.py` (see its docstring for the
 drives and frames). Expected counts:
 - eigen / eigen_lidar_x: `split_files/<config>/test_files.txt` lists frames 0 and 3 of drive 0002.
-- eigen_benchmark: the vendored Eigen list ∩ frames with an annotated map = frame 3 of 0002.
+- eigen_benchmark: `split_files/eigen_benchmark/test_files.txt` lists frame 3 of 0002, the one
+  frame with an annotated map (the vendored list needs all 652 maps of the real data, see
+  `tests/test_builders_kitti.py`).
 - eigen_zhou (derived): 0002 is a test scene (excluded); 0113 frames 28-32 give targets 29, 31
   (30 is static in SfMLearner's list) -> train 2; 0022 frames 5-8 give 6, 7 -> validation 2.
 - eigen_zhou_custom: user split files, train 2 (one left, one right clip), validation 1.

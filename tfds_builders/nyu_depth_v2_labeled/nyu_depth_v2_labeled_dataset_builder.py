@@ -19,6 +19,7 @@ import tensorflow_datasets as tfds
 
 from tfds_builders.common import errors
 from tfds_builders.common import generation
+from tfds_builders.common import manual as manual_lib
 from tfds_builders.nyu_depth_v2_labeled import nyu_mat
 
 URLS = {
@@ -95,10 +96,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    try:
-      manual: Optional[epath.Path] = dl_manager.manual_dir
-    except AssertionError:  # No manual directory, or empty: download.
-      manual = None
+    # No manual directory, or an empty one: download both files.
+    manual: Optional[epath.Path] = manual_lib.manual_dir(
+        dl_manager, MANUAL_DOWNLOAD_INSTRUCTIONS, required=False)
     paths = {}
     for key, name in FILENAMES.items():
       if manual is not None and (manual / name).exists():

@@ -34,6 +34,7 @@ import tensorflow_datasets as tfds
 from tfds_builders.common import errors
 from tfds_builders.common import generation
 from tfds_builders.common import images
+from tfds_builders.common import manual as manual_lib
 
 HOMEPAGE = "https://synthia-dataset.net/"
 # SYNTHIA class ids 0..22 (SYNTHIA-RAND-CITYSCAPES README, class table).
@@ -200,7 +201,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     )
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-    root = find_root(dl_manager.manual_dir)
+    root = find_root(manual_lib.manual_dir(dl_manager, MANUAL_DOWNLOAD_INSTRUCTIONS))
     return {"train": self._generate_examples(names=list_frames(root), root=str(root))}
 
   def _generate_examples(self, names, root):

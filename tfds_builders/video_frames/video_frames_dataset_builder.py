@@ -1,4 +1,4 @@
-"""TFDS builder `video_frames`: your own videos, as folders of frames, to self-supervised clips.
+"""TFDS builder `video_frames`: your own videos, or folders of frames, to self-supervised clips.
 
 Input (manual directory): one sub-folder per sequence, holding its frames as 8-bit PNG or JPEG
 files, ordered by the numbers in their names (`frame_2.png` < `frame_10.png`):
@@ -6,12 +6,17 @@ files, ordered by the numbers in their names (`frame_2.png` < `frame_10.png`):
   <manual_dir>/<sequence>/<frames>.{png,jpg,jpeg}
   <manual_dir>/<sequence>/intrinsics.txt      optional, per sequence
   <manual_dir>/intrinsics.txt                 optional, for every sequence without its own
+                                              (also when the sequences come in archives / videos)
 
 Zip / tar archives of such folders placed in the manual directory are extracted safely first.
-Video files (.mp4, .avi, ...) are refused with instructions: no video decoder ships with
-tfdepth's dependencies (TensorFlow and PIL decode images only, TFDS's `Video` feature needs an
-external ffmpeg binary), so extract frames first, e.g.
-`ffmpeg -i drive.mp4 -qscale:v 2 drive/%06d.jpg`.
+Video files (`VIDEO_SUFFIXES`: .mp4, .avi, .mov, .mkv, ...) are decoded once with PyAV (FFmpeg's
+libraries, bundled in the `av` wheels, a tfdepth dependency): `<manual_dir>/<name>.mp4` becomes
+the sequence `<name>`, every frame of its first video stream stored as a lossless PNG
+`<extract_dir>/video_frames/<name>/000000.png, 000001.png, ...` (stream order, RGB as decoded;
+container rotation metadata is not applied). Its intrinsics: `<manual_dir>/<name>/intrinsics.txt`
+if present, else the global file. Archives and video files go into the same extraction folder,
+which then is the only root: plain sequence folders next to them are refused (put every sequence
+in an archive, a video file, or a folder, not a mix).
 
 Processing, per sequence (Zhou et al., CVPR 2017; Gordon et al., ICCV 2019 "Depth from videos
 in the wild" for unknown intrinsics):
@@ -41,9 +46,14 @@ from tfds_builders.common import archives
 from tfds_builders.common import errors
 from tfds_builders.common import generation
 from tfds_builders.common import images
+from tfds_builders.common import manual as manual_lib
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
+# File name of the k-th decoded frame (0-based, stream order) of a video file.
+DECODED_FRAME_NAME = "{index:06d}.png"
+# Folder, under the download manager's extract dir, of extracted archives and decoded videos.
+EXTRACTED_FOLDER = "video_frames"
 ARCHIVE_SUFFIXES = archives.ZIP_SUFFIXES + archives.TAR_SUFFIXES
 INTRINSICS_FILENAME = "intrinsics.txt"
 # Thumbnail (H, W) on which frame differences are computed: cheap, and insensitive to sensor noise.
@@ -57,10 +67,11 @@ MANUAL_DOWNLOAD_INSTRUCTIONS = """\
 Put one folder per video in the manual directory, each holding the video's frames as PNG or JPEG
 files whose names sort in time order by their numbers (e.g. 000001.jpg, 000002.jpg, ...):
   <manual_dir>/<sequence>/<frames>.{png,jpg}
+or the video files themselves (<manual_dir>/<sequence>.mp4, .avi, .mov, .mkv, .webm, ...: every
+frame is decoded once with PyAV), or zip / tar archives of such folders; not a mix of folders
+with archives or videos.
 Optional: <sequence>/intrinsics.txt (or one <manual_dir>/intrinsics.txt for all) with
-"fx fy cx cy" in pixels of the frames, 0-based pixel centres. To turn a video file into frames:
-  ffmpeg -i my_drive.mp4 -qscale:v 2 <manual_dir>/my_drive/%06d.jpg
-(add -vf fps=10 to subsample in time). Zip or tar archives of such folders are also accepted.
+"fx fy cx cy" in pixels of the frames, 0-based pixel centres.
 """
 
 
@@ -217,28 +228,119 @@ def make_clip(item: ClipItem, image_size: Optional[Tuple[int, int]] = None):
   }
 
 
+def decode_video(video_path, target_dir) -> int:
+  """Decodes every frame of the first video stream of a video file into PNG files.
+
+  Args:
+    video_path: the video file (any container / codec of the FFmpeg bundled with PyAV).
+    target_dir: folder written with `DECODED_FRAME_NAME` files (000000.png, ...), created.
+
+  Returns:
+    The number of frames written.
+
+  Raises:
+    CorruptFileError naming the file: FFmpeg cannot open it, it has no video stream, a frame
+      cannot be decoded, or it has no frame.
+  """
+  import av  # pylint: disable=g-import-not-at-top  (only needed when videos are given)
+  video_path, target_dir = epath.Path(video_path), epath.Path(target_dir)
+  target_dir.mkdir(parents=True, exist_ok=True)
+  count = 0
+  with video_path.open("rb") as stream:
+    try:
+      container = av.open(stream)
+    except (av.FFmpegError, OSError, ValueError) as e:
+      raise errors.CorruptFileError(
+          f"{video_path}: not a video file FFmpeg can open ({e}); expected a video container "
+          f"({', '.join(VIDEO_SUFFIXES)}). Re-encode or re-copy it.") from None
+    with container:
+      if not container.streams.video:
+        raise errors.CorruptFileError(
+            f"{video_path} has no video stream (streams: "
+            f"{[s.type for s in container.streams]}).")
+      video = container.streams.video[0]
+      try:
+        for frame in container.decode(video):
+          (target_dir / DECODED_FRAME_NAME.format(index=count)).write_bytes(
+              images.encode_png(frame.to_ndarray(format="rgb24")))
+          count += 1
+      except (av.FFmpegError, ValueError) as e:
+        raise errors.CorruptFileError(
+            f"{video_path}: frame {count} cannot be decoded (codec "
+            f"{getattr(video.codec_context, 'name', None)!r}): {e}. The file is truncated or "
+            "damaged.") from None
+  if not count:
+    raise errors.CorruptFileError(f"{video_path} has no decodable frame.")
+  return count
+
+
+def _decode_once(video: epath.Path, target: epath.Path) -> None:
+  """Decodes `video` into `target/<stem>/` unless a marker says it was done; syncs its K file."""
+  folder = target / video.stem
+  started = target / f".{video.name}.decoding"
+  done = target / f".{video.name}.decoded"
+  if not done.exists():
+    if folder.exists() and not started.exists():
+      raise errors.InvalidInputError(
+          f"Video file {video.name!r} would be decoded into the sequence {video.stem!r}, but an "
+          f"archive already gave a sequence of that name ({str(folder)!r}); rename one of them.")
+    target.mkdir(parents=True, exist_ok=True)
+    started.write_text("")
+    done.write_text(str(decode_video(video, folder)))
+  own_k, stored_k = video.parent / video.stem / INTRINSICS_FILENAME, folder / INTRINSICS_FILENAME
+  if own_k.exists():
+    read_intrinsics(own_k)  # Checked here, so that the error names the user's file.
+    stored_k.write_text(own_k.read_text())
+  elif stored_k.exists():
+    stored_k.unlink()
+
+
 def prepare_root(manual_dir, extract_dir) -> epath.Path:
-  """Checks the manual directory, extracts archives safely, refuses video files."""
+  """The folder holding the sequence folders.
+
+  The manual directory itself, or, when it holds archives or video files,
+  `<extract_dir>/video_frames` after extracting the archives safely and decoding the videos
+  (once: marker files record finished decodes).
+
+  Raises:
+    InvalidInputError: sequence folders next to archives / videos (other than a video's folder
+      holding its intrinsics.txt), or two sources of one sequence name.
+    UnsafeArchiveError / CorruptFileError: from `archives.safe_extract` / `decode_video`.
+  """
   manual_dir = epath.Path(manual_dir)
   entries = list(manual_dir.iterdir())
-  videos = [p.name for p in entries if p.suffix.lower() in VIDEO_SUFFIXES]
-  if videos:
-    raise errors.InvalidInputError(
-        f"Video files {videos[:5]} in {str(manual_dir)!r}: video decoding is not supported (no "
-        f"decoder among the dependencies). Extract their frames first.\n"
-        f"{MANUAL_DOWNLOAD_INSTRUCTIONS}")
+  videos = sorted((p for p in entries if p.suffix.lower() in VIDEO_SUFFIXES and not p.is_dir()),
+                  key=lambda p: p.name)
   packed = [p for p in entries if p.name.lower().endswith(ARCHIVE_SUFFIXES)]
-  if not packed:
+  if not packed and not videos:
     return manual_dir
-  target = epath.Path(extract_dir) / "video_frames"
+  stems = [p.stem for p in videos]
+  repeated = sorted({stem for stem in stems if stems.count(stem) > 1})
+  if repeated:
+    raise errors.InvalidInputError(
+        f"Video files in {str(manual_dir)!r} share the sequence name(s) {repeated} "
+        f"({[p.name for p in videos if p.stem in repeated]}); rename them.")
+  target = epath.Path(extract_dir) / EXTRACTED_FOLDER
   for archive in packed:
     archives.safe_extract(archive, target)
-  for p in entries:  # Plain folders next to the archives are used as well.
+  for video in videos:
+    _decode_once(video, target)
+  for p in entries:  # Plain folders are only accepted when the same sequence was extracted.
     if p.is_dir() and not (target / p.name).exists():
       raise errors.InvalidInputError(
-          f"{str(manual_dir)!r} mixes archives and folders ({p.name}/); put all sequences "
-          "either in archives or in folders.")
+          f"{str(manual_dir)!r} mixes archives / video files and sequence folders ({p.name}/); "
+          "put all sequences either in archives or video files, or in folders.")
   return target
+
+
+def global_intrinsics(manual_dir, root) -> Optional[np.ndarray]:
+  """K for sequences without their own file: `<manual_dir>/intrinsics.txt`, else the one at the
+  top of `root` (where archives were extracted), else None."""
+  for folder in (manual_dir, root):
+    path = epath.Path(folder) / INTRINSICS_FILENAME
+    if path.exists():
+      return read_intrinsics(path)
+  return None
 
 
 def find_sequences(root) -> List[epath.Path]:
@@ -288,10 +390,9 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager: tfds.download.DownloadManager):
     config = self.builder_config
-    root = prepare_root(dl_manager.manual_dir,
-                        getattr(dl_manager, "_extract_dir", dl_manager.download_dir))
-    global_k_file = root / INTRINSICS_FILENAME
-    global_k = read_intrinsics(global_k_file) if global_k_file.exists() else None
+    manual_dir = manual_lib.manual_dir(dl_manager, MANUAL_DOWNLOAD_INSTRUCTIONS)
+    root = prepare_root(manual_dir, getattr(dl_manager, "_extract_dir", dl_manager.download_dir))
+    global_k = global_intrinsics(manual_dir, root)
     sequences = find_sequences(root)
     names = {s.name for s in sequences}
     unknown = sorted(set(config.validation_sequences) - names)

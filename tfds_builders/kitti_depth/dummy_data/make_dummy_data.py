@@ -7,7 +7,9 @@ deterministic (fixed seed) and tiny (24×80 images). All values are made up in t
 - 8-bit RGB PNGs `image_0{2,3}/data/<10 digits>.png`;
 - Velodyne scans `velodyne_points/data/<10 digits>.bin`: float32 N×4 (x, y, z, reflectance);
 - one annotated depth map `proj_depth/groundtruth/image_02/0000000003.png`: uint16, metres·256;
-- split files under `split_files/` (Monodepth2 and SfMLearner line formats).
+- split files under `split_files/` (Monodepth2 and SfMLearner line formats), one per config
+  tested on it; `eigen_benchmark/test_files.txt` lists the annotated frame (the built-in Eigen
+  list needs the 652 maps of the real data, so the fixture supplies its own list).
 Drives: 0002 (an Eigen test scene: frames 0-3, with scans), 0113 (training: frames 28-32, 30 is
 static in SfMLearner's list, all with scans), 0022 (a default validation drive: frames 5-8, scans
 for all but frame 7, so that `eigen_zhou_depth` skips its target 7 as a frame without a scan).
@@ -135,6 +137,8 @@ def main() -> None:
       "eigen/test_files.txt": f"{DATE}/{SCAN_DRIVE} 0 l\n{DATE}/{SCAN_DRIVE} 3 l\n",
       "eigen_lidar_x/test_files.txt": (f"{DATE}/{SCAN_DRIVE}/image_02/data/0000000000.png\n"
                                        f"{DATE}/{SCAN_DRIVE}/image_02/data/0000000003.png\n"),
+      # The built-in list needs all 652 annotated maps; the fixture has one.
+      "eigen_benchmark/test_files.txt": f"{DATE}/{SCAN_DRIVE} {ANNOTATED_FRAME} l\n",
       "eigen_zhou_custom/train_files.txt": (f"{DATE}/2011_09_26_drive_0113_sync 29 l\n"
                                             f"{DATE}/2011_09_26_drive_0113_sync 30 r\n"),
       "eigen_zhou_custom/val_files.txt": f"{DATE}/2011_09_26_drive_0022_sync 6 l\n",
