@@ -62,3 +62,25 @@ def test_tiny_demo_end_to_end(tmp_path):
   assert os.path.isdir(os.path.join(out, "tfds", "synthetic_world"))   # documented default
   with open(os.path.join(out, demo.METRICS_MD)) as f:
     assert "| median_baseline |" in f.read()
+
+
+def test_demo_refuses_to_replace_outputs_it_did_not_write(tmp_path):
+  import pytest  # pylint: disable=g-import-not-at-top
+  from tfdepth.errors import ConfigError  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "mine")
+  user_model = os.path.join(out, "saved_model")
+  os.makedirs(os.path.join(user_model, "variables"))
+  with open(os.path.join(user_model, "saved_model.pb"), "wb") as f:
+    f.write(b"a user's model")
+  with pytest.raises(ConfigError) as err:
+    demo.run_demo(out, config=demo.demo_config(**TINY), verbose=0)
+  assert repr(out) in str(err.value) and "['saved_model']" in str(err.value)
+  assert "--overwrite" in str(err.value)
+  with open(os.path.join(user_model, "saved_model.pb"), "rb") as f:
+    assert f.read() == b"a user's model"             # untouched
+  assert not os.path.exists(os.path.join(out, demo.DEMO_MARKER))
+  # --overwrite takes the folder over (marks it); a folder the demo marked is its own.
+  assert demo.check_output_dir(out, overwrite=True)
+  assert os.path.exists(os.path.join(out, demo.DEMO_MARKER))
+  assert demo.check_output_dir(out)
+  assert demo.check_output_dir(str(tmp_path / "new"))   # new folders are fine

@@ -393,3 +393,21 @@ def test_configs_weights_and_experiments():
       experiments.get_experiment("dynamic_synthetic_street"),
       ["data.height=64", "data.width=64"]), learn_intrinsics=False)
   assert list(depth_net.output) == ["depth_0"]
+
+
+def test_optimizer_from_config_honours_clipnorm_and_refuses_unsupported_fields():
+  exp = experiments.get_experiment("dynamic_synthetic_street")
+  released = dynamic.optimizer_from_config(exp.optimizer)   # registered clipnorm 10
+  assert isinstance(released, keras.optimizers.Adam)
+  assert (released.global_clipnorm, released.clipnorm) == (10.0, None)
+  assert float(released.learning_rate.numpy()) == pytest.approx(2e-4)
+  for clip, expected in (("0", None), ("none", 10.0), ("2.5", 2.5)):   # 0 turns clipping off
+    opt = experiments.apply_overrides(exp, [f"optimizer.clipnorm={clip}"]).optimizer
+    assert dynamic.optimizer_from_config(opt).global_clipnorm == expected, clip
+  for override, field in (("optimizer.name=sgd", "'name'"),
+                          ("optimizer.schedule=cosine", "'schedule'"),
+                          ("optimizer.warmup_steps=100", "'warmup_steps'"),
+                          ("optimizer.weight_decay=0.1", "'weight_decay'")):
+    opt = experiments.apply_overrides(exp, [override]).optimizer
+    with pytest.raises(ConfigError, match=rf"unsupported optimizer.\[{field}\]"):
+      dynamic.optimizer_from_config(opt)

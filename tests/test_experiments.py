@@ -203,3 +203,43 @@ def test_data_cache_mode_auto_caches_only_the_synthetic_world():
   assert not common.cache_in_memory(experiments.apply_overrides(street, ["data.cache=none"]))
   with pytest.raises(ConfigError, match=r"data.cache must be one of .*received 'disk'"):
     experiments.apply_overrides(street, ["data.cache=disk"])
+
+
+def test_free_form_kwargs_parse_literals_strictly():
+  base = experiments.get_experiment("fastdepth_synthetic_street")
+  cfg = experiments.apply_overrides(base, [
+      "model.kwargs.a=False", "model.kwargs.b=TRUE", "model.kwargs.c=None", "model.kwargs.d=Null",
+      "model.kwargs.e=.5", "model.kwargs.f=bilinear", 'model.kwargs.g="no"', "model.kwargs.h=2"])
+  kwargs = cfg.model.kwargs
+  assert kwargs["a"] is False and kwargs["b"] is True   # not the truthy strings "False", "TRUE"
+  assert kwargs["c"] is None and kwargs["d"] is None
+  assert kwargs["e"] == 0.5 and kwargs["f"] == "bilinear" and kwargs["g"] == "no"
+  assert kwargs["h"] == 2 and isinstance(kwargs["h"], int)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.kwargs.flag=no", r"model.kwargs.flag='no': ambiguous bare word 'no'; expected "
+                             r"true/false"),
+    ("model.kwargs.flag=Yes", "ambiguous bare word 'Yes'"),
+    ("model.kwargs.scale=nan", r"model.kwargs.scale='nan': expected finite numbers, received nan"),
+    ("model.kwargs.scales=[1, Infinity]", "expected finite numbers, received inf"),
+    ("model.kwargs.width_multiplier=inf", "expected a finite float, received inf"),
+    ("optimizer.learning_rate=nan", r"optimizer.learning_rate must be a finite float > 0, "
+                                    r"received nan"),
+    ("optimizer.learning_rate=-1e-3", "optimizer.learning_rate must be a finite float > 0"),
+    ("optimizer.clipnorm=-1", r"optimizer.clipnorm must be a finite float >= 0 \(0 = no "
+                              r"clipping\) or None, received -1.0"),
+    ("optimizer.weight_decay=inf", "optimizer.weight_decay must be a finite float >= 0"),
+    ("optimizer.warmup_steps=-5", "optimizer.warmup_steps must be a non-negative integer"),
+    ("train.steps_per_epoch=-3", r"train.steps_per_epoch must be a non-negative integer \(0 = "
+                                 r"default\), received -3"),
+    ("train.validation_steps=-1", "train.validation_steps must be a non-negative integer"),
+    ("max_depth=-1", r"max_depth must be a finite float > 0 \(metres\) or None, received -1.0"),
+    ("max_depth=nan", "max_depth must be a finite float > 0"),
+    ("losses.silog.weight=nan", "losses.silog.weight must be a finite float >= 0, received nan"),
+    ("data.min_crop_fraction=0", r"data.min_crop_fraction must be in \(0, 1\], received 0.0"),
+])
+def test_overrides_reject_non_finite_and_out_of_range_values(override, message):
+  base = experiments.get_experiment("fastdepth_synthetic_street")
+  with pytest.raises(ConfigError, match=message):
+    experiments.apply_overrides(base, [override])

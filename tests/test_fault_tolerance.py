@@ -91,8 +91,9 @@ def test_killed_run_resumes_to_the_uninterrupted_weights(when, tmp_path):
   backup = os.path.join(run_dir, common.BACKUP_DIR)
   metadata = common.read_backup_metadata(backup)
   if restored:
-    assert metadata == {"epoch": restored,
-                        "weights": common.BACKUP_WEIGHTS_PATTERN.format(epoch=restored)}, crash_env
+    assert {k: metadata[k] for k in ("epoch", "weights")} == {
+        "epoch": restored, "weights": common.BACKUP_WEIGHTS_PATTERN.format(epoch=restored)}, crash_env
+    assert metadata["best"]["monitor"] == "val_loss", crash_env   # restored into the best ckpt
   else:  # killed during epoch 1: no backup yet, the restart trains from scratch
     assert metadata is None, crash_env
   assert common.restored_epoch(run_dir) == restored, crash_env
@@ -173,7 +174,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
   depth = np.full((6, 8, 8, 1), 2.0, np.float32)
   ds = tf.data.Dataset.from_tensor_slices({"image": images, "depth": depth}).batch(2)
   model = supervised.SupervisedDepthModel(_tiny_network(), [("l1", 1.0), ("silog", 0.5)])
-  # Plain SGD (no momentum): a zeroed gradient leaves every weight exactly unchanged.
+  # The non-finite step is not applied at all (tests/test_trainer_supervised.py checks Adam).
   model.compile(optimizer=keras.optimizers.SGD(0.1))
   model(tf.zeros([1, 8, 8, 3]))
   good = {}
@@ -203,6 +204,66 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     for w, w0 in zip(restored.network.weights, model.network.weights):
       np.testing.assert_array_equal(w.numpy(), w0.numpy())
   assert common.read_backup_metadata(os.path.join(model_dir, common.BACKUP_DIR))["epoch"] == 1
+
+
+# ------------------------------------------------------------------------------ best after resume
+class _Preempted(Exception):
+  pass
+
+
+def test_resumed_run_replaces_best_checkpoint_only_with_a_better_model(tmp_path):
+  """A restart must not save its first (worse) epoch as best.weights.h5: the best val_loss of the
+  epochs before the restart is kept in the backup and restored into the best checkpoint."""
+  images = np.linspace(0.1, 0.9, 4 * 8 * 8 * 3, dtype=np.float32).reshape(4, 8, 8, 3)
+  ds = tf.data.Dataset.from_tensor_slices(
+      {"image": images, "depth": np.full((4, 8, 8, 1), 3.0, np.float32)}).batch(2)
+
+  def model():
+    keras.utils.set_random_seed(0)
+    m = supervised.SupervisedDepthModel(_tiny_network(), [("l1", 1.0)])
+    m.compile(optimizer=keras.optimizers.SGD(0.05))
+    m(tf.zeros([1, 8, 8, 3]))
+    return m
+
+  class Preempt(keras.callbacks.Callback):   # after the backup of epoch 2
+
+    def on_epoch_end(self, epoch, logs=None):
+      if epoch == 1:
+        raise _Preempted()
+
+  class ValLoss(keras.callbacks.Callback):   # placed first: sees every epoch's logs
+    values = []
+
+    def on_epoch_end(self, epoch, logs=None):
+      self.values.append(logs["val_loss"])
+
+  model_dir = str(tmp_path)
+  best_path = os.path.join(model_dir, common.CHECKPOINT_DIR, common.BEST_CHECKPOINT)
+  with pytest.raises(_Preempted):
+    model().fit(ds.repeat(), steps_per_epoch=2, epochs=4, validation_data=ds, verbose=0,
+                callbacks=[ValLoss()] + common.checkpoint_callbacks(model_dir) + [Preempt()])
+  best_before = min(ValLoss.values)
+  metadata = common.read_backup_metadata(os.path.join(model_dir, common.BACKUP_DIR))
+  assert metadata["epoch"] == 2
+  assert metadata["best"] == {"monitor": "val_loss", "value": pytest.approx(best_before, rel=1e-7)}
+  with open(best_path, "rb") as f:
+    best_bytes = f.read()
+
+  class Worse(keras.callbacks.Callback):   # a resumed epoch whose val_loss goes up
+
+    def on_epoch_begin(self, epoch, logs=None):
+      for v in self.model.network.trainable_variables:
+        v.assign(v + 0.5)
+
+  callbacks = common.checkpoint_callbacks(model_dir)
+  resumed = model()
+  ValLoss.values = []
+  resumed.fit(ds.repeat(), steps_per_epoch=2, epochs=3, validation_data=ds, verbose=0,
+              callbacks=[ValLoss()] + callbacks + [Worse()])
+  assert len(ValLoss.values) == 1 and ValLoss.values[0] > best_before   # epoch 3 only, worse
+  assert callbacks[1].best == pytest.approx(best_before, rel=1e-7)      # restored, kept
+  with open(best_path, "rb") as f:
+    assert f.read() == best_bytes
 
 
 # ------------------------------------------------------------------------------ degenerate batches

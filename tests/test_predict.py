@@ -345,3 +345,42 @@ def test_tflite_source_matches_keras(tmp_path, keras_model_and_path, predictor):
   # Same float32 network through another runtime: kernels differ in summation order only.
   np.testing.assert_allclose(np.load(rec["outputs"]["depth_npy"]),
                              np.load(ref["outputs"]["depth_npy"]), rtol=1e-4)
+
+
+def _training_run(tmp_path, name, overrides, build):
+  """A model_dir as tfdepth-train leaves it (resolved config + last checkpoint), untrained."""
+  from trainers import common, experiments  # pylint: disable=g-import-not-at-top
+  config = experiments.apply_overrides(experiments.get_experiment(name), overrides)
+  model = build(config)
+  model_dir = str(tmp_path / name)
+  os.makedirs(os.path.join(model_dir, common.CHECKPOINT_DIR))
+  experiments.save_resolved_config(config, model_dir)
+  model.save_weights(os.path.join(model_dir, common.CHECKPOINT_DIR, common.LAST_CHECKPOINT))
+  return model, model_dir
+
+
+def test_checkpoint_of_a_dynamic_run_loads_as_relative_depth(tmp_path):
+  from trainers import dynamic  # pylint: disable=g-import-not-at-top
+  model, model_dir = _training_run(
+      tmp_path, "dynamic_synthetic_street", ["data.height=64", "data.width=64"],
+      lambda c: dynamic.build_dynamic_trainer(c, with_metrics=False))
+  p = predict.load_predictor(model_dir=model_dir)
+  assert (p.depth_type, p.depth_type_source, p.input_size) == ("relative", "experiment", (64, 64))
+  x = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+  # The loaded weights are the run's: the same depth as the trainer that saved them.
+  np.testing.assert_allclose(p.predict_fn(x), model(x, training=False)["depth"].numpy(),
+                             rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoint_of_a_stereo_run_is_metric_after_the_stereo_scale_factor(tmp_path):
+  from trainers import self_supervised as ss  # pylint: disable=g-import-not-at-top
+  model, model_dir = _training_run(
+      tmp_path, "monodepth2_synthetic_street_stereo", ["data.height=64", "data.width=64"],
+      lambda c: ss.build_self_supervised_trainer(c, 1, with_metrics=False))
+  p = predict.load_predictor(model_dir=model_dir)
+  assert (p.depth_type, p.depth_type_source) == ("metric", "experiment")
+  assert p.describe()["depth_scale_factor"] == ss.STEREO_SCALE_FACTOR == 5.4
+  x = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype(np.float32)
+  # Depth in units of the 0.1 training baseline x 5.4 = metres (KITTI baseline 0.54 m).
+  np.testing.assert_allclose(p.predict_fn(x), 5.4 * model(x, training=False)["depth"].numpy(),
+                             rtol=1e-5)

@@ -351,6 +351,30 @@ def test_non_finite_loss_skips_the_update_and_raises():
     np.testing.assert_array_equal(a, b.numpy())
 
 
+def test_non_finite_prediction_with_depth_metrics_under_adam_applies_nothing():
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  model = ss.SelfSupervisedDepthModel(
+      _tiny_depth_net(), _tiny_pose_net(),
+      ss.SelfSupervisedConfig(scales=(0, 1), automask_noise_scale=0.0),
+      depth_metrics=metrics.standard_metrics("synthetic_street"))
+  model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
+  batch = _batch()
+  aug = batch["frames_aug"].numpy()
+  aug[0, 1, 3, 3, 0] = np.nan   # the depth net's input: NaN predicted depth
+  batch["frames_aug"] = tf.constant(aug)
+  batch["depth"] = tf.fill([2, 16, 32, 1], 5.0)
+  model.optimizer.build(model.trainable_variables)
+  before = [v.numpy().copy() for v in model.weights + model.optimizer.variables]
+  # The metrics' in-graph finiteness assertion must not pre-empt the typed error.
+  with pytest.raises(NonFiniteError, match=r"global step 1 \(epoch 0, batch 0\)"):
+    model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+  assert int(model.optimizer.iterations.numpy()) == 0
+  for a, b in zip(before, model.weights + model.optimizer.variables):   # incl. Adam moments
+    np.testing.assert_array_equal(a, b.numpy())
+  assert model.depth_metrics and all(float(m.count.numpy()) == 0 for m in model.depth_metrics)
+
+
 def test_get_config_round_trip_and_bad_inputs():
   cfg = ss.SelfSupervisedConfig(scales=(0, 1), use_min_reprojection=False, ssim_weight=0.5)
   model = ss.SelfSupervisedDepthModel(_tiny_depth_net(), _tiny_pose_net(), cfg, name="ssd")

@@ -112,3 +112,75 @@ def test_linear_warmup_ramps_then_hands_over_to_the_schedule():
     schedules.LinearWarmup(1e-3, 0)
   with pytest.raises(ConfigError, match="received -1.0"):
     schedules.LinearWarmup(-1.0, 3)
+
+
+# ------------------------------------------------------------------------------ model_dir guard
+def _tiny_eigen():
+  from tests._workers import tiny_experiment  # pylint: disable=g-import-not-at-top
+  return experiments.get_experiment(tiny_experiment.NAME)
+
+
+def _read(path):
+  with open(path, "rb") as f:
+    return f.read()
+
+
+def test_finished_model_dir_is_refused_unless_overwrite(tmp_path):
+  data_dir, model_dir = str(tmp_path / "tfds"), str(tmp_path / "run")
+  config = _tiny_eigen()
+  train_lib.train(config, model_dir, data_dir=data_dir, verbose=0)
+  files = [experiments.RESOLVED_CONFIG_FILENAME, train_lib.HISTORY_FILENAME,
+           os.path.join(common.CHECKPOINT_DIR, common.BEST_CHECKPOINT),
+           os.path.join(common.CHECKPOINT_DIR, common.LAST_CHECKPOINT)]
+  before = {n: _read(os.path.join(model_dir, n)) for n in files}
+  assert not os.path.exists(os.path.join(model_dir, common.IN_PROGRESS_MARKER))   # finished
+
+  # The same command again, and another config: refused before anything is written.
+  other = experiments.apply_overrides(config, ["optimizer.learning_rate=0.002"])
+  for cfg in (config, other):
+    with pytest.raises(ConfigError) as err:
+      train_lib.train(cfg, model_dir, data_dir=data_dir, verbose=0)
+    message = str(err.value)
+    assert repr(model_dir) in message and "--overwrite" in message
+    assert "checkpoints/best.weights.h5" in message and "history.json" in message
+  assert "['optimizer.learning_rate']" in message
+  assert {n: _read(os.path.join(model_dir, n)) for n in files} == before
+
+  # tfdepth-train --overwrite replaces the run (and its config).
+  train_lib._define_flags()  # pylint: disable=protected-access
+  flags.FLAGS(["tfdepth-train", f"--experiment={config.name}", f"--model_dir={model_dir}",
+               f"--data_dir={data_dir}", "--override=optimizer.learning_rate=0.002",
+               "--overwrite", "--verbose=0"])
+  try:
+    train_lib.main([])
+  finally:
+    flags.FLAGS.unparse_flags()
+  assert experiments.load_resolved_config(model_dir) == other
+  assert _read(os.path.join(model_dir, files[3])) != before[files[3]]
+
+
+def test_prepare_model_dir_resumes_only_an_interrupted_run_of_the_same_config(tmp_path):
+  config = _tiny_eigen()
+  model_dir = str(tmp_path)
+  assert common.prepare_model_dir(config, model_dir) == "new"
+  experiments.save_resolved_config(config, model_dir)
+  assert common.prepare_model_dir(config, model_dir) == "new"   # config only: nothing trained
+  backup = os.path.join(model_dir, common.BACKUP_DIR)
+  os.makedirs(backup)
+  with open(os.path.join(backup, common.BACKUP_METADATA), "w") as f:
+    json.dump({"epoch": 1, "weights": "epoch_1.weights.h5"}, f)
+  assert common.prepare_model_dir(config, model_dir) == "resume"
+  changed = experiments.apply_overrides(config, ["train.batch_size=2", "losses.l1.weight=0.5"])
+  with pytest.raises(ConfigError, match=r"interrupted run of another config: keys "
+                     r"\['losses.l1.weight', 'train.batch_size'\] differ"):
+    common.prepare_model_dir(changed, model_dir)
+  # --overwrite discards the old run's backup (BackupAndRestore would resume it otherwise).
+  assert common.prepare_model_dir(changed, model_dir, overwrite=True) == "overwrite"
+  assert not os.path.exists(backup)
+  assert os.path.exists(os.path.join(model_dir, experiments.RESOLVED_CONFIG_FILENAME))
+  # A run killed before its first backup: only the in-progress marker says it was interrupted.
+  experiments.save_resolved_config(changed, model_dir)
+  common._write_in_progress_marker(model_dir)  # pylint: disable=protected-access
+  assert common.prepare_model_dir(changed, model_dir) == "resume"
+  with pytest.raises(ConfigError, match="interrupted run of another config"):
+    common.prepare_model_dir(config, model_dir)

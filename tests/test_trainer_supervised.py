@@ -188,3 +188,130 @@ def test_same_seed_gives_identical_weights_after_n_steps():
   for x, y in zip(a, b):
     np.testing.assert_array_equal(x, y)   # bitwise: stateless augmentation, fixed shuffling
   assert any(not np.array_equal(x, z) for x, z in zip(a, c))
+
+
+# ------------------------------------------------------------------ non-finite steps, clipping
+class _Snapshot(keras.callbacks.Callback):
+  """Copies network weights, optimizer variables and metric results at the end of each batch."""
+
+  def __init__(self):
+    super().__init__()
+    self.after = {}
+
+  def on_train_batch_end(self, batch, logs=None):
+    self.after[batch] = (
+        [w.numpy().copy() for w in self.model.network.weights],
+        [v.numpy().copy() for v in self.model.optimizer.variables],
+        {m.name: float(m.result()) for m in self.model.depth_metrics})
+
+
+def _linear_network():
+  """image -> {"depth": softplus(conv3x3(image)) + 0.5}: no ReLU, so a NaN pixel stays NaN in the
+  predicted depth also in graph mode (the fused conv + ReLU of TF's graph optimiser maps NaN to 0)."""
+  inputs = keras.Input((H, W, 3), name="image")
+  x = keras.layers.Conv2D(1, 3, padding="same", activation="softplus", name="lin_conv",
+                          kernel_initializer=keras.initializers.GlorotUniform(seed=0))(inputs)
+  return keras.Model(inputs, {"depth": keras.layers.Rescaling(1.0, offset=MIN_PRED_DEPTH)(x)})
+
+
+def _nan_fit(strategy, data, batch, network_fn=_network, terms=TERMS):
+  with strategy.scope():
+    model = SupervisedDepthModel(network_fn(), terms,
+                                 depth_metrics=depth_metrics.standard_metrics("synthetic_street"))
+    # AdamW: moments, iterations and decoupled weight decay would all move on a zero gradient.
+    model.compile(optimizer=keras.optimizers.AdamW(1e-2, weight_decay=0.1))
+  snap = _Snapshot()
+  with pytest.raises(NonFiniteError) as err:
+    model.fit(tf.data.Dataset.from_tensor_slices(data).batch(batch), verbose=0, callbacks=[snap])
+  return model, snap, str(err.value)
+
+
+def _assert_unchanged_since_first_step(model, snap):
+  assert set(snap.after) == {0, 1}   # NonFiniteLossCheck raised at the end of batch 1
+  weights, opt_vars, metric_values = snap.after[0]
+  assert int(model.optimizer.iterations.numpy()) == 1
+  for a, b in zip(weights, model.network.weights):
+    np.testing.assert_array_equal(a, b.numpy())
+  # iterations, learning rate and the two Adam moments of each variable
+  assert len(opt_vars) == len(model.optimizer.variables) == 2 + 2 * len(model.trainable_weights)
+  for a, b in zip(opt_vars, model.optimizer.variables):
+    np.testing.assert_array_equal(a, b.numpy())
+  # The depth metrics were not updated with the skipped step.
+  assert snap.after[1][2] == metric_values
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_non_finite_prediction_step_leaves_weights_adam_state_and_metrics_unchanged(replicas):
+  devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+  strategy = (tf.distribute.OneDeviceStrategy(devices[0]) if replicas == 1
+              else cpu_mirrored_strategy(devices[:2]))
+  d = _data(8, sparse=False)
+  # Step 2 (images 4..7): one NaN pixel in image 7 only (with 2 replicas: on the second only).
+  d["image"][7, 5, 5, 0] = np.nan
+  model, snap, message = _nan_fit(strategy, d, batch=4, network_fn=_linear_network)
+  # Depth metrics are attached: the typed error is raised, not the metrics' in-graph assertion
+  # ("abs_rel: pred must be finite", an InvalidArgumentError, before the fix).
+  assert "non-finite training loss at global step 2 (epoch 0, batch 1)" in message
+  _assert_unchanged_since_first_step(model, snap)
+
+
+def test_non_finite_term_under_adam_names_the_term_and_applies_nothing():
+  d = _data(4)
+  d["image"][3, 5, 5, 0] = np.nan   # NaN depth at a valid pixel: the silog term is NaN
+  model, snap, message = _nan_fit(tf.distribute.get_strategy(), d, batch=2,
+                                  network_fn=_linear_network)
+  assert "global step 2 (epoch 0, batch 1)" in message and "silog_loss" in message
+  _assert_unchanged_since_first_step(model, snap)
+
+
+def test_non_finite_gradient_with_finite_loss_terms_is_skipped_and_raises():
+  def sqrt_l1(pred, target, mask=None):
+    # Batches with a depth above 100 m: value 0 = sqrt(0), but d sqrt(u)/du = inf at u = 0, times
+    # du/dpred = 0: a NaN gradient under a finite loss. tf.cond backpropagates the taken branch only.
+    per_image = losses.l1_loss(pred, target, mask)
+    return tf.cond(tf.reduce_max(target) > 100.0,
+                   lambda: tf.reduce_mean(tf.sqrt(0.0 * pred), axis=[1, 2, 3]),
+                   lambda: per_image)
+
+  d = _data(4)
+  d["depth"][2:, 0, 0, 0] = 150.0
+  model, snap, message = _nan_fit(tf.distribute.get_strategy(), d, batch=2,
+                                  terms=[LossTerm("fragile", 1.0, fn=sqrt_l1)])
+  # The terms are finite; the logged total shows the skipped step.
+  assert "global step 2 (epoch 0, batch 1): term(s) ['loss'] = {'loss': nan}" in message
+  _assert_unchanged_since_first_step(model, snap)
+
+
+def _clipped_update(strategy, optimizer_fn):
+  """Weight change of one SGD step (lr 1, momentum 0.9: first update = lr · clipped gradient)
+  on the 4-image global batch, per variable."""
+  with strategy.scope():
+    model = SupervisedDepthModel(_network(), [LossTerm("l1", 1.0)])
+    model.compile(optimizer=optimizer_fn())
+    model(tf.zeros([1, H, W, 3]))
+  before = [w.numpy().copy() for w in model.network.trainable_weights]
+  model.fit(_dataset(4, n=4), epochs=1, verbose=0)
+  return [w.numpy() - b for w, b in zip(model.network.trainable_weights, before)]
+
+
+@pytest.mark.parametrize("kind", ["clipnorm", "global_clipnorm"])
+def test_gradient_clipping_bounds_the_global_gradient_under_mirrored_strategy(kind):
+  from trainers import common, experiments  # pylint: disable=g-import-not-at-top
+  if kind == "clipnorm":   # the experiment optimizer builder: SGD(momentum 0.9, clipnorm)
+    make = lambda: common.build_optimizer(  # noqa: E731
+        experiments.OptimizerConfig("sgd", learning_rate=1.0, clipnorm=0.01), 10)
+  else:                    # trainers.dynamic uses global_clipnorm
+    make = lambda: keras.optimizers.SGD(1.0, momentum=0.9, global_clipnorm=0.01)  # noqa: E731
+  devices = [d.name for d in tf.config.list_logical_devices("CPU")]
+  one = _clipped_update(tf.distribute.OneDeviceStrategy(devices[0]), make)
+  two = _clipped_update(cpu_mirrored_strategy(devices[:2]), make)
+  norms_one = [np.linalg.norm(u) for u in one]
+  # The unclipped L1 gradients are far larger than 0.01, so clipping is active: each variable's
+  # update has norm exactly 0.01 (clipnorm), or all of them together (global_clipnorm).
+  if kind == "clipnorm":
+    np.testing.assert_allclose(norms_one, [0.01] * len(one), rtol=1e-5)
+  else:
+    np.testing.assert_allclose(np.linalg.norm(norms_one), 0.01, rtol=1e-5)
+  # Two replicas take the same step as one device (before the fix: up to twice as long).
+  for a, b in zip(two, one):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-8)

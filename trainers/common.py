@@ -5,8 +5,10 @@ Everything is driven by an `trainers.experiments.ExperimentConfig`; the entry po
 """
 
 import json
+import math
 import numbers
 import os
+import shutil
 
 import keras
 import tensorflow as tf
@@ -302,7 +304,18 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
   epoch's weights go to `epoch_<e>.weights.h5` (temporary name + rename), then the metadata
   `{"epoch": e, "weights": file}` is replaced atomically: whatever the kill point, the metadata
   names a complete weights file of the epoch it records. Temporary files are never loaded.
+
+  `best_checkpoint`: the `save_best_only` ModelCheckpoint of the run (placed before this callback,
+  so that its `best` includes the epoch being backed up). Its monitored best goes into the
+  metadata (`"best": {"monitor": name, "value": v}`) and is restored into it on resume: a restarted
+  run only replaces `best.weights.h5` by a model better than every epoch before the restart
+  (a fresh ModelCheckpoint starts with best = None and saves the first resumed epoch, whatever
+  its value).
   """
+
+  def __init__(self, backup_dir, best_checkpoint=None, **kwargs):
+    super().__init__(backup_dir, **kwargs)
+    self.best_checkpoint = best_checkpoint
 
   def _load_model(self):
     metadata = read_backup_metadata(self.backup_dir)
@@ -312,20 +325,28 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
       self.model.optimizer.build(self.model.trainable_variables)
     self.model.load_weights(os.path.join(self.backup_dir, metadata["weights"]))
     self.model._initial_epoch = metadata["epoch"]  # pylint: disable=protected-access
+    best = metadata.get("best")
+    if (self.best_checkpoint is not None and best is not None
+        and best.get("monitor") == self.best_checkpoint.monitor):
+      self.best_checkpoint.best = float(best["value"])
 
   def _save_model(self):
     os.makedirs(self.backup_dir, exist_ok=True)
     name = BACKUP_WEIGHTS_PATTERN.format(epoch=self._current_epoch)
     save_weights_atomic(self.model, os.path.join(self.backup_dir, name))
-    _write_json_atomic(os.path.join(self.backup_dir, BACKUP_METADATA),
-                       {"epoch": self._current_epoch, "weights": name})
+    metadata = {"epoch": self._current_epoch, "weights": name}
+    best = None if self.best_checkpoint is None else self.best_checkpoint.best
+    if best is not None and math.isfinite(float(best)):
+      metadata["best"] = {"monitor": self.best_checkpoint.monitor, "value": float(best)}
+    _write_json_atomic(os.path.join(self.backup_dir, BACKUP_METADATA), metadata)
     for old in os.listdir(self.backup_dir):  # earlier epochs and stale temporary files
       if old != name and (old.startswith(TMP_PREFIX) or old.endswith(".weights.h5")):
         os.remove(os.path.join(self.backup_dir, old))
 
 
 def read_backup_metadata(backup_dir):
-  """`{"epoch": completed epochs, "weights": file name}` of a backup, or None if there is none."""
+  """`{"epoch": completed epochs, "weights": file name[, "best": {"monitor", "value"}]}` of a
+  backup, or None if there is none."""
   path = os.path.join(backup_dir, BACKUP_METADATA)
   if not os.path.exists(path):
     return None
@@ -354,16 +375,18 @@ def checkpoint_callbacks(model_dir, monitor="val_loss"):
   """ModelCheckpoint (last + best on `monitor`) and BackupAndRestore under `model_dir`.
 
   All writes are atomic (temporary file + rename). Non-chief multi-worker processes write under
-  `worker_model_dir(model_dir)`.
+  `worker_model_dir(model_dir)`. The backup records the best `monitor` value, and a resumed run
+  restores it into the best checkpoint's callback (`AtomicBackupAndRestore`).
   """
   model_dir = worker_model_dir(model_dir)
   ckpt = os.path.join(model_dir, CHECKPOINT_DIR)
   os.makedirs(ckpt, exist_ok=True)
+  best = AtomicModelCheckpoint(os.path.join(ckpt, BEST_CHECKPOINT), save_weights_only=True,
+                               save_best_only=True, monitor=monitor, mode="min")
   return [
       AtomicModelCheckpoint(os.path.join(ckpt, LAST_CHECKPOINT), save_weights_only=True),
-      AtomicModelCheckpoint(os.path.join(ckpt, BEST_CHECKPOINT), save_weights_only=True,
-                            save_best_only=True, monitor=monitor, mode="min"),
-      AtomicBackupAndRestore(os.path.join(model_dir, BACKUP_DIR)),
+      best,
+      AtomicBackupAndRestore(os.path.join(model_dir, BACKUP_DIR), best_checkpoint=best),
   ]
 
 
@@ -505,11 +528,109 @@ def _test_crash_callbacks():
   return [_Crash(int(epoch) if epoch else None, int(step) if step else None)]
 
 
+# Written into this worker's model_dir when training starts and removed when it has finished: its
+# presence marks an interrupted run (killed before its first backup, too) that may be restarted.
+IN_PROGRESS_MARKER = "training_in_progress.json"
+
+
+def _flatten_config(value, prefix=""):
+  """`{dotted key: leaf}` of a config dict (loss terms addressed by name, as overrides do)."""
+  if isinstance(value, dict):
+    out = {}
+    for k, v in value.items():
+      out.update(_flatten_config(v, f"{prefix}{k}."))
+    return out
+  if (isinstance(value, list) and value and all(isinstance(v, dict) and "name" in v
+                                                 for v in value)):
+    out = {}
+    for v in value:
+      out.update(_flatten_config(v, f"{prefix}{v['name']}."))
+    return out
+  return {prefix[:-1]: value}
+
+
+def config_differences(saved, config):
+  """Sorted dotted keys whose values differ between a saved config dict and `config`."""
+  new = json.loads(json.dumps(experiments.config_to_dict(config)))
+  a, b = _flatten_config(saved), _flatten_config(new)
+  return sorted(k for k in set(a) | set(b) if a.get(k, "<absent>") != b.get(k, "<absent>"))
+
+
+def _model_dir_outputs(model_dir):
+  """Paths (relative to `model_dir`) of the training outputs already in it, for this worker (the
+  resolved config is the chief's: another worker may find the one its chief just wrote)."""
+  wdir = worker_model_dir(model_dir)
+  candidates = [os.path.join(model_dir, experiments.RESOLVED_CONFIG_FILENAME)] if is_chief() else []
+  candidates += [os.path.join(wdir, CHECKPOINT_DIR, n) for n in (LAST_CHECKPOINT, BEST_CHECKPOINT)]
+  candidates += [os.path.join(wdir, n) for n in (HISTORY_FILENAME, BACKUP_DIR, TENSORBOARD_DIR,
+                                                 IN_PROGRESS_MARKER)]
+  return [os.path.relpath(p, model_dir) for p in candidates if os.path.exists(p)]
+
+
+def prepare_model_dir(config, model_dir, overwrite=False):
+  """Checks that training `config` into `model_dir` loses nothing; returns what it will do.
+
+  * "new": `model_dir` has no training outputs.
+  * "resume": an interrupted run of the **same** config (its backup or the in-progress marker is
+    there; a run killed before its first backup restarts from scratch): `BackupAndRestore` resumes.
+  * "overwrite": `overwrite=True` (`--overwrite`); the previous checkpoints, backup, history and
+    TensorBoard logs of this worker are deleted first, so nothing of the old run mixes with the
+    new one (the best checkpoint, the resume point).
+
+  Raises:
+    ConfigError: `model_dir` holds a finished run (or outputs of an unknown run) and
+      `overwrite` is False; or an interrupted run whose saved config differs from `config` (the
+      message lists the differing keys).
+  """
+  existing = _model_dir_outputs(model_dir)
+  if not existing:
+    return "new"
+  wdir = worker_model_dir(model_dir)
+  if overwrite:
+    for name in (CHECKPOINT_DIR + "/" + LAST_CHECKPOINT, CHECKPOINT_DIR + "/" + BEST_CHECKPOINT,
+                 HISTORY_FILENAME, IN_PROGRESS_MARKER):
+      path = os.path.join(wdir, name)
+      if os.path.exists(path):
+        os.remove(path)
+    for name in (BACKUP_DIR, TENSORBOARD_DIR):
+      shutil.rmtree(os.path.join(wdir, name), ignore_errors=True)
+    return "overwrite"
+  config_path = os.path.join(model_dir, experiments.RESOLVED_CONFIG_FILENAME)
+  interrupted = (os.path.exists(os.path.join(wdir, IN_PROGRESS_MARKER))
+                 or read_backup_metadata(os.path.join(wdir, BACKUP_DIR)) is not None)
+  differing = []
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      differing = config_differences(json.load(f), config)
+  if interrupted and not differing:
+    return "resume"
+  if existing == [experiments.RESOLVED_CONFIG_FILENAME] and not differing:
+    return "new"   # killed between writing the config and the in-progress marker
+  if interrupted:
+    raise ConfigError(
+        f"model_dir {model_dir!r} holds an interrupted run of another config: keys {differing} "
+        f"differ from {config_path!r}. Expected the same experiment and overrides to resume it; "
+        "pass --overwrite to discard it and train the new config, or use another --model_dir.")
+  raise ConfigError(
+      f"model_dir {model_dir!r} already holds training outputs {existing} and no interrupted run "
+      "to resume; expected an empty or new directory. Pass --overwrite to replace them, or use "
+      "another --model_dir."
+      + (f" (the saved config also differs in {differing})" if differing else ""))
+
+
+def _write_in_progress_marker(model_dir):
+  wdir = worker_model_dir(model_dir)
+  os.makedirs(wdir, exist_ok=True)
+  _write_json_atomic(os.path.join(wdir, IN_PROGRESS_MARKER), {"pid": os.getpid()})
+
+
 def fit_experiment(config, model_dir, make_datasets_fn, build_trainer_fn, strategy_name="default",
-                   data_dir=None, verbose=1):
+                   data_dir=None, verbose=1, overwrite=False):
   """The training run behind `tfdepth-train`, shared by every trainer.
 
-  Creates the strategy; the chief writes the resolved config into `model_dir`; prepares the TFDS
+  Checks `model_dir` (`prepare_model_dir`: a finished run is never silently replaced, an
+  interrupted one is resumed only with the same config); creates the strategy; the chief writes
+  the resolved config into `model_dir`; prepares the TFDS
   builder; builds the train (and validation) datasets with multi-worker DATA sharding; skips the
   batches a restored backup already consumed; builds the compiled trainer inside the strategy
   scope; fits with atomic last/best checkpoints, BackupAndRestore and TensorBoard; writes the
@@ -523,14 +644,21 @@ def fit_experiment(config, model_dir, make_datasets_fn, build_trainer_fn, strate
     strategy_name: one of `STRATEGIES`.
     data_dir: TFDS data dir.
     verbose: `fit` verbosity.
+    overwrite: replace the outputs of a previous run in `model_dir` (`--overwrite`).
 
   Returns:
     `(model, keras History, builder)`.
+
+  Raises:
+    ConfigError: from `prepare_model_dir`, before anything is written.
   """
   from absl import logging  # pylint: disable=g-import-not-at-top
+  mode = prepare_model_dir(config, model_dir, overwrite)
+  logging.info("model_dir %s: %s", model_dir, mode)
   strategy = get_strategy(strategy_name)
   if is_chief():  # multi-worker: only the chief writes model_dir itself
     experiments.save_resolved_config(config, model_dir)
+  _write_in_progress_marker(model_dir)
   builder = prepare_builder(config.data, data_dir)
   # tf.data's seeded shuffle also depends on the global seed: fix it before building the input
   # so the sample order does not depend on what ran earlier in the process.
@@ -556,4 +684,5 @@ def fit_experiment(config, model_dir, make_datasets_fn, build_trainer_fn, strate
                       callbacks=callbacks, verbose=verbose)
   with open(os.path.join(worker_model_dir(model_dir), HISTORY_FILENAME), "w") as f:
     json.dump({k: [float(x) for x in v] for k, v in history.history.items()}, f, indent=2)
+  os.remove(os.path.join(worker_model_dir(model_dir), IN_PROGRESS_MARKER))   # finished
   return model, history, builder

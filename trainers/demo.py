@@ -24,6 +24,7 @@ from absl import flags
 from absl import logging
 import numpy as np
 
+from tfdepth.errors import ConfigError
 from trainers import common
 from trainers import evaluate as evaluate_lib
 from trainers import experiments
@@ -53,6 +54,9 @@ EXPORT_MIN_DEPTH = 1e-3
 EXPORT_MAX_DEPTH = 80.0
 METRICS_JSON = "metrics.json"
 METRICS_MD = "metrics.md"
+# Written into --output_dir before anything else: marks a folder the demo created, whose outputs
+# (model/, saved_model/, the TFLite file, metrics, PNGs) a re-run may replace without --overwrite.
+DEMO_MARKER = ".tfdepth-demo.json"
 # The demo's acceptance criterion: test AbsRel at most half the median baseline's.
 BASELINE_FRACTION = 0.5
 
@@ -75,6 +79,9 @@ def _define_flags():
       (flags.DEFINE_integer, "num_calibration", DEMO_NUM_CALIBRATION, "int8 calibration images."),
       (flags.DEFINE_multi_string, "override", [], "Extra dotted.key=value config overrides."),
       (flags.DEFINE_integer, "verbose", 1, "Keras fit verbosity (1 = progress bars)."),
+      (flags.DEFINE_boolean, "overwrite", False,
+       "Replace demo outputs (model/, saved_model/, ...) in an --output_dir that tfdepth-demo did "
+       "not create; without it such a folder is refused."),
   ])
 
 
@@ -150,9 +157,46 @@ def write_pngs(output_dir, images, gts, preds, tflite_preds, count):
   return paths
 
 
+def _demo_outputs(output_dir):
+  """Names of the demo's outputs already in `output_dir`."""
+  names = ["model", "saved_model", f"fastdepth_{TFLITE_FORMAT}.tflite", METRICS_JSON, METRICS_MD]
+  found = [n for n in names if os.path.exists(os.path.join(output_dir, n))]
+  if os.path.isdir(output_dir):
+    found += sorted(n for n in os.listdir(output_dir)
+                    if n.startswith("depth_") and n.endswith(".png"))
+  return found
+
+
+def check_output_dir(output_dir, overwrite=False):
+  """Refuses to replace outputs in a folder the demo did not create (no `DEMO_MARKER`).
+
+  Returns True when `output_dir` is the demo's own (marked) or new; then marks it.
+
+  Raises:
+    ConfigError: `output_dir` holds files with the demo's output names (e.g. a `saved_model/`
+      the demo would delete) but no `DEMO_MARKER`, and `overwrite` is False.
+  """
+  marked = os.path.exists(os.path.join(output_dir, DEMO_MARKER))
+  found = _demo_outputs(output_dir)
+  if found and not marked and not overwrite:
+    raise ConfigError(
+        f"output_dir {output_dir!r} holds {found}, which tfdepth-demo did not write (no "
+        f"{DEMO_MARKER}) and would replace; expected an empty folder or a previous demo output. "
+        "Pass --overwrite to replace them, or use another --output_dir.")
+  os.makedirs(output_dir, exist_ok=True)
+  with open(os.path.join(output_dir, DEMO_MARKER), "w") as f:
+    json.dump({"written_by": "tfdepth-demo"}, f)
+  return True
+
+
 def run_demo(output_dir, data_dir=None, config=None, num_png=DEMO_NUM_PNG,
-             num_calibration=DEMO_NUM_CALIBRATION, verbose=1):
-  """Runs the demo; returns the dict written to `<output_dir>/metrics.json`."""
+             num_calibration=DEMO_NUM_CALIBRATION, verbose=1, overwrite=False):
+  """Runs the demo; returns the dict written to `<output_dir>/metrics.json`.
+
+  `output_dir` must be new, a previous demo output, or `overwrite` must be True
+  (`check_output_dir`); an interrupted demo of the same config resumes its training
+  (`common.prepare_model_dir`), any other previous demo run in it is replaced.
+  """
   from export import litert_runner  # pylint: disable=g-import-not-at-top
   from export import saved_model as saved_model_lib  # pylint: disable=g-import-not-at-top
   from export import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
@@ -161,9 +205,13 @@ def run_demo(output_dir, data_dir=None, config=None, num_png=DEMO_NUM_PNG,
   config = config or demo_config()
   t_start = time.time()
   timings = {}
-  os.makedirs(output_dir, exist_ok=True)
+  check_output_dir(output_dir, overwrite)
   data_dir = data_dir or os.path.join(output_dir, "tfds")
   model_dir = os.path.join(output_dir, "model")
+  try:   # resume an interrupted demo of the same config ...
+    common.prepare_model_dir(config, model_dir)
+  except ConfigError:   # ... else replace the demo's own (or, with --overwrite, any) previous run
+    common.prepare_model_dir(config, model_dir, overwrite=True)
   experiments.save_resolved_config(config, model_dir)
 
   t = time.time()
@@ -200,6 +248,7 @@ def run_demo(output_dir, data_dir=None, config=None, num_png=DEMO_NUM_PNG,
   t = time.time()
   export_dir = os.path.join(output_dir, "saved_model")
   if os.path.exists(os.path.join(export_dir, "saved_model.pb")):
+    # The demo's own previous export (or --overwrite): checked by check_output_dir above.
     import shutil  # pylint: disable=g-import-not-at-top
     shutil.rmtree(export_dir)
   depth_range = [EXPORT_MIN_DEPTH, float(config.max_depth or EXPORT_MAX_DEPTH)]
@@ -264,7 +313,7 @@ def main(argv):
                        FLAGS.num_test, FLAGS.epochs, FLAGS.batch_size, FLAGS.width_multiplier,
                        FLAGS.mixed_precision, FLAGS.override)
   run_demo(FLAGS.output_dir, FLAGS.data_dir, config, FLAGS.num_png, FLAGS.num_calibration,
-           FLAGS.verbose)
+           FLAGS.verbose, FLAGS.overwrite)
 
 
 def run():

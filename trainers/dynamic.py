@@ -53,9 +53,10 @@ Learned intrinsics (`learn_intrinsics=True`): the batch's `intrinsics` are ignor
   focal lengths drifted (README "Dynamic scenes"); the per-video K is what converges there.
 
 Distribution / precision / non-finite handling mirror `trainers.self_supervised`: per-image losses
-through `_global_batch_mean`, `optimizer.scale_loss`, zero update on a non-finite step,
-`NonFiniteLossCheck` in every `fit`; gradient clipping is the optimizer's `global_clipnorm`
-(released: 10). BatchNormalization of the depth net normalises with per-replica statistics under
+through `_global_batch_mean`, `optimizer.scale_loss`, no update at all on a non-finite step
+(`apply_if_finite`), `NonFiniteLossCheck` in every `fit`; gradient clipping is the optimizer's
+`global_clipnorm` (released: 10), applied to the global gradient under any number of replicas
+(`clip_across_replicas`). BatchNormalization of the depth net normalises with per-replica statistics under
 `MirroredStrategy` (Keras behaviour); the motion net has no normalisation.
 
 Optional 3D geometric loss (not in the released model; `geometric3d_weight`, default 0 = not
@@ -97,6 +98,11 @@ from trainers.supervised import TERM_SUFFIX
 from trainers.supervised import TOTAL_LOSS_NAME
 from trainers.supervised import _global_batch_mean
 from trainers.supervised import _num_replicas
+from trainers.supervised import apply_if_finite
+from trainers.supervised import clip_across_replicas
+from trainers.supervised import mark_non_finite
+from trainers.supervised import step_is_finite
+from trainers.supervised import update_metrics_if
 
 
 @dataclasses.dataclass(frozen=True)
@@ -673,10 +679,11 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
     for tracker, name in zip(self.term_trackers, self.term_names):
       tracker.update_state(terms[name] * replicas, sample_weight=batch_size)
 
-  def _update_metrics(self, batch, depths):
+  def _update_metrics(self, batch, depths, finite=None):
+    """Updates the depth metrics (batches with "depth"); with `finite` only when it is True."""
     if self.depth_metrics and "depth" in batch:
-      for m in self.depth_metrics:
-        m.update_state(tf.cast(batch["depth"], tf.float32), depths[:, TARGET_INDEX])
+      update_metrics_if(finite, self.depth_metrics, tf.cast(batch["depth"], tf.float32),
+                        depths[:, TARGET_INDEX])
 
   def train_step(self, data):
     batch = self._unpack(data)
@@ -690,11 +697,11 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
       scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
     variables = self.trainable_variables
     grads = tape.gradient(scaled, variables)
-    finite = tf.reduce_all(tf.math.is_finite(tf.stack([total] + list(terms.values()))))
-    grads = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-    self.optimizer.apply(grads, variables)
-    self._update_trackers(total, terms, batch_size)
-    self._update_metrics(batch, depths)
+    # A non-finite step (loss term, predicted depth or gradient, on any replica) is not applied.
+    finite = step_is_finite(self.optimizer, grads, total, list(terms.values()), depths)
+    apply_if_finite(self.optimizer, clip_across_replicas(self.optimizer, grads), variables, finite)
+    self._update_trackers(mark_non_finite(total, finite), terms, batch_size)
+    self._update_metrics(batch, depths, finite)
     return step_logs(self.metrics)
 
   def test_step(self, data):
@@ -716,8 +723,35 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
 
 
 def make_optimizer(learning_rate=LI2021.learning_rate, clip_norm=LI2021.gradient_clip_norm):
-  """Adam with global-norm gradient clipping (released: lr 2e-4, clip 10)."""
-  return keras.optimizers.Adam(learning_rate, global_clipnorm=clip_norm)
+  """Adam with global-norm gradient clipping (released: lr 2e-4, clip 10); `clip_norm` None or 0
+  = no clipping. The trainer clips the global batch's gradient (`clip_across_replicas`)."""
+  return keras.optimizers.Adam(learning_rate, global_clipnorm=clip_norm or None)
+
+
+def optimizer_from_config(opt):
+  """`make_optimizer` for an experiment's `OptimizerConfig`.
+
+  The released setup is the only one supported: Adam, constant learning rate, no warm-up, no
+  weight decay. `clipnorm`: None = `LI2021.gradient_clip_norm`, 0 = no clipping, else the
+  global-norm threshold.
+
+  Raises:
+    ConfigError: another optimizer name / schedule, warm-up or weight decay (they would be
+      ignored silently otherwise).
+  """
+  unsupported = {field: value for field, value, ok in (
+      ("name", opt.name, str(opt.name).lower() == "adam"),
+      ("schedule", opt.schedule, opt.schedule == "constant"),
+      ("warmup_steps", opt.warmup_steps, not opt.warmup_steps),
+      ("weight_decay", opt.weight_decay, not opt.weight_decay)) if not ok}
+  if unsupported:
+    raise ConfigError(
+        f"dynamic experiments train with the released optimizer (Adam, constant learning rate, "
+        f"no warm-up, no weight decay); received unsupported optimizer.{sorted(unsupported)} = "
+        f"{unsupported}. Expected optimizer.name=adam, optimizer.schedule=constant, "
+        "optimizer.warmup_steps=0, optimizer.weight_decay=0.")
+  clip = LI2021.gradient_clip_norm if opt.clipnorm is None else opt.clipnorm
+  return make_optimizer(opt.learning_rate, clip)
 
 
 # ----------------------------------------------------------------------------- experiments
@@ -775,8 +809,9 @@ def build_dynamic_trainer(config, total_steps=None, strategy=None, with_metrics=
   """Builds and compiles a `DynamicDepthModel` for `config` inside `strategy.scope()`.
 
   The optimizer is Adam with `config.optimizer.learning_rate` and global-norm clipping at
-  `config.optimizer.clipnorm` (or `LI2021.gradient_clip_norm`); `total_steps` is unused (constant
-  learning rate, as released).
+  `config.optimizer.clipnorm` (None: `LI2021.gradient_clip_norm`, 0: none), `optimizer_from_config`
+  (which raises `ConfigError` for the optimizer fields it does not support); `total_steps` is
+  unused (constant learning rate, as released).
   """
   del total_steps
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
@@ -785,6 +820,7 @@ def build_dynamic_trainer(config, total_steps=None, strategy=None, with_metrics=
   common.set_precision(config.train.mixed_precision)
   keras.utils.set_random_seed(config.train.seed)
   dyn = dynamic_config(config)
+  optimizer_from_config(config.optimizer)   # fail on unsupported fields before building
   with strategy.scope():
     # Per-video K lives in the trainer (`PerVideoIntrinsics`), not in the motion net's head.
     depth, motion = build_networks(config, dyn.learn_intrinsics and not dyn.intrinsics_videos)
@@ -796,8 +832,7 @@ def build_dynamic_trainer(config, total_steps=None, strategy=None, with_metrics=
         depth_metrics=(metrics.standard_metrics(eval_protocol(config))
                        if with_metrics else ()),
         name="dynamic")
-    clip = config.optimizer.clipnorm or LI2021.gradient_clip_norm
-    model.compile(optimizer=make_optimizer(config.optimizer.learning_rate, clip),
+    model.compile(optimizer=optimizer_from_config(config.optimizer),
                   jit_compile=config.train.jit_compile)
     h, w = config.data.height, config.data.width
     frames = tf.zeros([1, NUM_FRAMES, h, w, 3])
@@ -838,11 +873,12 @@ def make_datasets(config, builder, splits=("train", "validation"), cache=True):
   return out
 
 
-def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
+def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1,
+          overwrite=False):
   """`tfdepth-train` for dynamic experiments; returns `(model, History, builder)`."""
   from trainers import common  # pylint: disable=g-import-not-at-top
   return common.fit_experiment(config, model_dir, make_datasets, build_dynamic_trainer,
-                               strategy_name, data_dir, verbose)
+                               strategy_name, data_dir, verbose, overwrite)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -999,7 +1035,7 @@ __all__ = [
     "eval_protocol", "evaluate", "GEOMETRIC3D_WEIGHT", "IDENTITY_AUTOMASK",
     "identity_automask_mask", "INVERT_BACKWARD_MOTION", "invert_backward_background",
     "is_dynamic", "LI2021", "Li2021Defaults", "make_datasets",
-    "make_optimizer", "motion_net_inputs", "motion_warp_coords", "moving_abs_rel",
+    "make_optimizer", "motion_net_inputs", "optimizer_from_config", "motion_warp_coords", "moving_abs_rel",
     "MOVING_ABS_REL_KEY", "MOVING_MASK_KEY", "MOVING_NUM_VALID_KEY", "OPTIONAL_TERMS", "PAIRS",
     "predict_split", "residual_gate", "TERM_NAMES", "train", "video_frames_to_dynamic",
 ]

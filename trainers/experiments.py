@@ -17,8 +17,16 @@ Override rules (strict):
     `ConfigError`;
   * `losses.<term name>.<field>` addresses a loss term by name;
   * `*.kwargs.<key>` fields are free-form builder kwargs: existing keys keep their type, new keys
-    are parsed as JSON (falling back to a string).
+    are parsed as JSON, with `true`/`false`/`none`/`null` in any letter case as booleans / None
+    and numbers in Python syntax (`.5`, `1.`); another bare word is a string (e.g. `bilinear`),
+    except words that look like literals of another type (`yes`, `no`, `on`, `off`), which raise
+    `ConfigError` (write `true`/`false`, or a JSON string `"no"`); non-finite numbers (`nan`,
+    `inf`) raise `ConfigError`;
+  * `validate_config` then rejects non-finite or out-of-range numbers (learning rate, steps,
+    max_depth, loss weights, ...).
 """
+
+import math
 
 import dataclasses
 import json
@@ -96,7 +104,13 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
-  """Optimizer and learning-rate schedule (`schedule`: "constant" | "cosine" | "polynomial")."""
+  """Optimizer and learning-rate schedule (`schedule`: "constant" | "cosine" | "polynomial").
+
+  `clipnorm`: gradient clipping threshold; None = the trainer's default (none, or the released
+  global norm 10 for `trainers.dynamic`), 0 = no clipping. Supervised / self-supervised
+  experiments clip each variable's gradient norm (Keras `clipnorm`), dynamic ones the global norm
+  (Keras `global_clipnorm`, as Li et al. 2021), over the global batch under any strategy.
+  """
   name: str = "adam"
   learning_rate: float = 1e-3
   weight_decay: float = 0.0
@@ -195,9 +209,29 @@ def validate_config(config):
                      ("data.height", config.data.height), ("data.width", config.data.width)):
     if value <= 0:
       raise ConfigError(f"{key} must be a positive integer, received {value!r}")
-  if config.optimizer.learning_rate <= 0:
-    raise ConfigError(
-        f"optimizer.learning_rate must be positive, received {config.optimizer.learning_rate!r}")
+  for key, value in (("train.steps_per_epoch", t.steps_per_epoch),
+                     ("train.validation_steps", t.validation_steps),
+                     ("data.shuffle_buffer", config.data.shuffle_buffer),
+                     ("optimizer.warmup_steps", config.optimizer.warmup_steps)):
+    if value < 0:
+      raise ConfigError(f"{key} must be a non-negative integer (0 = default), received {value!r}")
+  o = config.optimizer
+  _check_number("optimizer.learning_rate", o.learning_rate, positive=True)
+  _check_number("optimizer.weight_decay", o.weight_decay)
+  _check_number("optimizer.end_learning_rate_factor", o.end_learning_rate_factor)
+  _check_number("optimizer.power", o.power, positive=True)
+  if o.clipnorm is not None:
+    _check_number("optimizer.clipnorm", o.clipnorm, what="a finite float >= 0 (0 = no clipping) "
+                  "or None")
+  if config.max_depth is not None:
+    _check_number("max_depth", config.max_depth, positive=True, what="a finite float > 0 "
+                  "(metres) or None")
+  fraction = config.data.min_crop_fraction
+  if not (isinstance(fraction, (int, float)) and 0.0 < fraction <= 1.0):
+    raise ConfigError(f"data.min_crop_fraction must be in (0, 1], received {fraction!r}")
+  for loss in config.losses:
+    _check_number(f"losses.{loss.name}.weight", loss.weight, positive=False,
+                  what="a finite float >= 0")
   if config.data.cache not in DATA_CACHE_MODES:
     raise ConfigError(f"data.cache must be one of {DATA_CACHE_MODES}, received "
                       f"{config.data.cache!r}")
@@ -207,6 +241,15 @@ def validate_config(config):
   if len(set(names)) != len(names):
     raise ConfigError(f"loss term names must be unique, received {names}")
   return config
+
+
+def _check_number(key, value, positive=False, what=None):
+  """Raises `ConfigError` unless `value` is a finite real number, > 0 (`positive`) or >= 0."""
+  ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        and (value > 0 if positive else value >= 0))
+  if not ok:
+    what = what or ("a finite float > 0" if positive else "a finite float >= 0")
+    raise ConfigError(f"{key} must be {what}, received {value!r}")
 
 
 # ------------------------------------------------------------------------- overrides
@@ -238,18 +281,61 @@ def _parse_value(text, annotation, key):
     if annotation is str:
       return text
     if annotation is Any:
-      return _parse_json_or_str(text)
+      return _parse_json_or_str(text, key)
   except ValueError as e:
     raise ConfigError(
         f"override {key}={text!r}: cannot parse {text!r} as {annotation}: {e}") from None
   raise ConfigError(f"override {key}: field of type {annotation} cannot be set from a string")
 
 
-def _parse_json_or_str(text):
+# Bare words that look like a boolean / None of another spelling: refused in free-form kwargs
+# (a string "no" would be truthy).
+_AMBIGUOUS_WORDS = ("yes", "no", "on", "off", "y", "n")
+
+
+def _reject_non_finite(value, key, text):
+  for leaf in _leaves(value):
+    if isinstance(leaf, float) and not math.isfinite(leaf):
+      raise ConfigError(f"override {key}={text!r}: expected finite numbers, received {leaf!r}")
+  return value
+
+
+def _leaves(value):
+  """Leaves of nested tuples / lists / dicts (no TensorFlow needed)."""
+  if isinstance(value, (list, tuple)):
+    return [leaf for v in value for leaf in _leaves(v)]
+  if isinstance(value, dict):
+    return [leaf for v in value.values() for leaf in _leaves(v)]
+  return [value]
+
+
+def _parse_json_or_str(text, key="kwargs"):
+  """Free-form value: JSON (any-case true/false/none/null, Python-syntax numbers), else a string.
+
+  Raises:
+    ConfigError: a bare word that looks like a literal of another type (`yes`, `no`, ...), or a
+      non-finite number.
+  """
+  low = text.strip().lower()
+  if low in ("true", "false"):
+    return low == "true"
+  if low in ("none", "null"):
+    return None
   try:
-    return _lists_to_tuples(json.loads(text))
+    return _reject_non_finite(_lists_to_tuples(json.loads(text)), key, text)
   except json.JSONDecodeError:
-    return text
+    pass
+  try:
+    number = float(text)
+  except ValueError:
+    number = None
+  if number is not None:
+    return _reject_non_finite(number, key, text)
+  if low in _AMBIGUOUS_WORDS:
+    raise ConfigError(
+        f"override {key}={text!r}: ambiguous bare word {text!r}; expected true/false for a "
+        f"boolean, none for None, or a JSON string (\"{text}\") for the text")
+  return text
 
 
 def _set_path(obj, path, text, full_key):
@@ -284,11 +370,14 @@ def _set_path(obj, path, text, full_key):
     if key in current and current[key] is not None and not isinstance(current[key], (dict, list)):
       kind = type(current[key])
       value = _parse_value(text, kind, full_key) if kind in (bool, int, float, str) \
-          else _parse_json_or_str(text)
+          else _parse_json_or_str(text, full_key)
       if kind is float and isinstance(value, int):
         value = float(value)
+      if kind is float and not math.isfinite(value):
+        raise ConfigError(f"override {full_key}={text!r}: expected a finite float, received "
+                          f"{value!r}")
     else:
-      value = _parse_json_or_str(text)
+      value = _parse_json_or_str(text, full_key)
     return dataclasses.replace(obj, **{head: {**current, key: value}})
   if rest:
     raise ConfigError(f"unknown config key {full_key!r}: {head!r} is a value, not a section")

@@ -9,7 +9,10 @@ r"""`tfdepth-predict`: depth maps (and point clouds) for image files, folders an
 
 Model sources: a `.keras` file (loaded with `safe_mode=True`), a SavedModel directory written by
 `export.saved_model` (its `native` signature), a `.tflite` file (LiteRT), or a training run
-(`--model_dir`, or `--experiment` with `--checkpoint`).
+(`--model_dir`, or `--experiment` with `--checkpoint`) of any trainer: supervised (metric depth),
+self-supervised monocular and dynamic / Li et al. 2021 (relative depth), stereo-trained
+self-supervised (Monodepth2 S / MS: metric depth, the network's depth x 5.4, the stereo scale
+factor of their evaluation).
 
 Inputs (`--input`, repeatable): image files, folders (their image and video files, sorted by
 name, not recursive) and frame sequences. Any image Pillow decodes is read as upright RGB
@@ -142,15 +145,37 @@ def _experiment_depth_type(name):
   return _config_depth_type(config)
 
 
-def _config_depth_type(config):
+def _config_depth(config):
+  """`(depth type, scale)` of the depth of an experiment's trained network: depth x scale is
+  metric ("metric") or scale-ambiguous ("relative").
+
+  Supervised: metric, 1. Self-supervised monocular (Monodepth2 M) and dynamic (Li et al. 2021):
+  relative, 1. Stereo-trained self-supervised (Monodepth2 S / MS, `use_stereo`): the depth is in
+  units of the 0.1 training baseline, metric after x `STEREO_SCALE_FACTOR` (5.4; Monodepth2
+  `evaluate_depth.py`, as `self_supervised.eval_protocol`).
+  """
+  from trainers import dynamic  # pylint: disable=g-import-not-at-top
   from trainers import self_supervised  # pylint: disable=g-import-not-at-top
-  return (alignment_lib.DEPTH_TYPE_RELATIVE if self_supervised.is_self_supervised(config)
-          else alignment_lib.DEPTH_TYPE_METRIC)
+  if dynamic.is_dynamic(config):
+    return alignment_lib.DEPTH_TYPE_RELATIVE, 1.0
+  if self_supervised.is_self_supervised(config):
+    if self_supervised.self_supervised_config(config).use_stereo:
+      return alignment_lib.DEPTH_TYPE_METRIC, self_supervised.STEREO_SCALE_FACTOR
+    return alignment_lib.DEPTH_TYPE_RELATIVE, 1.0
+  return alignment_lib.DEPTH_TYPE_METRIC, 1.0
+
+
+def _config_depth_type(config):
+  """Depth type of the network's own output (without `_config_depth`'s scale): a stereo model's
+  unscaled depth (e.g. an exported SavedModel) is reported as relative."""
+  depth_type, scale = _config_depth(config)
+  return depth_type if scale == 1.0 else alignment_lib.DEPTH_TYPE_RELATIVE
 
 
 def _load_checkpoint(model_dir, experiment, checkpoint):
   """Builds the experiment's trainer, loads the checkpoint; returns (keras model, config, ckpt)."""
   from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import dynamic  # pylint: disable=g-import-not-at-top
   from trainers import experiments  # pylint: disable=g-import-not-at-top
   from trainers import self_supervised  # pylint: disable=g-import-not-at-top
   if experiment:
@@ -164,6 +189,8 @@ def _load_checkpoint(model_dir, experiment, checkpoint):
     raise DataError(f"checkpoint {checkpoint!r} does not exist")
   if self_supervised.is_self_supervised(config):
     model = self_supervised.build_self_supervised_trainer(config, 1, with_metrics=False)
+  elif dynamic.is_dynamic(config):
+    model = dynamic.build_dynamic_trainer(config, 1, with_metrics=False)
   else:
     model = common.build_trainer(config, 1)
   model.load_weights(checkpoint)
@@ -230,7 +257,12 @@ def load_predictor(model=None, model_dir=None, experiment=None, checkpoint=None,
     input_size = (config.data.height, config.data.width)
     source, predict_fn = SOURCE_CHECKPOINT, _keras_predict_fn(net, input_size)
     meta = {"experiment": config.name}
-    resolved, resolved_from = _config_depth_type(config), "experiment"
+    resolved, scale = _config_depth(config)
+    resolved_from = "experiment"
+    if scale != 1.0:   # stereo-trained: metric depth = network depth x STEREO_SCALE_FACTOR
+      network_fn = predict_fn
+      predict_fn = lambda images: np.float32(scale) * network_fn(images)  # noqa: E731
+      meta["depth_scale_factor"] = scale
   else:
     raise InvalidInputError("no model given: pass --model (.keras / SavedModel dir / .tflite), "
                             "--model_dir, or --experiment with --checkpoint")

@@ -35,7 +35,8 @@ Logged terms (un-weighted, each the global-batch mean): `photometric_loss` = mea
 
 Distribution / precision / non-finite handling mirror `trainers.supervised.SupervisedDepthModel`:
 per-image losses go through `_global_batch_mean` (sum / global batch), `optimizer.scale_loss`,
-zero update on a non-finite step and `NonFiniteLossCheck` in every `fit`. Note that Keras
+no update at all on a non-finite step (`apply_if_finite`), gradient clipping of the global
+gradient (`clip_across_replicas`) and `NonFiniteLossCheck` in every `fit`. Note that Keras
 `BatchNormalization` normalises with per-replica statistics under a strategy, as in any Keras
 model, unless `train.synchronized_batchnorm` makes them cross-replica
 (`tfdepth.models.synchronize_batchnorm`); then N replicas compute the step of one device.
@@ -71,6 +72,11 @@ from trainers.supervised import TERM_SUFFIX
 from trainers.supervised import TOTAL_LOSS_NAME
 from trainers.supervised import _global_batch_mean
 from trainers.supervised import _num_replicas
+from trainers.supervised import apply_if_finite
+from trainers.supervised import clip_across_replicas
+from trainers.supervised import mark_non_finite
+from trainers.supervised import step_is_finite
+from trainers.supervised import update_metrics_if
 
 # Monodepth2 `options.py`: frame_ids [0, -1, 1], scales [0, 1, 2, 3], min/max depth 0.1/100,
 # disparity_smoothness 1e-3, learning rate 1e-4, batch 12, 20 epochs with x0.1 at epoch 15.
@@ -900,10 +906,11 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
     for tracker, name in zip(self.term_trackers, self.term_names):
       tracker.update_state(terms[name] * replicas, sample_weight=batch_size)
 
-  def _update_metrics(self, batch, outputs):
+  def _update_metrics(self, batch, outputs, finite=None):
+    """Updates the depth metrics (batches with "depth"); with `finite` only when it is True."""
     if self.depth_metrics and "depth" in batch:
-      for m in self.depth_metrics:
-        m.update_state(tf.cast(batch["depth"], tf.float32), outputs["depth"])
+      update_metrics_if(finite, self.depth_metrics, tf.cast(batch["depth"], tf.float32),
+                        outputs["depth"])
 
   def train_step(self, data):
     batch = self._unpack(data)
@@ -917,11 +924,11 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
       scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
     variables = self.trainable_variables
     grads = tape.gradient(scaled, variables)
-    finite = tf.reduce_all(tf.math.is_finite(tf.stack([total] + list(terms.values()))))
-    grads = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-    self.optimizer.apply(grads, variables)
-    self._update_trackers(total, terms, batch_size)
-    self._update_metrics(batch, outputs)
+    # A non-finite step (loss term, predicted depth or gradient, on any replica) is not applied.
+    finite = step_is_finite(self.optimizer, grads, total, list(terms.values()), outputs["depth"])
+    apply_if_finite(self.optimizer, clip_across_replicas(self.optimizer, grads), variables, finite)
+    self._update_trackers(mark_non_finite(total, finite), terms, batch_size)
+    self._update_metrics(batch, outputs, finite)
     return step_logs(self.metrics)
 
   def test_step(self, data):
@@ -1077,11 +1084,12 @@ def make_datasets(config, builder, splits=("train", "validation"), cache=True):
   return out
 
 
-def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1):
+def train(config, model_dir, strategy_name="default", data_dir=None, verbose=1,
+          overwrite=False):
   """`tfdepth-train` for self-supervised experiments; returns `(model, History, builder)`."""
   from trainers import common  # pylint: disable=g-import-not-at-top
   return common.fit_experiment(config, model_dir, make_datasets, build_self_supervised_trainer,
-                               strategy_name, data_dir, verbose)
+                               strategy_name, data_dir, verbose, overwrite)
 
 
 def predict_split(model, dataset, with_poses=True):

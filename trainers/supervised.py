@@ -24,9 +24,15 @@ outputs are cast to float32 before the losses and metrics, and `self.optimizer.s
 applies the dynamic loss scale of `LossScaleOptimizer` (installed by `compile()` for
 `mixed_float16`).
 
-Non-finite losses: a step whose total or any term is NaN/inf applies **zero** gradients (the
-weights are not corrupted) and `NonFiniteLossCheck` (added to every `fit()` automatically) raises
-`tfdepth.errors.NonFiniteError` naming the global step, epoch, batch and the offending term(s).
+Non-finite steps: a step whose total, any term, the predicted depth or a gradient (not checked
+under a `LossScaleOptimizer`, which skips such steps itself) is NaN/inf on any replica is **not
+applied** (`apply_if_finite`: weights, optimizer slots, iterations, weight decay and loss
+scale stay as they were), the depth metrics are not updated with it, and `NonFiniteLossCheck`
+(added to every `fit()` automatically) raises `tfdepth.errors.NonFiniteError` naming the global
+step, epoch, batch and the offending term(s).
+
+Gradient clipping (`clipnorm` / `global_clipnorm` / `clipvalue` of the optimizer) bounds the
+gradient of the global batch under any number of replicas (`clip_across_replicas`).
 """
 
 import dataclasses
@@ -147,6 +153,164 @@ def _global_batch_mean(per_image):
 
 def _num_replicas():
   return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def all_finite(*tensors):
+  """Scalar bool: every element of every tensor (tensors, lists of them, `None`s skipped;
+  `tf.IndexedSlices` by their values) is finite."""
+  flat = [t.values if isinstance(t, tf.IndexedSlices) else t
+          for t in tf.nest.flatten(tensors) if t is not None]
+  return tf.reduce_all(tf.stack([tf.reduce_all(tf.math.is_finite(tf.cast(t, tf.float32)))
+                                 for t in flat]))
+
+
+def is_loss_scale_optimizer(optimizer):
+  """True for Keras' `LossScaleOptimizer` (`mixed_float16`), which skips non-finite gradients."""
+  return isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+
+
+def finite_on_all_replicas(finite):
+  """`finite` (scalar bool, this replica) reduced over the replicas: True iff it is True on all.
+
+  Must be called in a replica context (a `train_step`); without a strategy it is `finite`. Every
+  replica gets the same value, so a branch taken on it (`apply_if_finite`) is the same everywhere.
+  """
+  bad = tf.cast(tf.logical_not(finite), tf.float32)
+  bad = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, bad)
+  return tf.equal(bad, 0.0)
+
+
+def step_is_finite(optimizer, grads, *values):
+  """Whether a training step may be applied: `values` (loss total, terms, predicted depth) and
+  the gradients are finite on every replica (`finite_on_all_replicas`).
+
+  A finite loss does not imply finite gradients: masked losses drop non-finite predictions from
+  their value but not from their gradient, and a NaN input pixel can vanish in the forward pass
+  (the fused conv + ReLU of TF's graph optimiser maps NaN to 0) while the kernel gradient is NaN.
+  The gradients are not checked under a `LossScaleOptimizer`: overflowing scaled gradients are
+  expected there, and it skips those steps itself (and lowers the loss scale).
+  """
+  if not is_loss_scale_optimizer(optimizer):
+    values = values + (list(grads),)
+  return finite_on_all_replicas(all_finite(*values))
+
+
+def _clipping(optimizer):
+  """`(kind, threshold)` of the optimizer's gradient clipping (of the inner optimizer of a
+  `LossScaleOptimizer`): kind "clipnorm" | "global_clipnorm" | "clipvalue", or None."""
+  inner = getattr(optimizer, "inner_optimizer", optimizer)
+  for kind in ("clipnorm", "global_clipnorm", "clipvalue"):   # Keras' `_clip_gradients` order
+    value = getattr(inner, kind, None)
+    if value is not None and value > 0:
+      return kind, value
+  return None
+
+
+def clip_across_replicas(optimizer, grads):
+  """Applies the optimizer's gradient clipping to the gradient of the **global** batch.
+
+  Keras 3 (`BaseOptimizer._backend_apply_gradients`) clips each replica's gradient before the TF
+  backend sums them over the replicas (`TFOptimizer._all_reduce_sum_gradients`), so with N
+  replicas `clipnorm` / `global_clipnorm` / `clipvalue` bound the wrong quantity (the update of
+  two replicas is up to twice the clipped one). Here, with N > 1 replicas, the gradients are
+  summed over the replicas first (all-reduce), clipped as Keras would clip them on one device
+  (per-variable `tf.clip_by_norm`, Keras' global-norm formula, or element-wise), and divided by N:
+  the optimizer's own sum then restores the clipped global gradient, and its own per-replica
+  clipping of these values (each at most threshold / N) changes nothing. With one replica this
+  returns `grads` unchanged and the optimizer clips exactly as before. Under a
+  `LossScaleOptimizer` the gradients are loss-scaled, so the threshold is scaled too.
+
+  Costs one extra all-reduce of the gradients per step when clipping is on and N > 1.
+  """
+  clipping = _clipping(optimizer)
+  replicas = _num_replicas()
+  if clipping is None or replicas == 1:
+    return grads
+  kind, threshold = clipping
+  threshold = tf.constant(threshold, tf.float32)
+  if hasattr(optimizer, "inner_optimizer") and hasattr(optimizer, "dynamic_scale"):
+    threshold = threshold * tf.cast(optimizer.dynamic_scale, tf.float32)
+  present = [i for i, g in enumerate(grads) if g is not None]
+  if not present:
+    return grads
+  summed = tf.distribute.get_replica_context().all_reduce(
+      tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+  if kind == "clipnorm":
+    clipped = [tf.clip_by_norm(g, tf.cast(threshold, g.dtype)) for g in summed]
+  elif kind == "global_clipnorm":
+    norm = tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(g, tf.float32))) for g in summed]))
+    # Keras' `clip_by_global_norm`: a no-op for a finite norm below the threshold, NaN for a
+    # non-finite norm (the loss scale optimizer then skips the step).
+    scale = threshold * tf.minimum(1.0 / norm, 1.0 / threshold) + (norm - norm)
+    clipped = [g * tf.cast(scale, g.dtype) for g in summed]
+  else:
+    clipped = [tf.clip_by_value(g, -tf.cast(threshold, g.dtype), tf.cast(threshold, g.dtype))
+               for g in summed]
+  out = list(grads)
+  for i, g in zip(present, clipped):
+    out[i] = g / tf.cast(replicas, g.dtype)
+  return out
+
+
+def mark_non_finite(total, finite):
+  """`total`, or NaN when the step is not `finite` (e.g. a non-finite prediction or gradient under
+  finite loss terms), so that the logged loss shows the skipped step and `NonFiniteLossCheck`
+  stops training."""
+  return tf.where(finite, total, tf.constant(float("nan"), total.dtype))
+
+
+def update_metrics_if(finite, depth_metrics, depth_true, depth_pred):
+  """`m.update_state(depth_true, depth_pred)` for each metric; only when `finite` unless it is None.
+
+  The streaming depth metrics assert a finite prediction in the graph; a non-finite step must reach
+  `NonFiniteLossCheck` (a typed error naming the step and terms) instead of failing there.
+  """
+  def update():
+    for m in depth_metrics:
+      m.update_state(depth_true, depth_pred)
+
+  if finite is None:
+    update()
+  else:
+    tf.cond(finite, update, lambda: None)
+
+
+def apply_if_finite(optimizer, grads, variables, finite):
+  """`optimizer.apply(grads, variables)` only when `finite` (the same on every replica).
+
+  A skipped step leaves everything as it was: weights, optimizer slots (Adam moments, momentum),
+  `optimizer.iterations`, weight decay and the loss scale. Zeroing the gradients would not do:
+  Adam and momentum still move the weights with their moments, and decoupled weight decay still
+  shrinks them. As Keras' `LossScaleOptimizer._tf_apply`, the branch is taken in a cross-replica
+  context (`merge_call`) when the strategy needs merge calls (its `apply` calls `merge_call`,
+  which a `tf.cond` in a replica context cannot contain).
+
+  Args:
+    optimizer: the model's Keras optimizer (possibly a `LossScaleOptimizer`).
+    grads: gradients of `variables` (per replica, not yet summed; `None` allowed).
+    variables: the trainable variables.
+    finite: scalar bool, identical on all replicas (`finite_on_all_replicas`).
+  """
+  if not optimizer.built:   # variables are created outside the conditional branch
+    optimizer.build(variables)
+
+  def skip():
+    return None
+
+  if tf.__internal__.distribute.strategy_supports_no_merge_call():
+    tf.cond(finite, lambda: optimizer.apply(grads, variables), skip)
+    return
+
+  def merged(distribution, grads, variables, finite):
+    # `finite` was reduced over the replicas: any replica's value is every replica's.
+    finite = distribution.experimental_local_results(finite)[0]
+
+    def apply():
+      distribution.extended.call_for_each_replica(optimizer.apply, args=(grads, variables))
+
+    tf.cond(finite, apply, skip)
+
+  tf.distribute.get_replica_context().merge_call(merged, args=(grads, variables, finite))
 
 
 def step_logs(step_metrics):
@@ -318,10 +482,12 @@ class SupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
     for tracker, value in zip(self.term_trackers, terms):
       tracker.update_state(value * replicas, sample_weight=batch_size)
 
-  def _update_metrics(self, y, y_pred):
+  def _update_metrics(self, y, y_pred, finite=None):
+    """Updates the depth metrics; with `finite` (scalar bool) only when it is True."""
+    if not self.depth_metrics:
+      return
     depth_true, preds, _ = self._prepare(y, y_pred)
-    for m in self.depth_metrics:
-      m.update_state(depth_true, preds["depth"])
+    update_metrics_if(finite, self.depth_metrics, depth_true, preds["depth"])
 
   def train_step(self, data):
     x, y = self._unpack(data)
@@ -332,12 +498,12 @@ class SupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
       scaled = self.optimizer.scale_loss(total) if hasattr(self.optimizer, "scale_loss") else total
     variables = self.trainable_variables
     grads = tape.gradient(scaled, variables)
-    # Never train on a non-finite loss: zero the update; NonFiniteLossCheck then stops training.
-    finite = tf.reduce_all(tf.math.is_finite(tf.stack([total] + terms)))
-    grads = [None if g is None else tf.where(finite, g, tf.zeros_like(g)) for g in grads]
-    self.optimizer.apply(grads, variables)
-    self._update_trackers(total, terms, batch_size)
-    self._update_metrics(y, y_pred)
+    # Never train on a non-finite step (a loss term, the predicted depth or a gradient, on any
+    # replica): the update is skipped entirely; NonFiniteLossCheck then stops training.
+    finite = step_is_finite(self.optimizer, grads, total, terms, y_pred["depth"])
+    apply_if_finite(self.optimizer, clip_across_replicas(self.optimizer, grads), variables, finite)
+    self._update_trackers(mark_non_finite(total, finite), terms, batch_size)
+    self._update_metrics(y, y_pred, finite)
     return step_logs(self.metrics)
 
   def test_step(self, data):
@@ -358,8 +524,10 @@ class NonFiniteLossCheck(keras.callbacks.Callback):
   """Raises `NonFiniteError` at the end of the first training batch whose loss is NaN or inf.
 
   The per-term trackers are running means over the epoch, so they turn non-finite exactly at the
-  first bad step. The message names the global step (optimizer iterations, 1-based count of
-  steps run), the epoch and batch (0-based), and every non-finite term.
+  first bad step. The message names the global step (1-based: the tfdepth trainers do not apply a
+  non-finite step, so it is the optimizer's iterations + 1), the epoch and batch (0-based), and
+  every non-finite term (only "loss" when the predicted depth or a gradient was non-finite under
+  finite terms).
   """
 
   def __init__(self):
@@ -382,12 +550,13 @@ class NonFiniteLossCheck(keras.callbacks.Callback):
           bad[key] = v
     if bad:
       terms = {k: v for k, v in bad.items() if k != TOTAL_LOSS_NAME} or bad
-      step = int(self.model.optimizer.iterations.numpy()) if self.model.optimizer else self._steps
+      step = (int(self.model.optimizer.iterations.numpy()) + 1 if self.model.optimizer
+              else self._steps)
       raise NonFiniteError(
           f"non-finite training loss at global step {step} (epoch {self._epoch}, batch {batch}): "
-          f"term(s) {sorted(terms)} = {terms}; the update of this step was skipped (zero "
-          "gradients). Expected finite losses: check the data (NaN/inf depth or images), the "
-          "learning rate and the loss configuration.")
+          f"term(s) {sorted(terms)} = {terms}; this step was not applied (weights and optimizer "
+          "state unchanged). Expected finite losses and predicted depth: check the data (NaN/inf "
+          "depth or images), the learning rate and the loss configuration.")
 
 
 def loss_terms_from_config(loss_configs):
