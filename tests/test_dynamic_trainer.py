@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfdepth.errors import InvalidInputError
+from tfdepth.errors import InvalidInputError, NonFiniteError
 from tfdepth.models import motion_net
 from tfdepth import geometry
 from tfdepth import losses as losses_lib
@@ -100,6 +100,37 @@ def test_burn_in_freezes_residual_field_and_loss_is_finite(single_device_run):
   rot = [i for i, n in enumerate(names) if "mn_rotation/kernel" in n]
   assert rot and not np.array_equal(after[rot[0]], before[rot[0]])
   assert int(model.optimizer.iterations.numpy()) == 1
+
+
+def _bn_depth_net():
+  """Conv -> BatchNorm -> ELU -> sigmoid disparity: a NaN pixel makes the moving mean that the
+  training forward pass assigns NaN (ELU keeps NaN, unlike a ReLU fused into the conv)."""
+  inp = keras.Input((H, W, 3))
+  x = keras.layers.Conv2D(4, 3, padding="same", name="bn_conv")(inp)
+  x = keras.layers.BatchNormalization(momentum=0.5, name="bn_bn")(x)
+  x = keras.layers.Activation("elu")(x)
+  disp = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="bn_disp")(x)
+  return keras.Model(inp, {"disp_0": disp}, name="bn_tiny")
+
+
+def test_non_finite_step_applies_nothing_batchnorm_statistics_included():
+  keras.utils.set_random_seed(0)
+  model = dynamic.DynamicDepthModel(
+      _bn_depth_net(),
+      motion_net.build_motion_net((H, W, 8), learn_intrinsics=True, base_channels=2, name="mn"),
+      dynamic.DynamicConfig(motion_field_burnin_steps=BURNIN_STEPS, learn_intrinsics=True))
+  model.compile(optimizer=dynamic.make_optimizer(), jit_compile=False)
+  frames = next(iter(_dataset()))["frames"].numpy()
+  frames[1, 0, 5, 7, 2] = np.nan
+  model.predict_motion(tf.zeros([1, 3, H, W, 3]), model.predict_depths(tf.zeros([1, 3, H, W, 3])))
+  model.optimizer.build(model.trainable_variables)
+  assert any("moving_mean" in v.path for v in model.weights)
+  before = [v.numpy().copy() for v in model.weights + model.optimizer.variables]
+  with pytest.raises(NonFiniteError, match=r"global step 1 \(epoch 0, batch 0\)"):
+    model.fit(tf.data.Dataset.from_tensors({"frames": frames}), epochs=1, verbose=0)
+  assert int(model.optimizer.iterations.numpy()) == 0
+  for a, b in zip(before, model.weights + model.optimizer.variables):
+    np.testing.assert_array_equal(a, b.numpy(), err_msg=getattr(b, "path", ""))
 
 
 def test_serialization_round_trip_and_batch_errors():

@@ -238,9 +238,11 @@ def test_registered_experiments_map_to_the_trainer_config():
 
 
 # ----------------------------------------------------------------------------- training
-def _tiny_depth_net(h=16, w=32, seg_classes=0):
+def _tiny_depth_net(h=16, w=32, seg_classes=0, batch_norm=False):
   x_in = keras.Input((h, w, 3))
   x = keras.layers.Conv2D(4, 3, padding="same", activation="elu")(x_in)
+  if batch_norm:
+    x = keras.layers.BatchNormalization(momentum=0.5, name="tiny_bn")(x)
   out = {"disp_0": keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(x)}
   out["disp_1"] = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid")(
       keras.layers.AveragePooling2D(2)(x))
@@ -355,7 +357,7 @@ def test_non_finite_prediction_with_depth_metrics_under_adam_applies_nothing():
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
   model = ss.SelfSupervisedDepthModel(
-      _tiny_depth_net(), _tiny_pose_net(),
+      _tiny_depth_net(batch_norm=True), _tiny_pose_net(),
       ss.SelfSupervisedConfig(scales=(0, 1), automask_noise_scale=0.0),
       depth_metrics=metrics.standard_metrics("synthetic_street"))
   model.compile(optimizer=keras.optimizers.Adam(1e-2), run_eagerly=True)
@@ -370,7 +372,9 @@ def test_non_finite_prediction_with_depth_metrics_under_adam_applies_nothing():
   with pytest.raises(NonFiniteError, match=r"global step 1 \(epoch 0, batch 0\)"):
     model.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
   assert int(model.optimizer.iterations.numpy()) == 0
-  for a, b in zip(before, model.weights + model.optimizer.variables):   # incl. Adam moments
+  # incl. Adam moments and the BatchNorm statistics that the skipped forward pass made NaN
+  assert any("moving_mean" in v.path for v in model.weights)
+  for a, b in zip(before, model.weights + model.optimizer.variables):
     np.testing.assert_array_equal(a, b.numpy())
   assert model.depth_metrics and all(float(m.count.numpy()) == 0 for m in model.depth_metrics)
 

@@ -214,6 +214,17 @@ def _linear_network():
   return keras.Model(inputs, {"depth": keras.layers.Rescaling(1.0, offset=MIN_PRED_DEPTH)(x)})
 
 
+def _linear_bn_network():
+  """`_linear_network` with a BatchNormalization after the conv: a NaN pixel makes its batch mean,
+  and so the moving mean the training forward pass assigns, NaN."""
+  inputs = keras.Input((H, W, 3), name="image")
+  x = keras.layers.Conv2D(1, 3, padding="same", name="lin_conv",
+                          kernel_initializer=keras.initializers.GlorotUniform(seed=0))(inputs)
+  x = keras.layers.BatchNormalization(momentum=0.5, name="lin_bn")(x)
+  x = keras.layers.Activation("softplus")(x)
+  return keras.Model(inputs, {"depth": keras.layers.Rescaling(1.0, offset=MIN_PRED_DEPTH)(x)})
+
+
 def _nan_fit(strategy, data, batch, network_fn=_network, terms=TERMS):
   with strategy.scope():
     model = SupervisedDepthModel(network_fn(), terms,
@@ -241,18 +252,27 @@ def _assert_unchanged_since_first_step(model, snap):
 
 
 @pytest.mark.parametrize("replicas", [1, 2])
-def test_non_finite_prediction_step_leaves_weights_adam_state_and_metrics_unchanged(replicas):
+@pytest.mark.parametrize("network_fn", [_linear_network, _linear_bn_network])
+def test_non_finite_prediction_step_leaves_weights_adam_state_and_metrics_unchanged(
+    replicas, network_fn):
   devices = [d.name for d in tf.config.list_logical_devices("CPU")]
   strategy = (tf.distribute.OneDeviceStrategy(devices[0]) if replicas == 1
               else cpu_mirrored_strategy(devices[:2]))
   d = _data(8, sparse=False)
   # Step 2 (images 4..7): one NaN pixel in image 7 only (with 2 replicas: on the second only).
   d["image"][7, 5, 5, 0] = np.nan
-  model, snap, message = _nan_fit(strategy, d, batch=4, network_fn=_linear_network)
+  model, snap, message = _nan_fit(strategy, d, batch=4, network_fn=network_fn)
   # Depth metrics are attached: the typed error is raised, not the metrics' in-graph assertion
   # ("abs_rel: pred must be finite", an InvalidArgumentError, before the fix).
   assert "non-finite training loss at global step 2 (epoch 0, batch 1)" in message
+  # `network.weights` includes BatchNorm's moving mean / variance: the skipped step's NaN batch
+  # statistics were assigned in its forward pass and are restored (bit for bit).
   _assert_unchanged_since_first_step(model, snap)
+  if network_fn is _linear_bn_network:
+    bn = model.network.get_layer("lin_bn")
+    # Step 1 did move them (momentum 0.5 from the initial 0 / 1): the check above is not vacuous.
+    assert float(bn.moving_mean.numpy()[0]) != 0.0
+    assert np.all(np.isfinite(bn.moving_variance.numpy()))
 
 
 def test_non_finite_term_under_adam_names_the_term_and_applies_nothing():

@@ -74,7 +74,9 @@ from trainers.supervised import _global_batch_mean
 from trainers.supervised import _num_replicas
 from trainers.supervised import apply_if_finite
 from trainers.supervised import clip_across_replicas
+from trainers.supervised import forward_state
 from trainers.supervised import mark_non_finite
+from trainers.supervised import restore_unless_finite
 from trainers.supervised import step_is_finite
 from trainers.supervised import update_metrics_if
 
@@ -917,6 +919,7 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
     frames_aug = tf.cast(batch.get("frames_aug", batch["frames"]), tf.float32)
     batch_size = tf.shape(frames_aug)[0]
     seed = tf.stack([tf.cast(self.optimizer.iterations, tf.int64), tf.constant(1, tf.int64)])
+    state = forward_state(self)
     with tf.GradientTape() as tape:
       outputs = self(frames_aug[:, TARGET_INDEX], training=True)
       poses = self.source_poses(batch, frames_aug, training=True)
@@ -927,6 +930,7 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
     # A non-finite step (loss term, predicted depth or gradient, on any replica) is not applied.
     finite = step_is_finite(self.optimizer, grads, total, list(terms.values()), outputs["depth"])
     apply_if_finite(self.optimizer, clip_across_replicas(self.optimizer, grads), variables, finite)
+    restore_unless_finite(state, finite)
     self._update_trackers(mark_non_finite(total, finite), terms, batch_size)
     self._update_metrics(batch, outputs, finite)
     return step_logs(self.metrics)

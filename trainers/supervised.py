@@ -279,7 +279,8 @@ def apply_if_finite(optimizer, grads, variables, finite):
   """`optimizer.apply(grads, variables)` only when `finite` (the same on every replica).
 
   A skipped step leaves everything as it was: weights, optimizer slots (Adam moments, momentum),
-  `optimizer.iterations`, weight decay and the loss scale. Zeroing the gradients would not do:
+  `optimizer.iterations`, weight decay and the loss scale (and, with `restore_unless_finite`, the
+  BatchNorm statistics that the forward pass assigned). Zeroing the gradients would not do:
   Adam and momentum still move the weights with their moments, and decoupled weight decay still
   shrinks them. As Keras' `LossScaleOptimizer._tf_apply`, the branch is taken in a cross-replica
   context (`merge_call`) when the strategy needs merge calls (its `apply` calls `merge_call`,
@@ -311,6 +312,40 @@ def apply_if_finite(optimizer, grads, variables, finite):
     tf.cond(finite, apply, skip)
 
   tf.distribute.get_replica_context().merge_call(merged, args=(grads, variables, finite))
+
+
+def forward_state(model):
+  """Values of ``model``'s non-trainable variables before a training forward pass, for
+  `restore_unless_finite`.
+
+  A training forward pass assigns some of them before the step is known to be finite: BatchNorm's
+  moving mean / variance from the batch statistics (NaN after a batch with a NaN pixel) and the
+  random-seed states of dropout / noise layers. Reading a resource variable gives a copy, so the
+  values stay as they were when the pass then assigns the variables.
+
+  Args:
+    model: the trainer (a `keras.Model`), read before its forward pass in ``train_step``.
+  Returns:
+    ``(variables, values)``: the non-trainable variables and their current values.
+  """
+  variables = list(model.non_trainable_variables)
+  return variables, [tf.identity(v) for v in variables]
+
+
+def restore_unless_finite(state, finite):
+  """Assigns the values of `forward_state` back when the step is not `finite`.
+
+  With `apply_if_finite` a skipped step leaves the whole model as it was, BatchNorm statistics
+  included. The assignment is unconditional (a select between the current and saved values, no
+  branch), so it runs in the replica context exactly as BatchNorm's own update does, under every
+  strategy; its cost is one small assignment per non-trainable variable and step.
+
+  Args:
+    state: ``(variables, values)`` from `forward_state`.
+    finite: scalar bool, identical on all replicas (`step_is_finite`).
+  """
+  for variable, saved in zip(*state):
+    variable.assign(tf.where(finite, tf.convert_to_tensor(variable), saved))
 
 
 def step_logs(step_metrics):
@@ -492,6 +527,7 @@ class SupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
   def train_step(self, data):
     x, y = self._unpack(data)
     batch_size = tf.shape(x)[0]
+    state = forward_state(self)
     with tf.GradientTape() as tape:
       y_pred = self(x, training=True)
       total, terms = self.compute_loss_terms(y, y_pred)
@@ -502,6 +538,7 @@ class SupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
     # replica): the update is skipped entirely; NonFiniteLossCheck then stops training.
     finite = step_is_finite(self.optimizer, grads, total, terms, y_pred["depth"])
     apply_if_finite(self.optimizer, clip_across_replicas(self.optimizer, grads), variables, finite)
+    restore_unless_finite(state, finite)
     self._update_trackers(mark_non_finite(total, finite), terms, batch_size)
     self._update_metrics(y, y_pred, finite)
     return step_logs(self.metrics)
