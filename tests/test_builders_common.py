@@ -265,19 +265,40 @@ def test_safe_extract_on_non_local_filesystems(tmp_path):
     archives.safe_extract("ram://archives_test/in/absent.zip", "ram://archives_test/out3")
 
 
-@pytest.mark.parametrize("name, cut", [("cut.zip", 0.5), ("cut.tar.gz", 0.5), ("junk.zip", 0.0)])
+def _tar_bytes(compression, sizes, seed=0):
+  """A ``.tar.<compression>`` of random members ``a0.bin ...`` of the given sizes."""
+  buffer = io.BytesIO()
+  rng = np.random.default_rng(seed)
+  with tarfile.open(fileobj=buffer, mode=f"w:{compression}") as tar:
+    for k, size in enumerate(sizes):
+      payload = rng.integers(0, 256, size, np.uint8).tobytes()
+      info = tarfile.TarInfo(f"a{k}.bin")
+      info.size = len(payload)
+      tar.addfile(info, io.BytesIO(payload))
+  return buffer.getvalue()
+
+
+def _flipped(data, at, count=64):
+  """``data`` with ``count`` bytes from ``at`` inverted."""
+  return data[:at] + bytes(b ^ 0xFF for b in data[at:at + count]) + data[at + count:]
+
+
+@pytest.mark.parametrize("name, cut", [("cut.zip", 0.5), ("cut.tar.gz", 0.5), ("junk.zip", 0.0),
+                                       ("cut.tar.bz2", 0.5), ("cut.tar.xz", 0.5),
+                                       ("flipped.tar.gz", None), ("flipped.tar.bz2", None)])
 def test_safe_extract_truncated_archive_is_corrupt(tmp_path, name, cut):
   if name.endswith(".zip"):
     data = _zip_bytes({"a.bin": bytes(range(256)) * 64})
+  elif cut is None:
+    # Bytes inverted in the middle of a multi-block stream: gzip detects it only by the CRC-32 at
+    # the end of the stream (before, the damaged member was extracted silently); bz2 raises a
+    # plain OSError("Invalid data stream") from its second 900 kB block (before, that OSError).
+    data = _tar_bytes(name.rsplit(".", 1)[1], [1_000_000, 1_000_000])
+    data = _flipped(data, len(data) * 2 // 3)
   else:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-      payload = np.random.default_rng(0).integers(0, 256, 16384, np.uint8).tobytes()
-      info = tarfile.TarInfo("a.bin")
-      info.size = len(payload)
-      tar.addfile(info, io.BytesIO(payload))
-    data = buffer.getvalue()
-  data = data[:int(len(data) * cut)] if cut else b"<html>not an archive</html>"
+    data = _tar_bytes(name.rsplit(".", 1)[1], [16384])
+  if cut is not None:
+    data = data[:int(len(data) * cut)] if cut else b"<html>not an archive</html>"
   (tmp_path / name).write_bytes(data)
   with pytest.raises(errors.CorruptFileError) as info:
     archives.safe_extract(tmp_path / name, tmp_path / "out")

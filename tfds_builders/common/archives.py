@@ -29,7 +29,8 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz
 # of about 1 MB or less).
 _COPY_CHUNK_BYTES = 1 << 20
 # What a damaged or truncated archive raises while it is listed or read (tar reads the
-# compression stream through gzip / bz2 / lzma).
+# compression stream through gzip / bz2 / lzma); also a plain OSError without an errno, which is
+# what bz2 raises for a damaged block ("Invalid data stream").
 _READ_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError,
                 gzip.BadGzipFile)
 
@@ -102,6 +103,10 @@ def _extract_tar(stream, archive_path: str, target_dir: str) -> None:
         continue
       with archive.extractfile(member) as source:
         _write_member(source, destination)
+    # Reads the compressed stream to its end: gzip checks its CRC-32 and length only there (a
+    # damaged .tar.gz otherwise extracts wrong bytes silently); bz2 / xz check their blocks.
+    while archive.fileobj.read(_COPY_CHUNK_BYTES):
+      pass
 
 
 def safe_extract(archive_path, target_dir) -> str:
@@ -136,7 +141,9 @@ def safe_extract(archive_path, target_dir) -> str:
   with tf.io.gfile.GFile(archive_path, "rb") as stream:
     try:
       extract(stream, archive_path, target_dir)
-    except _READ_ERRORS as e:
+    except (*_READ_ERRORS, OSError) as e:
+      if type(e) is OSError and e.errno is not None:   # pylint: disable=unidiomatic-typecheck
+        raise   # a filesystem error (no space, permission), not a damaged archive
       raise errors.CorruptFileError(
           f"{archive_path!r} ({tf.io.gfile.stat(archive_path).length} bytes) is not a readable "
           f"{'zip' if extract is _extract_zip else 'tar'} archive ({type(e).__name__}: {e}); it "
