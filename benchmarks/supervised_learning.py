@@ -40,11 +40,13 @@ published settings, all for a CPU budget of minutes (also written to the JSON `f
     not built (they would get no gradient).
 
 Writes benchmarks/results/supervised_learning.json (after every pair, so a killed run keeps the
-finished ones; `--merge` keeps pairs of an earlier JSON that this run does not redo) and prints a
+finished ones; `--merge` keeps pairs of an earlier JSON that this run does not redo; every pair
+records the `command` and `date` that measured it) and prints a
 table. `--markdown` prints the README table of the JSON without training.
 """
 
 import argparse
+import datetime
 import json
 import os
 import sys
@@ -337,6 +339,8 @@ def main(argv=None):
     figures["results"].update(old.get("results", {}))
     figures["baselines"].update(old.get("baselines", {}))
   command = " ".join(["python -m benchmarks.supervised_learning"] + sys.argv[1:])
+  if args.merge:
+    command += " (merged: each pair carries the command and date that measured it)"
   test_data = {}
   for scene in scenes:
     pairs = [m for m in models if scene in MODELS[m][1]]
@@ -352,6 +356,8 @@ def main(argv=None):
     print(f"{scene}: median-depth baseline {figures['baselines'][scene]}", flush=True)
     for model in pairs:
       result = run_pair(model, scene, args.minutes, args.data_dir, test_data[scene])
+      result["command"] = " ".join(["python -m benchmarks.supervised_learning"] + sys.argv[1:])
+      result["date"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
       figures["results"][f"{model}/{scene}"] = result
       print(f"{model}/{scene}: " + json.dumps({k: result[k] for k in (
           "abs_rel", "delta1", "steps", "train_seconds", "params")}), flush=True)
