@@ -131,6 +131,8 @@ def test_non_finite_step_applies_nothing_batchnorm_statistics_included():
   assert int(model.optimizer.iterations.numpy()) == 0
   for a, b in zip(before, model.weights + model.optimizer.variables):
     np.testing.assert_array_equal(a, b.numpy(), err_msg=getattr(b, "path", ""))
+  with pytest.raises(NonFiniteError, match=r"non-finite evaluation loss at evaluation batch 0"):
+    model.evaluate(tf.data.Dataset.from_tensors({"frames": frames}), verbose=0)
 
 
 def test_serialization_round_trip_and_batch_errors():

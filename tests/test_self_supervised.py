@@ -377,6 +377,13 @@ def test_non_finite_prediction_with_depth_metrics_under_adam_applies_nothing():
   for a, b in zip(before, model.weights + model.optimizer.variables):
     np.testing.assert_array_equal(a, b.numpy())
   assert model.depth_metrics and all(float(m.count.numpy()) == 0 for m in model.depth_metrics)
+  # Evaluation of a NaN target frame: a typed error, not the metrics' in-graph assertion.
+  frames = batch["frames"].numpy()
+  frames[0, ss.TARGET_INDEX, 3, 3, 0] = np.nan
+  batch["frames"] = tf.constant(frames)
+  with pytest.raises(NonFiniteError, match=r"evaluation batch 0"):
+    model.evaluate(tf.data.Dataset.from_tensors(batch), verbose=0)
+  assert all(float(m.count.numpy()) == 0 for m in model.depth_metrics)
 
 
 def test_get_config_round_trip_and_bad_inputs():

@@ -275,6 +275,27 @@ def test_non_finite_prediction_step_leaves_weights_adam_state_and_metrics_unchan
     assert np.all(np.isfinite(bn.moving_variance.numpy()))
 
 
+def test_non_finite_validation_prediction_raises_typed_error_naming_the_batch():
+  model = SupervisedDepthModel(_linear_network(), TERMS,
+                               depth_metrics=depth_metrics.standard_metrics("synthetic_street"))
+  model.compile(optimizer="adam")
+  val = _data(4, sparse=False)
+  val["image"][3, 2, 2, 0] = np.nan   # evaluation batch 1 (images 2, 3): NaN predicted depth
+  val_ds = tf.data.Dataset.from_tensor_slices(val).batch(2)
+  # Before: the depth metrics' in-graph assertion ("abs_rel: pred must be finite"), a raw
+  # InvalidArgumentError from inside the graph.
+  with pytest.raises(NonFiniteError, match=r"evaluation batch 1 \(0-based\)"):
+    model.evaluate(val_ds, verbose=0)
+  with pytest.raises(NonFiniteError, match=r"non-finite evaluation loss at evaluation batch 1"):
+    model.fit(_dataset(2, n=2), validation_data=val_ds, epochs=1, verbose=0)
+  # Finite evaluation data: the metrics count every image (2 batches of 2).
+  val["image"][3, 2, 2, 0] = 0.5
+  logs = model.evaluate(tf.data.Dataset.from_tensor_slices(val).batch(2), verbose=0,
+                        return_dict=True)
+  assert np.isfinite(logs["loss"])
+  assert all(float(m.count.numpy()) == 4 for m in model.depth_metrics)
+
+
 def test_non_finite_term_under_adam_names_the_term_and_applies_nothing():
   d = _data(4)
   d["image"][3, 5, 5, 0] = np.nan   # NaN depth at a valid pixel: the silog term is NaN
@@ -284,15 +305,17 @@ def test_non_finite_term_under_adam_names_the_term_and_applies_nothing():
   _assert_unchanged_since_first_step(model, snap)
 
 
-def test_non_finite_gradient_with_finite_loss_terms_is_skipped_and_raises():
-  def sqrt_l1(pred, target, mask=None):
-    # Batches with a depth above 100 m: value 0 = sqrt(0), but d sqrt(u)/du = inf at u = 0, times
-    # du/dpred = 0: a NaN gradient under a finite loss. tf.cond backpropagates the taken branch only.
-    per_image = losses.l1_loss(pred, target, mask)
-    return tf.cond(tf.reduce_max(target) > 100.0,
-                   lambda: tf.reduce_mean(tf.sqrt(0.0 * pred), axis=[1, 2, 3]),
-                   lambda: per_image)
+def sqrt_l1(pred, target, mask=None):
+  """L1, but on batches with a depth above 100 m: value 0 = sqrt(0), and d sqrt(u)/du = inf at
+  u = 0 times du/dpred = 0, a NaN gradient under a finite loss. tf.cond backpropagates the taken
+  branch only."""
+  per_image = losses.l1_loss(pred, target, mask)
+  return tf.cond(tf.reduce_max(target) > 100.0,
+                 lambda: tf.reduce_mean(tf.sqrt(0.0 * tf.cast(pred, tf.float32)), axis=[1, 2, 3]),
+                 lambda: per_image)
 
+
+def test_non_finite_gradient_with_finite_loss_terms_is_skipped_and_raises():
   d = _data(4)
   d["depth"][2:, 0, 0, 0] = 150.0
   model, snap, message = _nan_fit(tf.distribute.get_strategy(), d, batch=2,
@@ -300,6 +323,24 @@ def test_non_finite_gradient_with_finite_loss_terms_is_skipped_and_raises():
   # The terms are finite; the logged total shows the skipped step.
   assert "global step 2 (epoch 0, batch 1): term(s) ['loss'] = {'loss': nan}" in message
   _assert_unchanged_since_first_step(model, snap)
+
+
+def test_mixed_float16_loss_scale_collapse_raises():
+  # Every batch has a NaN gradient under a finite loss: Keras' LossScaleOptimizer skips each step
+  # and halves its scale from 2**15; the 16th skip takes it to 0.5 < MIN_LOSS_SCALE = 1.
+  d = _data(20)
+  d["depth"][:, 0, 0, 0] = 150.0
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    model = SupervisedDepthModel(_linear_network(), [LossTerm("fragile", 1.0, fn=sqrt_l1)])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2))
+    assert supervised.is_loss_scale_optimizer(model.optimizer)
+    with pytest.raises(NonFiniteError, match=r"loss scale fell to 0\.5 \(below 1\) at epoch 0, "
+                                             r"batch 15, optimizer step 0"):
+      model.fit(tf.data.Dataset.from_tensor_slices(d).batch(1), verbose=0)
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+  assert float(model.optimizer.dynamic_scale.numpy()) == 0.5
 
 
 def _clipped_update(strategy, optimizer_fn):

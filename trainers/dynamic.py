@@ -98,6 +98,7 @@ from trainers.supervised import TERM_SUFFIX
 from trainers.supervised import TOTAL_LOSS_NAME
 from trainers.supervised import _global_batch_mean
 from trainers.supervised import _num_replicas
+from trainers.supervised import all_finite
 from trainers.supervised import apply_if_finite
 from trainers.supervised import clip_across_replicas
 from trainers.supervised import forward_state
@@ -714,8 +715,10 @@ class DynamicDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
     depths = self.predict_depths(frames, training=False)
     motion = self.predict_motion(frames, depths, training=False)
     total, terms = self.compute_loss_terms(batch, depths, motion, self.residual_gate())
-    self._update_trackers(total, terms, tf.shape(frames)[0])
-    self._update_metrics(batch, depths)
+    # Non-finite: NaN loss (NonFiniteLossCheck raises a typed error), depth metrics not updated.
+    finite = all_finite(total, list(terms.values()), depths)
+    self._update_trackers(mark_non_finite(total, finite), terms, tf.shape(frames)[0])
+    self._update_metrics(batch, depths, finite)
     return step_logs(self.metrics)
 
   def predict_step(self, data):

@@ -72,6 +72,7 @@ from trainers.supervised import TERM_SUFFIX
 from trainers.supervised import TOTAL_LOSS_NAME
 from trainers.supervised import _global_batch_mean
 from trainers.supervised import _num_replicas
+from trainers.supervised import all_finite
 from trainers.supervised import apply_if_finite
 from trainers.supervised import clip_across_replicas
 from trainers.supervised import forward_state
@@ -942,8 +943,10 @@ class SelfSupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model
     poses = self.source_poses(batch, frames, training=False)
     total, terms = self.compute_loss_terms(batch, outputs, poses, tf.constant([0, 2], tf.int64),
                                            training=False)
-    self._update_trackers(total, terms, tf.shape(frames)[0])
-    self._update_metrics(batch, outputs)
+    # Non-finite: NaN loss (NonFiniteLossCheck raises a typed error), depth metrics not updated.
+    finite = all_finite(total, list(terms.values()), outputs["depth"])
+    self._update_trackers(mark_non_finite(total, finite), terms, tf.shape(frames)[0])
+    self._update_metrics(batch, outputs, finite)
     return step_logs(self.metrics)
 
   def predict_step(self, data):

@@ -362,8 +362,20 @@ def step_logs(step_metrics):
   return logs
 
 
+def _with_non_finite_check(callbacks):
+  """``callbacks`` + a `NonFiniteLossCheck` unless one is present. A `CallbackList` is passed on
+  as it is: `fit` hands its own (which has the check) to the validation `evaluate`."""
+  if isinstance(callbacks, keras.callbacks.CallbackList):
+    return callbacks
+  callbacks = list(callbacks or [])
+  if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
+    callbacks.append(NonFiniteLossCheck())
+  return callbacks
+
+
 class GuardedFitMixin:
-  """`fit` that never trains on NaN: appends `NonFiniteLossCheck` unless one is present.
+  """`fit` that never trains on NaN and `evaluate` that never reports a NaN loss: both append
+  `NonFiniteLossCheck` unless one is present.
 
   Shared by every tfdepth trainer (`class M(GuardedFitMixin, keras.Model)`). `shuffle` defaults
   to False: tfdepth pipelines shuffle (deterministically) themselves.
@@ -371,10 +383,10 @@ class GuardedFitMixin:
 
   def fit(self, *args, callbacks=None, **kwargs):
     kwargs.setdefault("shuffle", False)
-    callbacks = list(callbacks or [])
-    if not any(isinstance(c, NonFiniteLossCheck) for c in callbacks):
-      callbacks.append(NonFiniteLossCheck())
-    return super().fit(*args, callbacks=callbacks, **kwargs)
+    return super().fit(*args, callbacks=_with_non_finite_check(callbacks), **kwargs)
+
+  def evaluate(self, *args, callbacks=None, **kwargs):
+    return super().evaluate(*args, callbacks=_with_non_finite_check(callbacks), **kwargs)
 
 
 class MultiWorkerFitMixin:
@@ -547,8 +559,11 @@ class SupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
     x, y = self._unpack(data)
     y_pred = self(x, training=False)
     total, terms = self.compute_loss_terms(y, y_pred)
-    self._update_trackers(total, terms, tf.shape(x)[0])
-    self._update_metrics(y, y_pred)
+    # A non-finite prediction or loss shows as a NaN loss (NonFiniteLossCheck raises a typed
+    # error) and does not reach the depth metrics, whose in-graph assertion would fail first.
+    finite = all_finite(total, terms, y_pred["depth"])
+    self._update_trackers(mark_non_finite(total, finite), terms, tf.shape(x)[0])
+    self._update_metrics(y, y_pred, finite)
     return step_logs(self.metrics)
 
   def predict_step(self, data):
@@ -557,14 +572,39 @@ class SupervisedDepthModel(GuardedFitMixin, MultiWorkerFitMixin, keras.Model):
     return {k: tf.cast(v, tf.float32) for k, v in self(x, training=False).items()}
 
 
+# Under mixed_float16, Keras' LossScaleOptimizer skips a step with non-finite gradients and halves
+# its loss scale (initial 2**15). Overflow of the scaled gradients stops below some scale; at a
+# scale under 1 the gradients are no longer scaled up, so non-finite ones are not an fp16
+# overflow but NaN/inf from the model or loss, and every step from then on is skipped silently.
+MIN_LOSS_SCALE = 1.0
+
+
+def _non_finite_terms(logs):
+  """``{name: value}`` of the non-finite loss entries (total and ``*_loss`` terms) of ``logs``;
+  only the total when every term is finite."""
+  bad = {}
+  for key, value in (logs or {}).items():
+    if key == TOTAL_LOSS_NAME or key.endswith(TERM_SUFFIX):
+      v = float(value)
+      if not math.isfinite(v):
+        bad[key] = v
+  return {k: v for k, v in bad.items() if k != TOTAL_LOSS_NAME} or bad
+
+
 class NonFiniteLossCheck(keras.callbacks.Callback):
-  """Raises `NonFiniteError` at the end of the first training batch whose loss is NaN or inf.
+  """Raises `NonFiniteError` at the end of the first training or evaluation batch whose loss is
+  NaN or inf.
 
   The per-term trackers are running means over the epoch, so they turn non-finite exactly at the
   first bad step. The message names the global step (1-based: the tfdepth trainers do not apply a
   non-finite step, so it is the optimizer's iterations + 1), the epoch and batch (0-based), and
   every non-finite term (only "loss" when the predicted depth or a gradient was non-finite under
-  finite terms).
+  finite terms). In evaluation (`fit`'s validation or `evaluate`), the tfdepth trainers' loss is
+  NaN when the predicted depth is non-finite; the message names the evaluation batch.
+
+  Under a `LossScaleOptimizer` (mixed_float16), whose skipped steps (non-finite gradients under
+  a finite loss) leave no trace in the logs, it also raises once the loss scale falls below
+  `MIN_LOSS_SCALE`.
   """
 
   def __init__(self):
@@ -577,16 +617,9 @@ class NonFiniteLossCheck(keras.callbacks.Callback):
 
   def on_train_batch_end(self, batch, logs=None):
     self._steps += 1
-    if not logs:
-      return
-    bad = {}
-    for key, value in logs.items():
-      if key == TOTAL_LOSS_NAME or key.endswith(TERM_SUFFIX):
-        v = float(value)
-        if not math.isfinite(v):
-          bad[key] = v
-    if bad:
-      terms = {k: v for k, v in bad.items() if k != TOTAL_LOSS_NAME} or bad
+    self._check_loss_scale(batch)
+    terms = _non_finite_terms(logs)
+    if terms:
       step = (int(self.model.optimizer.iterations.numpy()) + 1 if self.model.optimizer
               else self._steps)
       raise NonFiniteError(
@@ -594,6 +627,29 @@ class NonFiniteLossCheck(keras.callbacks.Callback):
           f"term(s) {sorted(terms)} = {terms}; this step was not applied (weights and optimizer "
           "state unchanged). Expected finite losses and predicted depth: check the data (NaN/inf "
           "depth or images), the learning rate and the loss configuration.")
+
+  def _check_loss_scale(self, batch):
+    optimizer = getattr(self.model, "optimizer", None)
+    if not (optimizer is not None and is_loss_scale_optimizer(optimizer) and optimizer.built):
+      return
+    scale = float(optimizer.dynamic_scale.numpy())
+    if scale < MIN_LOSS_SCALE:
+      raise NonFiniteError(
+          f"mixed_float16 loss scale fell to {scale:g} (below {MIN_LOSS_SCALE:g}) at epoch "
+          f"{self._epoch}, batch {batch}, optimizer step {int(optimizer.iterations.numpy())}: the "
+          "LossScaleOptimizer skipped many steps whose gradients were NaN or inf under a finite "
+          "loss, which at this scale is not an fp16 overflow. Expected finite gradients: check "
+          "the loss for NaN-gradient operations (sqrt / log / division at 0) and the data; "
+          "`train.mixed_precision=mixed_bfloat16` or float32 train without a loss scale.")
+
+  def on_test_batch_end(self, batch, logs=None):
+    terms = _non_finite_terms(logs)
+    if terms:
+      raise NonFiniteError(
+          f"non-finite evaluation loss at evaluation batch {batch} (0-based): term(s) "
+          f"{sorted(terms)} = {terms}. Expected finite images, depth and predicted depth: check "
+          "the evaluation data (NaN/inf images or depth at valid pixels) and, if the data are "
+          "finite, the model's weights.")
 
 
 def loss_terms_from_config(loss_configs):
