@@ -1,6 +1,6 @@
 """Where FastDepth's int8 TFLite time goes: int8 vs float32 speed-up of each of its convolutions.
 
-Run: ``python -m benchmarks.int8_op_speedup`` (about 5 minutes on 2 cores). Prints a table and
+Run: ``python -m benchmarks.int8_op_speedup`` (about 6 minutes on 2 cores). Prints a table and
 writes ``benchmarks/results/int8_op_speedup.json``.
 
 Issue 7 asks for full-integer int8 >= 2.5x faster than float32 TFLite; the export benchmark
@@ -13,6 +13,11 @@ DEQUANTIZE around the op, so the op alone is timed). Each file runs in LiteRT
 (``ai-edge-litert``, XNNPACK, 1 thread); the figure is the median CPU time of the invoking thread
 over ``--num_runs`` interleaved runs (robust to other jobs on the machine; includes LiteRT's
 per-invoke overhead of a few microseconds, visible on the 7x7 layers).
+
+Two alternatives are measured too: the depthwise convolutions with per-tensor int8 weights
+(``int8_per_tensor_ms``; XNNPACK's QS8 kernels instead of the per-channel QC8 ones), and the whole
+model (random weights, `export.tflite`'s conversion) under TFLite's builtin kernels instead of the
+XNNPACK delegate (``whole_model_kernels``).
 
 The rows are grouped by kind (first full 3x3 conv, 3x3 depthwise stride 1 / 2, 5x5 depthwise,
 1x1 pointwise). The summary gives each kind's float32 and int8 sums and, against the export
@@ -80,8 +85,10 @@ def single_op_model(layer, input_shape, seed):
   return keras.Model(inputs, keras.layers.ReLU()(x))
 
 
-def convert(model, int8, seed):
-  """float32 or full-integer int8 (int8 input and output) TFLite flatbuffer of ``model``."""
+def convert(model, int8, seed, per_channel=True):
+  """float32 or full-integer int8 (int8 input and output) TFLite flatbuffer of ``model``;
+  ``per_channel=False``: int8 weights with one scale per tensor instead of per output channel
+  (the converter's ``_experimental_disable_per_channel``)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   shape = (1,) + tuple(int(d) for d in model.inputs[0].shape[1:])
   function = tf.function(model.__call__, input_signature=[tf.TensorSpec(shape, tf.float32)])
@@ -101,12 +108,21 @@ def convert(model, int8, seed):
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    converter._experimental_disable_per_channel = not per_channel  # pylint: disable=protected-access
   return bytes(converter.convert())
 
 
-def _interpreter(flatbuffer):
+def _interpreter(flatbuffer, builtin_kernels=False):
+  """A 1-thread LiteRT interpreter of ``flatbuffer`` with a fixed random input set, warmed up;
+  ``builtin_kernels``: TFLite's own optimised kernels instead of the default XNNPACK delegate."""
   from export import litert_runner  # pylint: disable=g-import-not-at-top
-  interpreter = litert_runner.interpreter_for(flatbuffer, num_threads=1)
+  if builtin_kernels:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType  # pylint: disable=g-import-not-at-top,g-multiple-import
+    interpreter = Interpreter(
+        model_content=flatbuffer, num_threads=1,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+  else:
+    interpreter = litert_runner.interpreter_for(flatbuffer, num_threads=1)
   interpreter.allocate_tensors()
   detail = interpreter.get_input_details()[0]
   rng = np.random.default_rng(0)
@@ -185,6 +201,30 @@ def export_whole_model(path=None):
           "date": record.get("date")}
 
 
+def runtime_alternatives(num_runs, input_size=INPUT_SIZE):
+  """Whole-model FastDepth (width 1.0, random weights with a spread head:
+  `export._testing.spread_fastdepth`, the export benchmark's converter and rewrites) float32 and
+  int8 (float I/O, 8 random calibration images) under LiteRT's default XNNPACK delegate and under
+  TFLite's builtin kernels (``BUILTIN_WITHOUT_DEFAULT_DELEGATES``), 1 thread, median CPU ms."""
+  from export import tflite  # pylint: disable=g-import-not-at-top
+  from export._testing import spread_fastdepth  # pylint: disable=g-import-not-at-top
+  model = spread_fastdepth(input_size, width_multiplier=1.0)
+  rng = np.random.default_rng(0)
+  rep = tflite.RepresentativeDataset(
+      rng.uniform(size=(NUM_CALIBRATION,) + tuple(input_size) + (3,)).astype(np.float32))
+  files = {fmt: bytes(tflite.convert_to_tflite(model, fmt, representative_dataset=rep
+                                               if fmt == "tflite_int8" else None))
+           for fmt in ("tflite_fp32", "tflite_int8")}
+  keys = [(fmt, builtin) for builtin in (False, True) for fmt in files]
+  times = median_cpu_ms([_interpreter(files[fmt], builtin) for fmt, builtin in keys], num_runs)
+  out = {}
+  for (fmt, builtin), ms in zip(keys, times):
+    out.setdefault("builtin_kernels" if builtin else "xnnpack", {})[fmt] = ms
+  for v in out.values():
+    v["speedup"] = v["tflite_fp32"] / v["tflite_int8"]
+  return out
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--num_runs", type=int, default=DEFAULT_NUM_RUNS)
@@ -195,13 +235,20 @@ def main(argv=None):
   rows = []
   for i, (layer, kind, shape) in enumerate(fastdepth_convolutions()):
     model = single_op_model(layer, shape, seed=i)
-    interpreters = [_interpreter(convert(model, int8, seed=i)) for int8 in (False, True)]
-    fp32_ms, int8_ms = median_cpu_ms(interpreters, args.num_runs)
+    depthwise = kind in DEPTHWISE_KINDS
+    files = [convert(model, False, seed=i), convert(model, True, seed=i)]
+    if depthwise:   # also per-tensor weights: another XNNPACK kernel family (QS8 vs QC8)
+      files.append(convert(model, True, seed=i, per_channel=False))
+    times = median_cpu_ms([_interpreter(f) for f in files], args.num_runs)
+    fp32_ms, int8_ms = times[:2]
     rows.append({"layer": layer.name, "kind": kind, "input_shape": list(shape),
                  "filters": int(layer.compute_output_shape((1,) + shape)[-1]),
                  "fp32_ms": fp32_ms, "int8_ms": int8_ms, "speedup": fp32_ms / int8_ms})
+    if depthwise:
+      rows[-1]["int8_per_tensor_ms"] = times[2]
     print(f"{layer.name:34s} {kind:17s} {str(shape):16s} fp32 {fp32_ms:6.3f} ms  int8 "
-          f"{int8_ms:6.3f} ms  {fp32_ms / int8_ms:4.2f}x", flush=True)
+          f"{int8_ms:6.3f} ms  {fp32_ms / int8_ms:4.2f}x"
+          + (f"  int8 per-tensor {times[2]:6.3f} ms" if depthwise else ""), flush=True)
   whole = export_whole_model()
   summary = summarise(rows, whole)
   table = [[k, v["layers"], v["fp32_ms"], v["int8_ms"], v["speedup"]]
@@ -217,9 +264,18 @@ def main(argv=None):
           f" with its other ops as they are, the depthwise convs would have to run in "
           f"{summary['depthwise_int8_ms_for_target']:.2f} ms int8 ("
           + (f"{needed:.2f}x faster than float32" if needed else "impossible") + ").")
+  per_tensor = sum(r["int8_per_tensor_ms"] for r in rows if "int8_per_tensor_ms" in r)
+  print(f"depthwise int8 with per-tensor weights: {per_tensor:.3f} ms "
+        f"(per-channel {summary['depthwise']['int8_ms']:.3f} ms)")
+  alternatives = runtime_alternatives(args.num_runs)
+  print_table([[k, v["tflite_fp32"], v["tflite_int8"], v["speedup"]]
+               for k, v in alternatives.items()],
+              ["whole model, kernels", "fp32_ms", "int8_ms", "speedup"])
   figures = {"model": "fastdepth 224x224, width 1.0", "num_runs": args.num_runs,
              "threads": 1, "target_speedup": TARGET_SPEEDUP, "layers": rows,
-             "summary": summary, "whole_model_source": whole}
+             "summary": summary, "whole_model_source": whole,
+             "depthwise_int8_per_tensor_ms": per_tensor,
+             "whole_model_kernels": alternatives}
   write_result(args.result_name, figures)
 
 

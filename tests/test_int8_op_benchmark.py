@@ -81,3 +81,29 @@ def test_export_whole_model_reads_the_export_benchmark(tmp_path):
   path.write_text(json.dumps({"figures": {bench.EXPORT_MODEL_KEY: {"tflite_fp32": latency(1)}}}))
   assert bench.export_whole_model(str(path)) is None
   assert bench.export_whole_model(str(tmp_path / "missing.json")) is None
+
+
+def test_per_tensor_weights_and_builtin_kernels():
+  layer = keras.layers.DepthwiseConv2D(5, padding="same", name="dw")
+  model = bench.single_op_model(layer, (8, 8, 4), seed=0)
+
+  def weight_scales(flatbuffer):
+    it = litert_runner.interpreter_for(flatbuffer)
+    it.allocate_tensors()
+    (kernel,) = [t for t in it.get_tensor_details()
+                 if t["dtype"] == np.int8 and len(t["shape"]) == 4 and t["shape"][0] == 1
+                 and t["shape"][1] == 5]
+    return kernel["quantization_parameters"]["scales"]
+
+  per_channel = bench.convert(model, True, seed=0)
+  per_tensor = bench.convert(model, True, seed=0, per_channel=False)
+  assert len(weight_scales(per_channel)) == 4 and len(weight_scales(per_tensor)) == 1
+  # XNNPACK and TFLite's builtin kernels run the same int8 file to the same integers (both
+  # implement TFLite's int8 rounding; at most one step apart where their requantisation differs).
+  outputs = []
+  for builtin in (False, True):
+    it = bench._interpreter(per_channel, builtin_kernels=builtin)  # pylint: disable=protected-access
+    it.invoke()
+    outputs.append(it.get_tensor(it.get_output_details()[0]["index"]).astype(np.int32))
+  assert outputs[0].shape == (1, 8, 8, 4)
+  assert np.max(np.abs(outputs[0] - outputs[1])) <= 1
