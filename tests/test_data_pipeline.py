@@ -204,6 +204,36 @@ def test_video_pipeline_shares_one_draw_across_frames():
   assert b["frames"].shape == (2, 3, 32, 48, 3)
   assert b["target_from_source"].shape == (2, 2, 4, 4)
   np.testing.assert_array_equal(b["frames"][:, 0].numpy(), b["frames"][:, 1].numpy())
+  np.testing.assert_array_equal(b["frames_aug"][:, 0].numpy(), b["frames_aug"][:, 1].numpy())
+
+
+def test_video_pipeline_jitters_only_the_networks_copy_of_the_frames():
+  # No crop (fraction 1), no flip, same size, jitter always: `frames` are the input frames (the
+  # photometric loss must compare un-jittered images), `frames_aug` the jittered ones.
+  ex = _synthetic_examples(2)
+  ds = tf.data.Dataset.from_tensor_slices(ex)
+  b = next(iter(data.make_video_dataset(
+      ds, batch_size=2, height=H, width=W, training=True, seed=1, min_crop_fraction=1.0,
+      flip_probability=0.0, color_jitter_probability=1.0)))
+  raw = ex["frames"].astype(np.float32) / 255.0
+  # The shuffle may reorder the two clips: compare each output clip with the nearest raw one.
+  for clip in b["frames"].numpy():
+    assert min(np.max(np.abs(clip - r)) for r in raw) < 1e-6
+  assert np.max(np.abs(b["frames_aug"].numpy() - b["frames"].numpy())) > 0.01
+
+
+def test_video_pipeline_without_depth_or_poses():
+  # A user's clips with frames and intrinsics only (depth is optional for self-supervision).
+  ex = _synthetic_examples(2)
+  ds = tf.data.Dataset.from_tensor_slices({"frames": ex["frames"],
+                                           "intrinsics": ex["intrinsics"]})
+  b = next(iter(data.make_video_dataset(ds, batch_size=2, height=32, width=48, training=True,
+                                        seed=1)))
+  assert sorted(b) == ["frames", "frames_aug", "intrinsics"]
+  assert b["frames"].shape == (2, 3, 32, 48, 3)
+  with pytest.raises(InvalidInputError, match=r"keys \['frames'\] to a video element; expected "
+                                              r"\('frames', 'intrinsics'\)"):
+    data.make_video_dataset(tf.data.Dataset.from_tensor_slices({"frames": ex["frames"]}))
 
 
 def test_nyu_adapter_supplies_the_kinect_intrinsics_scaled_to_the_image():

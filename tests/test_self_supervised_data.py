@@ -55,6 +55,13 @@ def test_sparse_depth_drops_invalid_and_out_of_range_returns():
   assert sparse[2, 0, 0] == 0.0 and sparse[2, 1, 0] == 0.0
   assert sparse[2, 2, 0] == 7.0 and sparse[3, 1, 0] == 7.0
   assert int((sparse > 0).sum()) == 4 + 2 + 2 - 2
+  # The range cut is on the distance along the ray, z·sqrt(1 + x² + y²), not on z: at z = 100 m
+  # pixel (2, 2) (x = 0.5, y = 0) is 111.8 m away and kept, pixel (3, 1) (x = -0.5, y = 1) is
+  # 150 m away and dropped (it was kept when z was compared with the range).
+  far = video.sample_lidar_scan_lines(np.full((5, 4, 1), 100.0, np.float32), SMALL_K,
+                                      num_beams=2, fov_up_deg=0.0, fov_down_deg=-45.0,
+                                      azimuth_resolution_deg=0.01).numpy()
+  assert far[2, 2, 0] == 100.0 and far[3, 1, 0] == 0.0
   with pytest.raises(InvalidInputError, match="10.0, 2.0"):
     video.lidar_scan_mask(5, 4, SMALL_K, fov_up_deg=2.0, fov_down_deg=10.0)
   with pytest.raises(InvalidInputError, match=r"\(5, 4\)"):

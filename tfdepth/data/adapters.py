@@ -119,13 +119,14 @@ def synthetic_world_to_supervised(example):
 
 
 def synthetic_world_to_video(example):
-  """`synthetic_world` example -> video element (frames [t-1, t, t+1] float32 [0, 1])."""
-  return {
-      "frames": image_to_float(example["frames"], "frames"),
-      "depth": tf.cast(example["depth"], tf.float32),
-      "intrinsics": tf.cast(example["intrinsics"], tf.float32),
-      "target_from_source": tf.cast(example["target_from_source"], tf.float32),
-  }
+  """`synthetic_world` (or any) example -> video element: frames [t-1, t, t+1] float32 [0, 1] and
+  intrinsics; `depth` and `target_from_source` (float32) when the example has them."""
+  out = {"frames": image_to_float(example["frames"], "frames"),
+         "intrinsics": tf.cast(example["intrinsics"], tf.float32)}
+  for key in ("depth", "target_from_source"):
+    if key in example:
+      out[key] = tf.cast(example[key], tf.float32)
+  return out
 
 
 def generic_to_supervised(example):
@@ -193,8 +194,11 @@ def auto_adapter(element_spec, kind="supervised"):
     if {"frames", "depth", "intrinsics"} <= keys:
       return synthetic_world_to_supervised
   else:
-    if {"frames", "target_from_source"} <= keys and "frames" in keys:
+    if {"frames", "intrinsics"} <= keys:
       return synthetic_world_to_video
+  expected = ("('image', 'depth', 'intrinsics') or ('frames', 'depth', 'intrinsics')"
+              if kind == "supervised" else
+              "('frames', 'intrinsics'), optionally 'depth' and 'target_from_source'")
   raise InvalidInputError(
       f"cannot adapt dataset elements with keys {sorted(keys)} to a {kind} element; expected "
-      "('image', 'depth', 'intrinsics') or a synthetic_world example")
+      f"{expected}")

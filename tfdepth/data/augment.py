@@ -201,7 +201,10 @@ def augment_supervised(element, seed, height, width, min_crop_fraction=MIN_CROP_
   """Training augmentation of a supervised (or video) element, deterministic given `seed`.
 
   Random crop + resize to (height, width), random horizontal flip (image, depth, mask, K, poses),
-  colour jitter on the image/frames only.
+  colour jitter on the image only. For a video element the jittered clip is added as
+  `frames_aug` (the networks' input) and `frames` keeps the geometric augmentation only: the
+  photometric loss compares un-jittered frames (Monodepth2's `color` vs `color_aug`, Godard et
+  al. 2019, Sec. 4.1; as `tfdepth.data.video.make_self_supervised_dataset`).
 
   Args:
     element: dict with `image` `(H, W, 3)` float32 [0, 1] (or `frames` `(3, H, W, 3)`), optional
@@ -209,12 +212,17 @@ def augment_supervised(element, seed, height, width, min_crop_fraction=MIN_CROP_
     seed: `(2,)` integer stateless seed.
     height, width: output size in pixels (Python ints).
   Returns:
-    dict with the same keys; per-pixel tensors `(height, width, C)`, K in output pixels.
+    dict with the same keys (plus `frames_aug` for a video element); per-pixel tensors
+    `(height, width, C)`, K in output pixels.
   """
   out = random_crop_resize(element, fold_seed(seed, 100), height, width, min_crop_fraction)
   out = random_flip(out, fold_seed(seed, 200), flip_probability)
-  key = "frames" if "frames" in out else "image"
-  out[key] = random_color_jitter(out[key], fold_seed(seed, 300), color_jitter_probability)
+  if "frames" in out:   # one jitter draw shared by the frames of the clip
+    out["frames_aug"] = random_color_jitter(out["frames"], fold_seed(seed, 300),
+                                            color_jitter_probability)
+  else:
+    out["image"] = random_color_jitter(out["image"], fold_seed(seed, 300),
+                                       color_jitter_probability)
   return out
 
 

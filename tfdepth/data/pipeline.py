@@ -147,7 +147,9 @@ def make_video_dataset(builder_or_ds, split="train", batch_size=4, height=None, 
 
   Returns:
     `tf.data.Dataset` of dicts: frames `(B, 3, H, W, 3)` float32 [0, 1] in temporal order
-    [t-1, t, t+1] (one crop / flip / colour draw shared by the three frames), intrinsics
+    [t-1, t, t+1] (one crop / flip draw shared by the three frames), with augmentation also
+    `frames_aug`, the same frames colour-jittered (one draw per clip; the networks' input, while
+    the photometric loss uses `frames`), intrinsics
     `(B, 3, 3)` pixels, plus `depth` `(B, H, W, 1)` and `target_from_source` `(B, 2, 4, 4)` when
     the dataset has them (mirrored consistently on flips).
   """

@@ -173,7 +173,8 @@ def sample_lidar_scan_lines(depth, intrinsics, max_range=HDL64_MAX_RANGE_M, **se
   Args:
     depth: `(H, W, 1)` float32 dense z-depth in metres (0 = invalid), static H, W.
     intrinsics: `(3, 3)` K in pixels.
-    max_range: metres; points beyond it (LiDAR range) are dropped.
+    max_range: metres; points whose range (distance from the camera centre,
+      z·sqrt(1 + x² + y²) with x = (u - cx)/fx, y = (v - cy)/fy) exceeds it are dropped.
     **sensor_kwargs: passed to `lidar_scan_mask`.
   Returns:
     `(H, W, 1)` float32 sparse depth (0 where no return).
@@ -183,7 +184,11 @@ def sample_lidar_scan_lines(depth, intrinsics, max_range=HDL64_MAX_RANGE_M, **se
     raise InvalidInputError(f"depth expected a static shape (H, W, 1), received {depth.shape}")
   h, w = int(depth.shape[0]), int(depth.shape[1])
   mask = lidar_scan_mask(h, w, intrinsics, **sensor_kwargs)
-  keep = mask * tf.cast((depth > 0.0) & (depth <= max_range), tf.float32)
+  k = tf.cast(intrinsics, tf.float32)
+  x = (tf.range(w, dtype=tf.float32) - k[0, 2]) / k[0, 0]
+  y = (tf.range(h, dtype=tf.float32) - k[1, 2]) / k[1, 1]
+  ray_length = tf.sqrt(1.0 + x[None, :] ** 2 + y[:, None] ** 2)[..., None]   # (H, W, 1)
+  keep = mask * tf.cast((depth > 0.0) & (depth * ray_length <= max_range), tf.float32)
   return depth * keep
 
 
