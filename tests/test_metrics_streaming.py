@@ -311,6 +311,22 @@ def test_resize_with_unknown_spatial_dims_in_tf_function():
   assert float(update(gt, gt)) == pytest.approx(expected / 2, rel=RTOL_F32)
 
 
+def test_resized_prediction_is_checked_before_the_resize():
+  # A negative depth at a smaller size was floored at RESIZE_MIN_DEPTH by the disparity resize
+  # and scored (abs_rel 0.375 here); at GT size the same value raises.
+  gt = np.ones((1, 4, 4, 1), np.float32)
+  pred = np.array([[1.0, 1.0], [-5.0, 1.0]], np.float32).reshape(1, 2, 2, 1)
+  for metric in (M.AbsRel(resize_pred_as_disparity=True), M.AbsRel()):
+    with pytest.raises(errors.InvalidInputError, match=r"pred depth must be >= 0 metres, got -5"):
+      metric.update_state(gt, pred if metric.resize_pred_as_disparity else
+                          np.full((1, 4, 4, 1), -5.0, np.float32))
+  spec = tf.TensorSpec([None, None, None, 1], tf.float32)
+  traced = M.AbsRel(resize_pred_as_disparity=True)
+  update = tf.function(traced.update_state, input_signature=[spec, spec])
+  with pytest.raises(tf.errors.InvalidArgumentError, match="pred depth must be >= 0"):
+    update(gt, pred)
+
+
 def test_per_image_sample_weight_must_match_the_batch():
   # gt = 2 everywhere; the three images predict 1, 2, 3 -> per-image abs_rel 0.5, 0, 0.5.
   gt = np.full((3, 2, 2, 1), 2.0, np.float32)

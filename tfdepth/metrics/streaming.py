@@ -106,7 +106,10 @@ class DepthErrorMetric(keras.metrics.Metric):
     static = true_hw.is_fully_defined() and pred_hw.is_fully_defined()
     if static and true_hw == pred_hw:
       return y_pred
-    y_pred = tf.cast(y_pred, tf.float32)
+    # The prediction's values are checked before the resize (which floors them at
+    # RESIZE_MIN_DEPTH and spreads them over their neighbours), as they are at GT size.
+    _, y_pred, _ = functional.check_depth_inputs(tf.zeros_like(y_pred, tf.float32), y_pred,
+                                                 name=self.name)
     size = list(true_hw) if static else tf.shape(y_true)[1:3]
 
     def resized():
