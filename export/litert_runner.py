@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from export._common import check_images
+from tfdepth.data import augment
 from tfdepth.errors import DataError, InvalidInputError
 
 # Smallest depth (metres) inverted to disparity when resizing a prediction back: avoids 1/0 for
@@ -123,7 +124,7 @@ class _Runner:
     images = check_images(images)
     in_hw = images.shape[1:3]
     if tuple(in_hw) != tuple(self.input_size):
-      images = tf.image.resize(images, self.input_size, method="bilinear").numpy()
+      images = augment.resize_images(images, *self.input_size).numpy()
     return _resize_back(self._run_native(images), in_hw)
 
   def latency(self, num_runs, warmup=DEFAULT_WARMUP_RUNS):

@@ -6,8 +6,9 @@ The artefact is written with Keras 3's `keras.export.ExportArchive` (the Keras 3
 
 ``serving_default``
   ``images``: uint8 RGB, shape (B, H_in, W_in, 3) with ANY H_in, W_in. The batch is converted to
-  float32 [0, 1] (divided by 255), resized to the model's (H, W) (bilinear, half-pixel centres,
-  no antialias), run through the model; the predicted depth is clamped to the metadata's
+  float32 [0, 1] (divided by 255), resized to the model's (H, W) as the training pipeline does
+  (`tfdepth.data.augment.resize_images`: bilinear, half-pixel centres, antialiased, clipped to
+  [0, 1]), run through the model; the predicted depth is clamped to the metadata's
   ``depth_range``, inverted to disparity, and the DISPARITY is resized back to (H_in, W_in)
   bilinearly and only then inverted to depth (the KITTI evaluation convention,
   shared/docs/reference-conventions.md: "resized as disparity, bilinear, then inverted").
@@ -31,6 +32,7 @@ import tensorflow as tf
 
 from export._common import (DEPTH_KEY, METADATA_DIR, METADATA_FILENAME, UINT8_MAX, depth_output,
                             make_metadata)
+from tfdepth.data import augment
 from tfdepth.errors import DataError, InvalidInputError
 
 SERVING_SIGNATURE = "serving_default"
@@ -68,8 +70,7 @@ def export_saved_model(model, export_dir, metadata):
 
   def serve(images):
     in_hw = tf.shape(images)[1:3]
-    x = tf.cast(images, tf.float32) / UINT8_MAX
-    x = tf.image.resize(x, (h, w), method="bilinear")
+    x = augment.resize_images(tf.cast(images, tf.float32) / UINT8_MAX, h, w)
     disparity = tf.image.resize(1.0 / predict_depth(x), in_hw, method="bilinear")
     return {DEPTH_KEY: 1.0 / disparity, DISPARITY_KEY: disparity}
 
@@ -112,7 +113,21 @@ class LoadedSavedModel:
     return tuple(self.metadata["input_size"])
 
   def serve(self, images_uint8):
-    """``serving_default``: uint8 (B, H_in, W_in, 3) -> dict depth/disparity (B, H_in, W_in, 1)."""
+    """``serving_default``: uint8 (B, H_in, W_in, 3) -> dict depth/disparity (B, H_in, W_in, 1).
+
+    Raises:
+      InvalidInputError: ``images_uint8`` is not uint8 (a float image in [0, 1] would become
+        black and 16-bit values would wrap if cast) or not (B, H, W, 3).
+    """
+    dtype = getattr(images_uint8, "dtype", None)
+    if dtype is None or tf.as_dtype(dtype) != tf.uint8:
+      raise InvalidInputError(
+          f"serve expects uint8 RGB images (0..255), received dtype {dtype}; convert float "
+          "[0, 1] images with np.round(x * 255).astype(np.uint8), or use `native` at the "
+          "model's size")
+    shape = tuple(images_uint8.shape)
+    if len(shape) != 4 or shape[-1] != 3:
+      raise InvalidInputError(f"serve expects images (B, H, W, 3), received shape {shape}")
     return self.module.signatures[SERVING_SIGNATURE](
         **{IMAGES_ARG: tf.convert_to_tensor(images_uint8, tf.uint8)})
 

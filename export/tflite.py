@@ -98,6 +98,7 @@ import tensorflow as tf
 from export import float_tail as float_tail_lib
 from export import rewrite as rewrite_lib
 from export._common import ExportError, depth_output, model_input_size
+from tfdepth.data import augment
 from tfdepth.errors import InvalidInputError
 
 TFLITE_FORMATS = ("tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
@@ -184,7 +185,7 @@ def representative_dataset_from(ds, num_samples=DEFAULT_NUM_CALIBRATION_SAMPLES,
   for element in ds:
     batch = _to_image_batch(element)
     if input_size is not None and tuple(batch.shape[1:3]) != tuple(input_size):
-      batch = tf.image.resize(batch, tuple(input_size), method="bilinear").numpy()
+      batch = augment.resize_images(batch, *input_size).numpy()
     if limit != float("inf"):
       batch = batch[:limit - count]
     images.append(batch)

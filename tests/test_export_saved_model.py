@@ -11,6 +11,7 @@ import tensorflow as tf
 from export import saved_model as sm
 from export._testing import spread_fastdepth
 from export.litert_runner import SavedModelRunner
+from tfdepth.data import augment
 from tfdepth.errors import DataError, InvalidInputError
 from tests._images import uniform_images
 
@@ -85,6 +86,39 @@ def test_serving_any_size_constant_colour(exported, in_hw):
   expected_disp = tf.image.resize(native_disp, in_hw, method="bilinear").numpy()
   np.testing.assert_allclose(disp, expected_disp, rtol=GRAPH_VS_EAGER_RTOL)
   np.testing.assert_allclose(depth, 1.0 / expected_disp, rtol=GRAPH_VS_EAGER_RTOL)
+
+
+def test_serving_preprocesses_as_the_input_pipeline(exported):
+  # A larger, non-square noise image: the serving signature must feed the network what the
+  # evaluation / training pipeline (`tfdepth.data.augment.resize`) feeds it.
+  _, _, _, loaded = exported
+  in_hw = (150, 110)
+  u8 = np.random.default_rng(3).integers(0, 256, size=(1,) + in_hw + (3,), dtype=np.uint8)
+  image = u8[0].astype(np.float32) / 255.0
+  element = augment.resize({"image": image, "depth": np.ones(in_hw + (1,), np.float32),
+                            "intrinsics": np.eye(3, dtype=np.float32)}, *INPUT_SIZE)
+  native_disp = loaded.native(element["image"][np.newaxis])["disparity"].numpy()
+  expected_disp = tf.image.resize(native_disp, in_hw, method="bilinear").numpy()
+  served = loaded.serve(u8)["disparity"].numpy()
+  np.testing.assert_allclose(served, expected_disp, rtol=GRAPH_VS_EAGER_RTOL)
+  # The check has teeth: without antialiasing (the serving resize before) the network input of
+  # this noise image differs, and so does its depth.
+  plain = tf.image.resize(image[np.newaxis], INPUT_SIZE, method="bilinear").numpy()
+  plain_disp = tf.image.resize(loaded.native(plain)["disparity"].numpy(), in_hw,
+                               method="bilinear").numpy()
+  assert np.max(np.abs(plain_disp / expected_disp - 1.0)) > 100 * GRAPH_VS_EAGER_RTOL
+
+
+def test_serve_refuses_non_uint8_images(exported):
+  _, _, _, loaded = exported
+  with pytest.raises(InvalidInputError, match="uint8 RGB images.*received dtype float32"):
+    loaded.serve(np.full((1, 8, 8, 3), 0.5, np.float32))   # would have been cast to black
+  with pytest.raises(InvalidInputError, match="uint8 RGB images.*received dtype uint16"):
+    loaded.serve(np.full((1, 8, 8, 3), 300, np.uint16))    # would have wrapped to 44
+  with pytest.raises(InvalidInputError, match="received dtype None"):
+    loaded.serve([[[[1, 2, 3]]]])
+  with pytest.raises(InvalidInputError, match=r"\(B, H, W, 3\), received shape \(8, 8, 3\)"):
+    loaded.serve(np.zeros((8, 8, 3), np.uint8))
 
 
 def test_serving_clamps_to_depth_range(tmp_path):

@@ -122,15 +122,15 @@ def native_resolution_dataset(builder_or_ds, split, batch_size):
 def network_input(images, height, width):
   """Images (B, H, W, 3) in [0, 1] resized to the network size (B, height, width, 3).
 
-  The same transform as the evaluation input pipeline (`tfdepth.data.augment.resize`): bilinear
-  with antialiasing, clipped to [0, 1]; unchanged when already (height, width).
+  The same transform as the input pipelines (`tfdepth.data.augment.resize_images`: bilinear
+  with antialiasing, clipped to [0, 1]); unchanged when already (height, width).
   """
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfdepth.data import augment  # pylint: disable=g-import-not-at-top
   images = tf.convert_to_tensor(images, tf.float32)
   if tuple(images.shape[1:3]) == (height, width):
     return images
-  return tf.clip_by_value(
-      tf.image.resize(images, [height, width], method="bilinear", antialias=True), 0.0, 1.0)
+  return augment.resize_images(images, height, width)
 
 
 def predict_split(network, dataset, height, width):

@@ -21,8 +21,9 @@ files (animated GIF / PNG / WebP, multi-page TIFF) are frame sequences. Video co
 .avi, .mov, .mkv, .webm, ...) are decoded with PyAV (FFmpeg); a container or codec FFmpeg
 cannot decode gets an error entry naming the supported formats, and the other inputs go on.
 
-Each frame is resized to the model's input size (bilinear, half-pixel centres, no antialias, as
-the SavedModel's serving signature), predicted in batches, and the depth is resized back to the
+Each frame is resized to the model's input size as in training (bilinear, half-pixel centres,
+antialiased, clipped to [0, 1]: `tfdepth.data.augment.resize_images`, as the SavedModel's serving
+signature), predicted in batches, and the depth is resized back to the
 frame's size as DISPARITY (bilinear) and inverted (the KITTI evaluation convention,
 shared/docs/reference-conventions.md). Outputs per frame in `--output_dir`, named after the input:
 
@@ -518,11 +519,13 @@ class PredictOptions:
 
 
 def _to_model_size(rgb, input_size):
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  """uint8 RGB (H, W, 3) -> float32 [0, 1] at the model's size, resized as in training
+  (`tfdepth.data.augment.resize_images`)."""
+  from tfdepth.data import augment  # pylint: disable=g-import-not-at-top
   x = rgb.astype(np.float32) / io_lib.UINT8_MAX
   if x.shape[:2] == tuple(input_size):
     return x
-  return tf.image.resize(x, input_size, method="bilinear", antialias=False).numpy()
+  return augment.resize_images(x, *input_size).numpy()
 
 
 def resize_depth_back(depth, out_hw):

@@ -64,6 +64,7 @@ import tensorflow as tf
 from tfdepth import geometry
 from tfdepth import losses as losses_lib
 from tfdepth import models
+from tfdepth.data import augment
 from tfdepth.errors import ConfigError, InvalidInputError
 from trainers.supervised import GuardedFitMixin
 from trainers.supervised import MultiWorkerFitMixin
@@ -1139,7 +1140,7 @@ def predict_images(model, dataset, height, width):
   """
   gts, preds = [], []
   for batch in dataset:
-    image = tf.image.resize(batch["image"], [height, width], method="bilinear", antialias=True)
+    image = augment.resize_images(batch["image"], height, width)
     preds.append(model(image, training=False)["depth"].numpy()[0])
     gts.append(batch["depth"].numpy()[0])
   return {"gt": gts, "pred": preds}

@@ -87,6 +87,19 @@ def crop(element, top, left, height, width):
   return out
 
 
+def resize_images(images, height, width):
+  """Images float32 [0, 1] ``(..., H, W, C)`` resized to ``(height, width)``: bilinear with
+  antialiasing (an area-weighted triangle filter when shrinking), clipped to [0, 1] (the
+  antialiasing kernel overshoots slightly at edges).
+
+  The one image resize of tfdepth: the training and evaluation pipelines, `tfdepth-eval`,
+  `tfdepth-predict` and the exported models' serving code all use it, so that a network sees
+  the same preprocessing in training and in serving. Static or dynamic sizes.
+  """
+  return tf.clip_by_value(
+      tf.image.resize(images, [height, width], method="bilinear", antialias=True), 0.0, 1.0)
+
+
 def resize(element, height, width):
   """Resizes per-pixel tensors to (height, width): image/frames bilinear, depth/mask nearest.
 
@@ -98,8 +111,7 @@ def resize(element, height, width):
   for key in _per_pixel_keys(element):
     x = element[key]
     if key in ("image", "frames"):
-      out[key] = tf.clip_by_value(
-          tf.image.resize(x, [height, width], method="bilinear", antialias=True), 0.0, 1.0)
+      out[key] = resize_images(x, height, width)
     else:
       out[key] = tf.image.resize(x, [height, width], method="nearest")
   out["intrinsics"] = resize_intrinsics(element["intrinsics"], tf.stack([h, w]),

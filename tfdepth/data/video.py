@@ -242,14 +242,12 @@ def _resize_element(e, height, width):
   frames = e["frames"]
   h, w = tf.shape(frames)[-3], tf.shape(frames)[-2]
   out = dict(e)
-  out["frames"] = tf.clip_by_value(
-      tf.image.resize(frames, [height, width], method="bilinear", antialias=True), 0.0, 1.0)
+  out["frames"] = augment.resize_images(frames, height, width)
   for key in ("depth", "sparse_depth", "semantic", "moving_mask", "seg_labels", "seg_weights"):
     if key in e:
       out[key] = tf.cast(tf.image.resize(e[key], [height, width], method="nearest"), e[key].dtype)
   if "stereo_image" in e:   # same size and K as the target (rectified pair)
-    out["stereo_image"] = tf.clip_by_value(tf.image.resize(
-        e["stereo_image"], [height, width], method="bilinear", antialias=True), 0.0, 1.0)
+    out["stereo_image"] = augment.resize_images(e["stereo_image"], height, width)
   out["intrinsics"] = resize_intrinsics(e["intrinsics"], tf.stack([h, w]),
                                                 tf.constant([height, width]))
   return out
