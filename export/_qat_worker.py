@@ -171,6 +171,29 @@ def _initialize_ranges(qat, images):
     quant_ops.MovingAvgQuantize = original
 
 
+def _pin_input_ranges(qat):
+  """Sets the fake-quantisation range of the model's image input (tfmot's `QuantizeLayer`) to
+  `float_tail.IMAGE_INPUT_RANGE` [0, 1]: the QAT counterpart of `float_tail.pin_input_range`,
+  so that a uint8 model takes camera bytes (scale 1/255, zero point 0). The moving average
+  pulls the range towards the batch ranges during fine-tuning, so the worker pins it before
+  and after `fit`. Returns the number of ranges set."""
+  lo, hi = float_tail.IMAGE_INPUT_RANGE
+  pinned = 0
+  for layer in qat.layers:
+    if type(layer).__name__ != "QuantizeLayer":
+      continue
+    for weight in layer.weights:
+      name = weight.name.split("/")[-1].split(":")[0]
+      if name.endswith("_min"):
+        weight.assign(lo)
+      elif name.endswith("_max"):
+        weight.assign(hi)
+      else:
+        continue
+      pinned += 1
+  return pinned // 2
+
+
 def _saturating_activation(layer):
   """``float_tail.SATURATION_INPUT_RANGE`` key of a (wrapped) ``Activation`` layer, or None."""
   layer = getattr(layer, "layer", layer)  # QuantizeWrapper -> the wrapped layer
@@ -446,6 +469,7 @@ def run(spec):
            else _Q.quantize_apply(annotated))
   timings["quantize_apply"] = time.time() - start
   _initialize_ranges(qat, images)
+  info["pinned_input_ranges"] = _pin_input_ranges(qat)
   info["clipped_saturating_input_ranges"] = _clip_saturating_input_ranges(
       qat, info["float_tail_layers"])
   info["initial_output_range"] = _output_range(qat, info["float_tail_layers"])
@@ -455,6 +479,7 @@ def run(spec):
                     epochs=spec["epochs"], shuffle=True, verbose=0)
   info["qat_loss"] = [float(v) for v in history.history["loss"]]
   _clip_saturating_input_ranges(qat, info["float_tail_layers"])
+  _pin_input_ranges(qat)
   info["final_output_range"] = _output_range(qat, info["float_tail_layers"])
   timings["fit"] = time.time() - start
 

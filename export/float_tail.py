@@ -220,6 +220,49 @@ def calibrate(converter):
     converter._experimental_calibrate_only = False  # pylint: disable=protected-access
 
 
+# Range of the models' image input (float32 RGB in [0, 1]; tfdepth.models).
+IMAGE_INPUT_RANGE = (0.0, 1.0)
+
+
+def pin_input_range(calibrated, value_range=IMAGE_INPUT_RANGE):
+  """Sets the calibrated range of the model's float inputs to ``value_range``.
+
+  The calibrator records the min / max of the representative images, so the int8 / uint8 input
+  got a scale of (their max - min) / 255: with calibration images whose brightest pixel is 0.6 a
+  uint8 input level meant 0.6 / 255, raw camera bytes were misread and brighter pixels clipped.
+  With [0, 1] the input is quantised exactly as 8-bit images are: uint8 scale 1/255 and zero point
+  0 (int8: zero point -128), so a uint8 model takes camera bytes as they are, and every pixel
+  value of such an image is represented exactly.
+
+  Args:
+    calibrated: flatbuffer bytes of a calibrated model (``_experimental_calibrate_only``).
+    value_range: ``(lo, hi)`` of the input values.
+  Returns:
+    ``(flatbuffer bytes, changes)``: ``changes`` lists ``{"tensor", "calibrated_min",
+    "calibrated_max"}`` per changed input; inputs that are already quantised (QAT fake
+    quantisation) or carry no calibration statistics are left as they are.
+  """
+  from tensorflow.lite.tools import flatbuffer_utils  # pylint: disable=g-import-not-at-top
+  model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+  changes = []
+  for graph in model.subgraphs:
+    for index in graph.inputs:
+      tensor = graph.tensors[index]
+      q = tensor.quantization
+      if (q is None or q.min is None or q.max is None or len(q.min) != 1
+          or (q.scale is not None and len(q.scale))):
+        continue
+      old = (float(q.min[0]), float(q.max[0]))
+      if old != tuple(value_range):
+        q.min = np.array([value_range[0]], np.float32)
+        q.max = np.array([value_range[1]], np.float32)
+        changes.append({"tensor": tensor.name.decode(), "calibrated_min": old[0],
+                        "calibrated_max": old[1]})
+  if not changes:
+    return calibrated, changes
+  return bytes(flatbuffer_utils.convert_object_to_bytearray(model)), changes
+
+
 def quantize_with_float_tail(converter, io_dtype=tf.float32, bias_correction_images=None):
   """Full-integer conversion with the output tail (`output_tail`) left in float.
 
@@ -234,11 +277,14 @@ def quantize_with_float_tail(converter, io_dtype=tf.float32, bias_correction_ima
       nothing changes without a tail).
   Returns:
     ``(flatbuffer bytes, tail)`` with ``tail`` as `output_tail` returns it (the ops kept float).
+    The image input is quantised over [0, 1] (`pin_input_range`), not the calibration images'
+    range.
   """
   from tensorflow.lite.python import convert as convert_lib  # pylint: disable=g-import-not-at-top
   io_dtype = tf.as_dtype(io_dtype)
   mlir_quantize = _private(convert_lib, "mlir_quantize")
   calibrated = calibrate(converter)
+  calibrated, _ = pin_input_range(calibrated)
   tail = output_tail(calibrated)
   calibrated, _ = tighten_saturating_inputs(calibrated, [t["output"] for t in tail])
   float_nodes = [t["output"] for t in tail] + elu_shift_adds(calibrated)

@@ -57,6 +57,11 @@ def test_qat_with_pruning_runs(model, tmp_path):
   assert abs(info["final_output_range"][1] - hi) <= 0.001 * hi
   runner = LiteRTRunner(path)
   assert runner.input_details["dtype"] == np.uint8 and runner.output_details["dtype"] == np.uint8
+  # The input is quantised as 8-bit images are (scale 1/255, zero point 0; the input range is
+  # pinned to [0, 1] before and after fit), not over the training images' range.
+  assert info["pinned_input_ranges"] == 1
+  np.testing.assert_allclose(runner.input_details["quantization"][0], 1.0 / 255.0, rtol=1e-6)
+  assert runner.input_details["quantization"][1] == 0
   x = _images(2, seed=1)
   out = runner.predict(x)
   assert out.shape == (2,) + INPUT_SIZE + (1,) and out.dtype == np.float32

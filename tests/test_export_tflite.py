@@ -122,8 +122,12 @@ def test_int8_abs_rel_drift_on_synthetic_test_split(converted):
 def test_quantize_dequantize_closed_form(converted):
   _, _, _, fbs = converted
   runner = LiteRTRunner(fbs["tflite_int8_int8io"])
-  # scale 1/255, zero point -128: 0 -> -128, 1 -> 127, 0.5 -> round(127.5) - 128 = 0 (half to even)
-  q = runner._quantize(np.array([0.0, 1.0, 0.5, 2.0 / 255.0], np.float32))
+  # The image input is quantised over [0, 1] (`float_tail.pin_input_range`): scale 1/255, zero
+  # point -128. 0 -> -128, 1 -> 127, 0.502 -> round(128.01) - 128 = 0, 2/255 -> -126.
+  scale_in, zero_in = runner.input_details["quantization"]
+  np.testing.assert_allclose(scale_in, 1.0 / 255.0, rtol=1e-6)
+  assert zero_in == -128
+  q = runner._quantize(np.array([0.0, 1.0, 0.502, 2.0 / 255.0], np.float32))
   np.testing.assert_array_equal(q, np.array([-128, 127, 0, -126], np.int8))
   scale, zero = runner.output_details["quantization"]
   deq = runner._dequantize(np.array([zero, zero + 10], np.int8))
