@@ -214,7 +214,7 @@ def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), dat
                    "learning_rate": config.optimizer.learning_rate * 0.1,
                    "batch_size": config.train.batch_size, "target_sparsity": target_sparsity}
   test_images = test_depths = None
-  if num_test > 0:
+  if num_test > 0 and d.test_split:   # experiments without ground truth have no test split
     test_images, test_depths = split_arrays(d.test_split, num_test)
   min_depth = DEFAULT_MIN_DEPTH
   if video_module is not None:

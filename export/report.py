@@ -2,7 +2,7 @@
 
 `export_and_report(model, metadata, fmt, output_dir, ...)` is the core of `tfdepth-export`
 (`export.cli`), independent of the experiment registry: it writes the artefact and
-``export_report.json`` / ``export_report.md`` with
+``export_report_<fmt>.json`` / ``export_report_<fmt>.md`` with
 
 * ``size_bytes``: the artefact's size on disk (a SavedModel directory: all its files);
 * ``latency``: single-image latency at the model's size, median over ``num_runs`` runs (plus p10 /
@@ -39,8 +39,14 @@ FORMATS = ("saved_model",) + tflite_lib.TFLITE_FORMATS + ("tflite_qat",)
 DEFAULT_THREADS = (1, 2)
 # Timed runs per latency figure (after litert_runner.DEFAULT_WARMUP_RUNS warm-up runs).
 DEFAULT_NUM_RUNS = 50
-REPORT_JSON = "export_report.json"
-REPORT_MD = "export_report.md"
+# Report files, one pair per format so that several formats can share an output directory.
+REPORT_JSON = "export_report_{fmt}.json"
+REPORT_MD = "export_report_{fmt}.md"
+# What the ground truth of the report's metrics is resized to (the test split is read through
+# the training pipeline at the network's input size, depth nearest-resized).
+GROUND_TRUTH_SIZE_NOTE = ("ground truth at the network's input size (nearest); tfdepth-eval "
+                          "scores at the ground truth's native size, so on KITTI / NYU its "
+                          "figures differ")
 _LATENCY_TIMEOUT_S = 600
 # `parity_table`: the fraction of pixels whose exported depth is within this factor of the Keras
 # model's depth, the delta_1 threshold of Eigen et al. 2014 with the Keras depth in place of the
@@ -213,7 +219,13 @@ def export_artefact(model, metadata, fmt, output_dir, representative_dataset=Non
     path = os.path.join(output_dir, "saved_model")
     export_saved_model(model, path, metadata)
     return path
+  from export._common import make_metadata  # pylint: disable=g-import-not-at-top
+  metadata = make_metadata(model, metadata)
   path = os.path.join(output_dir, f"model_{fmt}.tflite")
+  if os.path.exists(path):
+    raise InvalidInputError(
+        f"{path!r} already exists; export into another output_dir or remove it first (an "
+        "export never replaces an artefact, as with the SavedModel)")
   if fmt == "tflite_qat":
     from export import qat  # pylint: disable=g-import-not-at-top
     options = dict(qat_options or {})
@@ -222,13 +234,15 @@ def export_artefact(model, metadata, fmt, output_dir, representative_dataset=Non
       raise InvalidInputError(f"tflite_qat needs qat_options with {missing}, got "
                               f"{sorted(options)}")
     options.setdefault("io_dtype", io_dtype)
-    return qat.quantization_aware_training(model, output_path=path, **options)
-  flatbuffer = tflite_lib.convert_to_tflite(
-      model, fmt, representative_dataset=representative_dataset,
-      io_dtype=tf.as_dtype(io_dtype) if fmt == "tflite_int8" else tf.float32,
-      bias_correction=bias_correction)
-  with open(path, "wb") as f:
-    f.write(flatbuffer)
+    qat.quantization_aware_training(model, output_path=path, **options)
+  else:
+    flatbuffer = tflite_lib.convert_to_tflite(
+        model, fmt, representative_dataset=representative_dataset,
+        io_dtype=tf.as_dtype(io_dtype) if fmt == "tflite_int8" else tf.float32,
+        bias_correction=bias_correction)
+    with open(path, "wb") as f:
+      f.write(flatbuffer)
+  # The completed metadata (input size, normalisation, depth range, version) next to the file.
   with open(path + ".metadata.json", "w") as f:
     json.dump(metadata, f, indent=2, sort_keys=True)
   return path
@@ -253,7 +267,7 @@ def export_and_report(model, metadata, fmt, output_dir, test_images=None, test_d
     reference_depths: optional Keras depths on ``test_images`` (N, H, W, 1) for ``parity``,
       likewise (computed when None).
   Returns:
-    The report dict (also written to ``output_dir/export_report.{json,md}``).
+    The report dict (also written to ``output_dir/export_report_<fmt>.{json,md}``).
   """
   if test_images is not None:
     test_images = check_images(test_images, "test_images")
@@ -274,6 +288,7 @@ def export_and_report(model, metadata, fmt, output_dir, test_images=None, test_d
   if test_images is not None:
     exported = make_runner(path, fmt).predict(test_images)
     report["num_test_images"] = int(len(test_images))
+    report["ground_truth_size"] = GROUND_TRUTH_SIZE_NOTE
     # A preset's name, or the name of a derived protocol (e.g. "synthetic_street_median").
     report["protocol"] = protocol if isinstance(protocol, str) else protocol.name
     if reference_depths is None:
@@ -304,7 +319,8 @@ def report_markdown(report):
   if "metrics" in report:
     names = list(next(iter(report["metrics"].values())))
     lines += ["", f"Metrics on {report['num_test_images']} test images "
-              f"(protocol `{report['protocol']}`):", "",
+              f"(protocol `{report['protocol']}`; "
+              f"{report.get('ground_truth_size', GROUND_TRUTH_SIZE_NOTE)}):", "",
               "| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for row, table in report["metrics"].items():
       lines.append(f"| {row} | " + " | ".join(f"{table[k]:.4f}" for k in names) + " |")
@@ -318,10 +334,10 @@ def report_markdown(report):
 
 
 def write_report(report, output_dir):
-  """Writes ``export_report.json`` and ``export_report.md``; returns their paths."""
+  """Writes ``export_report_<fmt>.json`` and ``export_report_<fmt>.md``; returns their paths."""
   os.makedirs(output_dir, exist_ok=True)
-  json_path = os.path.join(output_dir, REPORT_JSON)
-  md_path = os.path.join(output_dir, REPORT_MD)
+  json_path = os.path.join(output_dir, REPORT_JSON.format(fmt=report["format"]))
+  md_path = os.path.join(output_dir, REPORT_MD.format(fmt=report["format"]))
   with open(json_path, "w") as f:
     json.dump(report, f, indent=2)
     f.write("\n")

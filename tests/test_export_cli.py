@@ -46,16 +46,33 @@ def test_tflite_report(model, tmp_path):
   assert parity["num_images"] == 4 and parity["within_1.25"] == 1.0
   assert parity["max_rel_diff"] <= FP32_ABS_REL
   assert abs(parity["mean_log_ratio"]) <= parity["mean_abs_log_ratio"] <= FP32_ABS_REL
-  with open(tmp_path / "export_report.json") as f:
+  with open(tmp_path / "export_report_tflite_fp32.json") as f:
     assert json.load(f)["size_bytes"] == rep["size_bytes"]
-  md = (tmp_path / "export_report.md").read_text()
+  md = (tmp_path / "export_report_tflite_fp32.md").read_text()
   assert "tflite_fp32" in md and "| 2 |" in md
+  assert "ground truth at the network's input size (nearest); tfdepth-eval scores" in md
   assert "Parity with the Keras model (evaluated pixels): depth ratio exp(mean ln) 1.0000" in md
   # FastDepth after export.rewrite: the whole float graph is one XNNPACK partition.
   assert rep["ops"]["num_delegate_partitions"] == 1 and "TILE" not in rep["ops"]["op_counts"]
   assert "- XNNPACK partitions: 1; QUANTIZE / DEQUANTIZE: 0 / 0; float ops: all" in md
+  # The completed metadata (as the SavedModel's), not the caller's dict alone.
   with open(str(path) + ".metadata.json") as f:
-    assert json.load(f) == {"experiment": "t"}
+    meta = json.load(f)
+  assert meta["experiment"] == "t" and meta["input_size"] == list(INPUT_SIZE)
+  assert {"depth_range", "normalization", "tfdepth_version"} <= set(meta)
+  # A second format in the same directory gets its own report; the same format again is refused
+  # (the first file and report stay).
+  report_lib.export_and_report(model, {"experiment": "t"}, "tflite_fp16", str(tmp_path),
+                               num_runs=1, threads=(1,))
+  assert (tmp_path / "export_report_tflite_fp16.json").exists()
+  assert (tmp_path / "export_report_tflite_fp32.json").exists()
+  size = os.path.getsize(path)
+  with pytest.raises(InvalidInputError, match=r"model_tflite_fp32.tflite' already exists"):
+    report_lib.export_and_report(model, {"experiment": "u"}, "tflite_fp32", str(tmp_path),
+                                 num_runs=1)
+  assert os.path.getsize(path) == size
+  with open(str(path) + ".metadata.json") as f:
+    assert json.load(f)["experiment"] == "t"
 
 
 def test_artefact_size_sums_directory(tmp_path):
@@ -233,6 +250,13 @@ def test_dynamic_experiment_exports_its_softplus_depth_net(tmp_path):
   images = np.random.default_rng(0).uniform(size=(2, 64, 64, 3)).astype(np.float32)
   np.testing.assert_allclose(network(images)["depth"].numpy(),
                              trainer(images, training=False)["depth"].numpy(), rtol=1e-6)
+  # An experiment without a test split (dynamic_cityscapes_style: no ground truth) exports
+  # without metrics instead of asking TFDS for split '' (an untyped ValueError before).
+  rep = cli.export_experiment(
+      "dynamic_synthetic_street", path, "tflite_fp32", str(tmp_path / "out"),
+      overrides=SELF_SUPERVISED_OVERRIDES + ["model.kwargs.base_channels=2", "data.test_split="],
+      data_dir=str(tmp_path / "tfds"), num_test=2, num_runs=1)
+  assert "metrics" not in rep and "parity" not in rep and rep["size_bytes"] > 0
 
 
 def test_benchmark_markdown_reports_a_failed_format():
