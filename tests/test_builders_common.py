@@ -308,6 +308,19 @@ def test_safe_extract_truncated_archive_is_corrupt(tmp_path, name, cut):
   assert message.endswith("re-download it.")
 
 
+def test_safe_extract_filesystem_errors_are_not_called_corrupt(tmp_path, monkeypatch):
+  # An OSError with an errno (here EACCES while writing a member) is the filesystem's, not the
+  # archive's: it propagates as it is.
+  (tmp_path / "ok.tar.gz").write_bytes(_tar_bytes("gz", [64]))
+
+  def denied(source, destination):
+    raise PermissionError(13, "Permission denied", destination)
+
+  monkeypatch.setattr(archives, "_write_member", denied)
+  with pytest.raises(PermissionError, match="Permission denied"):
+    archives.safe_extract(tmp_path / "ok.tar.gz", tmp_path / "out")
+
+
 # --- Manual directory: MissingFileError with the builder's instructions -----------------------
 
 

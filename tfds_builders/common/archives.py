@@ -142,8 +142,8 @@ def safe_extract(archive_path, target_dir) -> str:
     try:
       extract(stream, archive_path, target_dir)
     except (*_READ_ERRORS, OSError) as e:
-      if type(e) is OSError and e.errno is not None:   # pylint: disable=unidiomatic-typecheck
-        raise   # a filesystem error (no space, permission), not a damaged archive
+      if not isinstance(e, _READ_ERRORS) and e.errno is not None:
+        raise   # a filesystem error (no space, permission, ...), not a damaged archive
       raise errors.CorruptFileError(
           f"{archive_path!r} ({tf.io.gfile.stat(archive_path).length} bytes) is not a readable "
           f"{'zip' if extract is _extract_zip else 'tar'} archive ({type(e).__name__}: {e}); it "
