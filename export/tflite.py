@@ -329,7 +329,9 @@ def convert_to_tflite(model, fmt, representative_dataset=None, io_dtype=tf.float
     rewrite: convert `export.rewrite.tflite_friendly(model)` (bit-identical, faster kernels).
     float_tail: ``tflite_int8`` only: keep the output tail (the per-pixel ops after the head
       convolution, `export.float_tail.output_tail`) in float; nothing changes for a model
-      without one. ``False``: the converter's plain full-integer model.
+      without one; the image input is quantised over [0, 1] (`export.float_tail.
+      pin_input_range`). ``False``: the converter's plain full-integer model (input quantised
+      over the calibration images' range).
     split_concat_convs: also convert `export.rewrite.split_concat_convs(model)` (one int8 scale
       per input of a convolution over a concatenation; off by default, see above).
     bias_correction: ``tflite_int8`` with a float tail only: subtract from the head
