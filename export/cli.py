@@ -7,16 +7,19 @@
 Formats: saved_model, tflite_fp32, tflite_fp16, tflite_dynamic, tflite_int8, tflite_qat.
 The model is the experiment's network (float32 policy) with the checkpoint's weights (a
 `tfdepth-train` checkpoint of the trainer, or a weights file of the network alone). Calibration
-(int8) and QAT images come from the experiment's train split, the metrics from its test split,
-both through the training pipeline's own preprocessing (`tfdepth.data.make_supervised_dataset`,
-no augmentation). The report is `export.report.export_and_report`'s.
+(int8) and QAT images come from the experiment's train split through the training pipeline's
+own preprocessing (`tfdepth.data.make_supervised_dataset`, no augmentation). The metrics come
+from its test split at the stored resolution, as `tfdepth-eval` computes them (each image
+resized to the network, the depth back to the ground truth's size as disparity;
+`trainers.evaluate.native_resolution_dataset`). The report is
+`export.report.export_and_report`'s.
 
 Self-supervised (Monodepth2, segdepth) and dynamic (Li et al. 2021) experiments export their depth
 net at scale 0 with ``disp_to_depth`` (dynamic: its softplus depth head;
 `tfdepth.models.monodepth2.build_monodepth2_depth_model`,
 weights copied by layer name from the trainer checkpoint; no pose / motion net, no segmentation
 head). Their images are the target frames of the video pipeline (`tfdepth.data.video`), their
-metrics use the experiment's evaluation protocol (per-image median scaling for monocular
+metrics (at the network size) use the experiment's evaluation protocol (per-image median scaling for monocular
 training), and QAT self-distils (the float model's own depth is the target: metric ground truth
 would turn QAT into supervised fine-tuning of a scale-ambiguous model).
 """
@@ -137,6 +140,18 @@ def load_experiment_network(config, checkpoint):
       f"{config.data.width}): {' | '.join(errors)}")
 
 
+def _collect_native(dataset, limit):
+  """(images, depths): lists of up to ``limit`` per-image arrays (H_i, W_i, 3) / (H_i, W_i, 1)
+  from batches of a native-resolution dataset (`trainers.evaluate.native_resolution_dataset`)."""
+  images, depths = [], []
+  for batch in dataset:
+    images.extend(batch["image"].numpy())
+    depths.extend(batch["depth"].numpy())
+    if len(images) >= limit:
+      break
+  return images[:limit], depths[:limit]
+
+
 def _collect(dataset, limit, target_index=None):
   """(images, depths) numpy arrays of up to ``limit`` examples; ``target_index``: take the image
   from ``frames[:, target_index]`` (video pipelines)."""
@@ -164,6 +179,7 @@ def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), dat
   from tfdepth import models  # pylint: disable=g-import-not-at-top
   from tfdepth.data import make_supervised_dataset  # pylint: disable=g-import-not-at-top
   from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import evaluate  # pylint: disable=g-import-not-at-top
   from trainers import experiments  # pylint: disable=g-import-not-at-top
   report_lib.check_format(fmt)
   if not output_dir:
@@ -215,7 +231,12 @@ def export_experiment(experiment, checkpoint, fmt, output_dir, overrides=(), dat
                    "batch_size": config.train.batch_size, "target_sparsity": target_sparsity}
   test_images = test_depths = None
   if num_test > 0 and d.test_split:   # experiments without ground truth have no test split
-    test_images, test_depths = split_arrays(d.test_split, num_test)
+    if video_module is not None:
+      test_images, test_depths = split_arrays(d.test_split, num_test)
+    else:   # at the stored resolution, as tfdepth-eval evaluates (`export.report`)
+      test_images, test_depths = _collect_native(
+          evaluate.native_resolution_dataset(builder, d.test_split, config.train.batch_size),
+          num_test)
   min_depth = DEFAULT_MIN_DEPTH
   if video_module is not None:
     protocol = video_module.eval_protocol(config)

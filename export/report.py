@@ -42,11 +42,14 @@ DEFAULT_NUM_RUNS = 50
 # Report files, one pair per format so that several formats can share an output directory.
 REPORT_JSON = "export_report_{fmt}.json"
 REPORT_MD = "export_report_{fmt}.md"
-# What the ground truth of the report's metrics is resized to (the test split is read through
-# the training pipeline at the network's input size, depth nearest-resized).
-GROUND_TRUTH_SIZE_NOTE = ("ground truth at the network's input size (nearest); tfdepth-eval "
-                          "scores at the ground truth's native size, so on KITTI / NYU its "
-                          "figures differ")
+# Where the report's metrics are computed: at the test images' own size when they are not at the
+# network's (each image resized to the network, the depth back to the image as disparity, as
+# `tfdepth-eval` does; `tfdepth-export` passes the test split at its stored resolution), else at
+# the network's input size.
+GROUND_TRUTH_SIZE_NOTE = {
+    "native": "ground truth at its own size, predictions resized to it as disparity "
+              "(as tfdepth-eval)",
+    "network": "ground truth at the network's input size"}
 _LATENCY_TIMEOUT_S = 600
 # `parity_table`: the fraction of pixels whose exported depth is within this factor of the Keras
 # model's depth, the delta_1 threshold of Eigen et al. 2014 with the Keras depth in place of the
@@ -110,7 +113,8 @@ def measure_latency(path, fmt, num_runs=DEFAULT_NUM_RUNS, threads=DEFAULT_THREAD
 
 
 def metric_table(gts, preds, protocol):
-  """``{metric: mean over images}`` of depth predictions (N, H, W, 1) against gts (0 = invalid).
+  """``{metric: mean over images}`` of depth predictions against gts (0 = invalid): arrays
+  (N, H, W, 1) or lists of (H_i, W_i, 1), each prediction at its ground truth's size.
 
   Non-positive predictions (a ReLU head's 0) become `tfdepth.metrics.streaming.RESIZE_MIN_DEPTH`
   (the evaluator needs positive depths, which it resizes as disparity); the evaluator then scales
@@ -119,9 +123,9 @@ def metric_table(gts, preds, protocol):
   """
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   from tfdepth.metrics import streaming  # pylint: disable=g-import-not-at-top
-  preds = np.asarray(preds, np.float32)
-  preds = np.where(preds > 0, preds, np.float32(streaming.RESIZE_MIN_DEPTH))
-  table, _ = metrics.evaluate_predictions(list(np.asarray(gts)[..., 0]), list(preds[..., 0]),
+  floor = np.float32(streaming.RESIZE_MIN_DEPTH)
+  preds = [np.where(p > 0, p, floor)[..., 0] for p in (np.asarray(p, np.float32) for p in preds)]
+  table, _ = metrics.evaluate_predictions([np.asarray(g, np.float32)[..., 0] for g in gts], preds,
                                           protocol)
   return {k: float(v) for k, v in table.items()}
 
@@ -142,9 +146,9 @@ def parity_table(gts, reference, preds, protocol):
   * ``max_rel_diff``: max over ALL images' pixels of |pred - reference| / reference (not a mean).
 
   Args:
-    gts: ground truth (N, H, W, 1) metres, 0 = invalid.
-    reference: the Keras model's depths (N, H, W, 1) metres.
-    preds: the exported model's depths (N, H, W, 1) metres.
+    gts: ground truth (N, H, W, 1) metres, 0 = invalid (or a list of (H_i, W_i, 1)).
+    reference: the Keras model's depths, like ``gts``.
+    preds: the exported model's depths, like ``gts``.
     protocol: `tfdepth.metrics` protocol name or EvalProtocol.
   Returns:
     dict with the PARITY_KEYS and ``num_images`` (images with evaluated pixels).
@@ -155,15 +159,18 @@ def parity_table(gts, reference, preds, protocol):
   from tfdepth import metrics  # pylint: disable=g-import-not-at-top
   protocol = metrics.get_protocol(protocol)
   arrays = {"gts": gts, "reference": reference, "preds": preds}
-  arrays = {k: np.asarray(v, np.float32) for k, v in arrays.items()}
-  shape = arrays["gts"].shape
-  for name, a in arrays.items():
-    if a.ndim != 4 or a.shape[-1] != 1 or a.shape != shape:
-      raise InvalidInputError(f"parity_table: {name} must be (N, H, W, 1) like gts {shape}, got "
-                              f"{a.shape}")
-  for name in ("reference", "preds"):
-    if np.isnan(arrays[name]).any():
-      raise InvalidInputError(f"parity_table: {name} has NaN depths; expected metres")
+  arrays = {k: [np.asarray(a, np.float32) for a in v] for k, v in arrays.items()}
+  num = len(arrays["gts"])
+  for name, images in arrays.items():
+    if len(images) != num:
+      raise InvalidInputError(f"parity_table: {name} has {len(images)} images, gts {num}")
+    for i, a in enumerate(images):
+      if a.ndim != 3 or a.shape[-1] != 1 or a.shape != arrays["gts"][i].shape:
+        raise InvalidInputError(f"parity_table: {name} must be (N, H, W, 1) like gts "
+                                f"(image {i}: {arrays['gts'][i].shape}), got {a.shape}")
+      if name != "gts" and np.isnan(a).any():
+        raise InvalidInputError(f"parity_table: {name} has NaN depths; expected metres")
+  shape = (num,)
   lo, hi = protocol.min_depth, protocol.max_depth
   per_image, max_rel = [], 0.0
   for gt, ref, pred in zip(arrays["gts"], arrays["reference"], arrays["preds"]):
@@ -185,11 +192,55 @@ def parity_table(gts, reference, preds, protocol):
 
 
 def keras_predict(model, images, batch_size=8):
-  """Depth (N, H, W, 1) float32 of a Keras depth model on float [0, 1] images, in batches."""
+  """Depth (N, H, W, 1) float32 of a Keras depth model on float [0, 1] images at its input size,
+  in batches."""
   out = []
   for i in range(0, len(images), batch_size):
     out.append(np.asarray(model(images[i:i + batch_size], training=False)["depth"], np.float32))
   return np.concatenate(out)
+
+
+def keras_reference(model, images):
+  """The Keras model's depth (N, H, W, 1) on images (N, H, W, 3) of any size, computed as the
+  runners compute theirs: images resized to the model's input size
+  (`tfdepth.data.augment.resize_images`), depth resized back to (H, W) as disparity."""
+  from export._common import model_input_size  # pylint: disable=g-import-not-at-top
+  from tfdepth.data import augment  # pylint: disable=g-import-not-at-top
+  size = tuple(model_input_size(model))
+  x = np.asarray(images, np.float32)
+  in_hw = tuple(x.shape[1:3])
+  if in_hw != size:
+    x = augment.resize_images(x, *size).numpy()
+  depth = np.asarray(model(x, training=False)["depth"], np.float32)
+  return litert_runner._resize_back(depth, in_hw)  # pylint: disable=protected-access
+
+
+def _test_set(test_images, test_depths, input_size):
+  """``(images, depths, at_network_size)``: lists of per-image float32 arrays (H_i, W_i, 3) /
+  (H_i, W_i, 1); ``at_network_size`` when every image has the model's input size."""
+  if isinstance(test_images, np.ndarray):
+    test_images = list(check_images(test_images, "test_images"))
+  else:
+    test_images = [check_images(np.asarray(im)[np.newaxis], f"test_images[{i}]")[0]
+                   for i, im in enumerate(test_images)]
+  if test_depths is None or len(test_depths) != len(test_images) or not test_images:
+    raise InvalidInputError(
+        f"test_depths must hold one depth map per test image ({len(test_images)}), got "
+        f"{None if test_depths is None else len(test_depths)}")
+  depths = []
+  for i, (im, d) in enumerate(zip(test_images, test_depths)):
+    d = np.asarray(d, np.float32)
+    if d.shape != im.shape[:2] + (1,):
+      raise InvalidInputError(f"test_depths[{i}] must be {im.shape[:2] + (1,)} like its image, "
+                              f"got {d.shape}")
+    depths.append(d)
+  at_network = all(tuple(im.shape[:2]) == tuple(input_size) for im in test_images)
+  return test_images, depths, at_network
+
+
+def _predict_each(predict, images):
+  """``predict`` ((1, H, W, 3) -> (1, H, W, 1)) on each image: a list of (H_i, W_i, 1)."""
+  return [np.asarray(predict(im[np.newaxis]), np.float32)[0] for im in images]
 
 
 def export_artefact(model, metadata, fmt, output_dir, representative_dataset=None,
@@ -257,26 +308,30 @@ def export_and_report(model, metadata, fmt, output_dir, test_images=None, test_d
   Args:
     model, metadata, fmt, output_dir, representative_dataset, io_dtype, qat_options,
       bias_correction: see `export_artefact`.
-    test_images: float32 [0, 1] (N, H, W, 3) at the model's size, or None (no metrics).
-    test_depths: float32 ground truth (N, H, W, 1) metres, 0 = invalid.
+    test_images: float32 [0, 1] images, or None (no metrics): (N, H, W, 3), or a list of
+      (H_i, W_i, 3) of any sizes (e.g. a test split at its stored resolution). Images not at
+      the model's size are resized to it and the depth back to the image as disparity (the
+      runners' `predict`, the SavedModel's serving), so the metrics are those `tfdepth-eval`
+      computes at the ground truth's size.
+    test_depths: float32 ground truth (N, H, W, 1) metres, 0 = invalid, or a list of
+      (H_i, W_i, 1), one per image at its size.
     protocol: `tfdepth.metrics` protocol name for the metrics.
     num_runs: timed runs per latency figure.
     threads: thread counts to time.
     reference_metrics: optional ``metric_table`` of the Keras model on the same test data (the
       ``"keras"`` row), to skip recomputing it when one model is exported to several formats.
-    reference_depths: optional Keras depths on ``test_images`` (N, H, W, 1) for ``parity``,
-      likewise (computed when None).
+    reference_depths: optional Keras depths on ``test_images`` (one (H_i, W_i, 1) per image) for
+      ``parity``, likewise (computed when None).
   Returns:
     The report dict (also written to ``output_dir/export_report_<fmt>.{json,md}``).
   """
   if test_images is not None:
-    test_images = check_images(test_images, "test_images")
     if test_depths is None or protocol is None:
       raise InvalidInputError("test_images need test_depths and protocol, got "
                               f"test_depths={type(test_depths).__name__}, protocol={protocol!r}")
-    if np.shape(test_depths) != test_images.shape[:3] + (1,):
-      raise InvalidInputError(f"test_depths must be {test_images.shape[:3] + (1,)}, got "
-                              f"{np.shape(test_depths)}")
+    from export._common import model_input_size  # pylint: disable=g-import-not-at-top
+    test_images, test_depths, at_network = _test_set(test_images, test_depths,
+                                                     model_input_size(model))
   path = export_artefact(model, metadata, fmt, output_dir, representative_dataset, io_dtype,
                          qat_options, bias_correction)
   report = {"format": fmt, "artefact": os.path.abspath(path), "metadata": metadata,
@@ -286,13 +341,13 @@ def export_and_report(model, metadata, fmt, output_dir, test_images=None, test_d
   if fmt != "saved_model":
     report["ops"] = litert_runner.op_summary(path)
   if test_images is not None:
-    exported = make_runner(path, fmt).predict(test_images)
+    exported = _predict_each(make_runner(path, fmt).predict, test_images)
     report["num_test_images"] = int(len(test_images))
-    report["ground_truth_size"] = GROUND_TRUTH_SIZE_NOTE
+    report["ground_truth_size"] = GROUND_TRUTH_SIZE_NOTE["network" if at_network else "native"]
     # A preset's name, or the name of a derived protocol (e.g. "synthetic_street_median").
     report["protocol"] = protocol if isinstance(protocol, str) else protocol.name
     if reference_depths is None:
-      reference_depths = keras_predict(model, test_images)
+      reference_depths = _predict_each(lambda x: keras_reference(model, x), test_images)
     if reference_metrics is None:
       reference_metrics = metric_table(test_depths, reference_depths, protocol)
     report["metrics"] = {"keras": dict(reference_metrics),
@@ -320,7 +375,7 @@ def report_markdown(report):
     names = list(next(iter(report["metrics"].values())))
     lines += ["", f"Metrics on {report['num_test_images']} test images "
               f"(protocol `{report['protocol']}`; "
-              f"{report.get('ground_truth_size', GROUND_TRUTH_SIZE_NOTE)}):", "",
+              f"{report.get('ground_truth_size', GROUND_TRUTH_SIZE_NOTE['network'])}):", "",
               "| model | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for row, table in report["metrics"].items():
       lines.append(f"| {row} | " + " | ".join(f"{table[k]:.4f}" for k in names) + " |")

@@ -6,6 +6,7 @@ import os
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from export import cli
 from export import report as report_lib
@@ -50,7 +51,7 @@ def test_tflite_report(model, tmp_path):
     assert json.load(f)["size_bytes"] == rep["size_bytes"]
   md = (tmp_path / "export_report_tflite_fp32.md").read_text()
   assert "tflite_fp32" in md and "| 2 |" in md
-  assert "ground truth at the network's input size (nearest); tfdepth-eval scores" in md
+  assert "(protocol `synthetic_street`; ground truth at the network's input size)" in md
   assert "Parity with the Keras model (evaluated pixels): depth ratio exp(mean ln) 1.0000" in md
   # FastDepth after export.rewrite: the whole float graph is one XNNPACK partition.
   assert rep["ops"]["num_delegate_partitions"] == 1 and "TILE" not in rep["ops"]["op_counts"]
@@ -73,6 +74,54 @@ def test_tflite_report(model, tmp_path):
   assert os.path.getsize(path) == size
   with open(str(path) + ".metadata.json") as f:
     assert json.load(f)["experiment"] == "t"
+
+
+def test_report_at_native_resolution_matches_tfdepth_eval(model, tmp_path):
+  # Test images larger than the model (96x80 for 64x64) with their ground truth at that size:
+  # the report's Keras row is what tfdepth-eval computes (images resized to the network with the
+  # pipeline's resize, predictions resized to the GT as disparity), the exported row within
+  # float rounding of it.
+  from tfdepth import metrics  # pylint: disable=g-import-not-at-top
+  from trainers import evaluate  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(5)
+  images = rng.uniform(size=(3, 96, 80, 3)).astype(np.float32)
+  depths = rng.uniform(3.0, 8.0, size=(3, 96, 80, 1)).astype(np.float32)
+  depths[:, :10] = 0.0   # invalid rows
+  rep = report_lib.export_and_report(model, {"experiment": "t"}, "tflite_fp32", str(tmp_path),
+                                     test_images=list(images), test_depths=list(depths),
+                                     protocol=PROTOCOL, num_runs=1, threads=(1,))
+  assert rep["ground_truth_size"] == report_lib.GROUND_TRUTH_SIZE_NOTE["native"]
+  dataset = tf.data.Dataset.from_tensor_slices({"image": images, "depth": depths}).batch(2)
+  gts, preds = evaluate.predict_split(model, dataset, *INPUT_SIZE)
+  expected, _ = metrics.evaluate_predictions([g[..., 0] for g in gts], [p[..., 0] for p in preds],
+                                             PROTOCOL)
+  for key, value in expected.items():
+    # Same float32 ops in another order (resize back in numpy vs in the evaluator): 1e-5.
+    assert rep["metrics"]["keras"][key] == pytest.approx(float(value), rel=1e-5), key
+    assert rep["metrics"]["tflite_fp32"][key] == pytest.approx(float(value), rel=FP32_ABS_REL), key
+  assert rep["parity"]["num_images"] == 3 and rep["parity"]["within_1.25"] == 1.0
+
+
+def test_supervised_experiment_reports_metrics_at_the_stored_resolution(tmp_path):
+  # The synthetic world rendered at 96x96 for a 64x64 network: tfdepth-export's metrics are
+  # computed at 96x96 (as tfdepth-eval), not on ground truth shrunk to 64x64.
+  from trainers import common  # pylint: disable=g-import-not-at-top
+  from trainers import experiments  # pylint: disable=g-import-not-at-top
+  overrides = ["data.height=64", "data.width=64", "data.builder_kwargs.height=96",
+               "data.builder_kwargs.width=96", "data.builder_kwargs.num_train=2",
+               "data.builder_kwargs.num_validation=1", "data.builder_kwargs.num_test=2",
+               "model.kwargs.width_multiplier=0.25"]
+  config = experiments.apply_overrides(
+      experiments.get_experiment("fastdepth_synthetic_street"), overrides)
+  path = str(tmp_path / "fd.weights.h5")
+  common.build_network(config).save_weights(path)
+  rep = cli.export_experiment("fastdepth_synthetic_street", path, "tflite_fp32",
+                              str(tmp_path / "out"), overrides=overrides,
+                              data_dir=str(tmp_path / "tfds"), num_test=2, num_runs=1)
+  assert rep["num_test_images"] == 2
+  assert rep["ground_truth_size"] == report_lib.GROUND_TRUTH_SIZE_NOTE["native"]
+  keras_abs_rel = rep["metrics"]["keras"]["abs_rel"]
+  assert rep["metrics"]["tflite_fp32"]["abs_rel"] == pytest.approx(keras_abs_rel, rel=FP32_ABS_REL)
 
 
 def test_artefact_size_sums_directory(tmp_path):
@@ -103,7 +152,8 @@ def test_parity_table_by_hand():
   # Swapping the roles flips the sign of the log ratio (clamps are symmetric).
   q = report_lib.parity_table(gts, pred, ref, PROTOCOL)
   np.testing.assert_allclose(q["mean_log_ratio"], -p["mean_log_ratio"], rtol=1e-6)
-  with pytest.raises(InvalidInputError, match=r"preds must be \(N, H, W, 1\).*got \(2, 2, 2\)"):
+  with pytest.raises(InvalidInputError, match=r"preds must be \(N, H, W, 1\) like gts \(image 0: "
+                                              r"\(2, 2, 1\)\), got \(2, 2\)"):
     report_lib.parity_table(gts, ref, pred[..., 0], PROTOCOL)
   with pytest.raises(InvalidInputError, match="preds has NaN"):
     report_lib.parity_table(gts, ref, np.full_like(pred, np.nan), PROTOCOL)
@@ -124,7 +174,7 @@ def test_bad_inputs(model, tmp_path):
                                               "format 'tflite_fp32'"):
     report_lib.export_artefact(model, {"experiment": "t"}, "tflite_fp32", str(tmp_path),
                                bias_correction=True)
-  with pytest.raises(InvalidInputError, match="test_depths must be"):
+  with pytest.raises(InvalidInputError, match=r"one depth map per test image \(2\), got 1"):
     report_lib.export_and_report(model, {"experiment": "t"}, "tflite_fp32", str(tmp_path),
                                  test_images=images, test_depths=depths[:1], protocol=PROTOCOL)
   with pytest.raises(InvalidInputError, match="'onnx'"):
