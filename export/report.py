@@ -170,7 +170,6 @@ def parity_table(gts, reference, preds, protocol):
                                 f"(image {i}: {arrays['gts'][i].shape}), got {a.shape}")
       if name != "gts" and np.isnan(a).any():
         raise InvalidInputError(f"parity_table: {name} has NaN depths; expected metres")
-  shape = (num,)
   lo, hi = protocol.min_depth, protocol.max_depth
   per_image, max_rel = [], 0.0
   for gt, ref, pred in zip(arrays["gts"], arrays["reference"], arrays["preds"]):
@@ -183,7 +182,7 @@ def parity_table(gts, reference, preds, protocol):
     per_image.append((r.mean(), np.abs(r).mean(), (np.abs(r) < np.log(PARITY_RATIO)).mean()))
     max_rel = max(max_rel, float(np.max(np.abs(pred_v - ref_v) / ref_v)))
   if not per_image:
-    raise InvalidInputError(f"parity_table: none of the {shape[0]} images has an evaluated pixel "
+    raise InvalidInputError(f"parity_table: none of the {num} images has an evaluated pixel "
                             f"under protocol {protocol.name!r}")
   means = np.mean(np.asarray(per_image), axis=0)
   return {"mean_log_ratio": float(means[0]), "mean_abs_log_ratio": float(means[1]),
