@@ -45,6 +45,7 @@ from tfdepth.data import adapters
 from tfdepth.data import augment
 from tfdepth.data import pipeline
 from tfdepth.errors import InvalidInputError
+from tfdepth.geometry import backproject
 from tfdepth.geometry import resize_intrinsics
 from tfdepth.losses import unet_weight_map_numpy
 
@@ -184,11 +185,9 @@ def sample_lidar_scan_lines(depth, intrinsics, max_range=HDL64_MAX_RANGE_M, **se
     raise InvalidInputError(f"depth expected a static shape (H, W, 1), received {depth.shape}")
   h, w = int(depth.shape[0]), int(depth.shape[1])
   mask = lidar_scan_mask(h, w, intrinsics, **sensor_kwargs)
-  k = tf.cast(intrinsics, tf.float32)
-  x = (tf.range(w, dtype=tf.float32) - k[0, 2]) / k[0, 0]
-  y = (tf.range(h, dtype=tf.float32) - k[1, 2]) / k[1, 1]
-  ray_length = tf.sqrt(1.0 + x[None, :] ** 2 + y[:, None] ** 2)[..., None]   # (H, W, 1)
-  keep = mask * tf.cast((depth > 0.0) & (depth * ray_length <= max_range), tf.float32)
+  points = backproject(depth[tf.newaxis], tf.cast(intrinsics, tf.float32)[tf.newaxis])[0]
+  distance = tf.norm(points, axis=-1, keepdims=True)   # (H, W, 1) metres from the camera
+  keep = mask * tf.cast((depth > 0.0) & (distance <= max_range), tf.float32)
   return depth * keep
 
 
